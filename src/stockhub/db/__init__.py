@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations, engine set-up and the few hot-path statements."""

@@ -1,0 +1,182 @@
+"""The tables. SQLAlchemy Core: the statements stay visible and the same for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on both engines (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# BigInteger ids autoincrement on PostgreSQL; on SQLite only INTEGER PRIMARY KEY does.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+brands = Table(
+    "brands",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("brand_id", Id, ForeignKey("brands.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("address", String(500)),
+    Column("postcode", String(20)),
+    Column("city", String(200)),
+    Column("country", String(2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("upload_key_hash", String(64), nullable=False, unique=True),
+    Column("upload_key_rotated_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False, default="api"),
+    Column("label", String(200)),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("revoked_at", UTCDateTime),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("store_id", Id, ForeignKey("stores.id"), nullable=False),
+    Column("kind", String(20), nullable=False),  # stock | products
+    Column("source", String(20), nullable=False),  # http | cli | ftp
+    Column("url_nonce", String(64), unique=True),  # a signed upload URL is good for one upload
+    Column("filename", String(255)),
+    Column("path", String(1000), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("status", String(20), nullable=False, default="received"),
+    Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("worker_id", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("line_count", Integer),
+    Column("valid_count", Integer),
+    Column("rejected_count", Integer),
+    Column("superseded_count", Integer),
+    Column("in_stock_count", Integer),
+    Column("changed_count", Integer),
+    Column("warnings", Text),  # JSON list of strings
+    Column("error", Text),  # why the upload is invalid or failed
+    Index("ix_uploads_store_id_id", "store_id", "id"),
+    Index("ix_uploads_status", "status"),
+)
+
+upload_rejections = Table(
+    "upload_rejections",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("upload_id", Id, ForeignKey("uploads.id"), nullable=False, index=True),
+    Column("row", Integer, nullable=False),
+    Column("field", String(50), nullable=False),
+    Column("value", Text),
+    Column("reason", Text, nullable=False),
+)
+
+stock_levels = Table(
+    "stock_levels",
+    metadata,
+    Column("store_id", Id, ForeignKey("stores.id"), primary_key=True),
+    Column("identifier", String(40), primary_key=True),
+    Column("on_hand", Integer, nullable=False),
+    Column("committed", Integer, nullable=False, default=0),
+    Column("safety_stock", Integer, nullable=False, default=0),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("promotion_minor", BigInteger),
+    Column("last_reported_on", Date, nullable=False),  # day granularity: a 15-minute re-upload rewrites nothing
+    Column("expired", Boolean, nullable=False, default=False),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# The ledger: append-only; replaying it per (store, identifier) gives on_hand and committed.
+stock_movements = Table(
+    "stock_movements",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("store_id", Id, ForeignKey("stores.id"), nullable=False),
+    Column("identifier", String(40), nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("on_hand_before", Integer, nullable=False),
+    Column("on_hand_after", Integer, nullable=False),
+    Column("committed_before", Integer, nullable=False),
+    Column("committed_after", Integer, nullable=False),
+    Column("upload_id", Id, ForeignKey("uploads.id")),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_stock_movements_store_id_identifier", "store_id", "identifier"),
+)

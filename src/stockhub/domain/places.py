@@ -1,0 +1,37 @@
+"""Countries (ISO 3166-1 alpha-2), their main currency (ISO 4217) and timezone, from CLDR via Babel."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from babel.core import get_global
+from babel.numbers import get_territory_currencies, list_currencies
+
+
+@cache
+def _countries() -> frozenset[str]:
+    # "ZZ" is CLDR's unknown region, not a country
+    return frozenset(code for code in get_global("territory_zones") if len(code) == 2 and code.isalpha() and code != "ZZ")
+
+
+def is_country(code: str) -> bool:
+    return code in _countries()
+
+
+def is_currency(code: str) -> bool:
+    return code in list_currencies()
+
+
+def default_currency(country: str) -> str | None:
+    currencies = get_territory_currencies(country, tender=True, non_tender=False)
+    return currencies[0] if currencies else None
+
+
+def timezones(country: str) -> list[str]:
+    return list(get_global("territory_zones").get(country, []))
+
+
+def default_timezone(country: str) -> str | None:
+    """The country's timezone when it has only one; None when the store must say which."""
+    zones = timezones(country)
+    return zones[0] if len(zones) == 1 else None

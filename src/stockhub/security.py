@@ -1,0 +1,30 @@
+"""Secrets: making keys, hashing them for lookup, signing and checking upload URLs.
+
+Keys and tokens are stored as HMAC-SHA256(server secret, key): one indexed lookup finds a
+key by its hash, and a leaked database holds no usable key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+
+def new_key(prefix: str = "") -> str:
+    """A random URL-safe secret of 43 characters (256 bits), with an optional readable prefix."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def key_hash(secret: bytes, key: str) -> str:
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(secret: bytes, message: str) -> str:
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def signature_valid(secret: bytes, message: str, signature: str) -> bool:
+    return hmac.compare_digest(sign(secret, message), signature)
