@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from babel.core import get_global
-from babel.numbers import get_territory_currencies, list_currencies
+from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
 
 
 @cache
@@ -35,3 +35,10 @@ def default_timezone(country: str) -> str | None:
     """The country's timezone when it has only one; None when the store must say which."""
     zones = timezones(country)
     return zones[0] if len(zones) == 1 else None
+
+
+def currency_exponent(currency: str) -> int:
+    """Digits after the decimal point in the currency's minor unit (GBP 2, JPY 0, KWD 3)."""
+    if not is_currency(currency):
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency code")
+    return get_currency_precision(currency)

@@ -1,0 +1,1 @@
+"""The HTTP faces: thin FastAPI routers that parse, authorize, call one service and render."""

@@ -1,0 +1,24 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from stockhub import __version__
+from stockhub.api import problems, stock, tenancy, uploads
+from stockhub.services.context import Hub
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(title="stockhub", version=__version__, description="Stock-and-order hub for physical retailers")
+    app.state.hub = hub
+    problems.install(app)
+    app.include_router(tenancy.router)
+    app.include_router(uploads.router)
+    app.include_router(stock.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    return app

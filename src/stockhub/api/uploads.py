@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, Response
+
+from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
+from stockhub.errors import FieldError, Problem
+from stockhub.services import uploads
+
+router = APIRouter(tags=["uploads"])
+
+
+@router.get("/upload/{upload_key}", response_class=PlainTextResponse)
+def upload_url(hub: HubDep, request: Request, upload_key: str, type: str = "stock") -> str:
+    """Step 1 of the two-step upload (NearSt-compatible): the body is the URL to PUT the file to."""
+    return uploads.upload_url(hub, upload_key, type, str(request.base_url))
+
+
+@router.put("/incoming/{store_id}/{kind}")
+async def put_file(
+    hub: HubDep,
+    request: Request,
+    store_id: str,
+    kind: str,
+    expires: Annotated[int, Query()],
+    nonce: Annotated[str, Query(max_length=64)],
+    signature: Annotated[str, Query(max_length=100)],
+) -> dict:
+    """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
+    grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, signature)
+    _refuse_declared_oversize(hub, request)
+    received = await uploads.receive_stream(hub, request.stream())
+    return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")
+
+
+def _refuse_declared_oversize(hub, request: Request) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Problem(400, "Bad request", "Content-Length is not a number", [FieldError("Content-Length", "malformed")])
+        if int(declared) > hub.settings.upload_max_bytes:
+            raise uploads.too_large(hub)
+
+
+@router.get("/v1/uploads/{upload_id}")
+def get_upload(hub: HubDep, organization: Organization, upload_id: str) -> dict:
+    """An upload's progress and result: status, counts, warnings and the first rejected rows."""
+    return uploads.get_upload(hub, organization, upload_id)
+
+
+@router.get("/v1/uploads/{upload_id}/rejections.csv", response_class=Response)
+def rejections_csv(hub: HubDep, organization: Organization, upload_id: str) -> Response:
+    body = uploads.rejections_csv(hub, organization, upload_id)
+    return Response(body, media_type="text/csv; charset=utf-8")
+
+
+@router.get("/v1/stores/{store_id}/uploads")
+def list_uploads(hub: HubDep, organization: Organization, store_id: str, limit: Limit = 50, token: Token = None) -> dict:
+    return page_body(uploads.list_uploads(hub, organization, store_id, limit, token))

@@ -1,0 +1,192 @@
+"""The `stockhub` command: serve, administer tenants, import a file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from stockhub.errors import Problem
+from stockhub.services import tenancy, uploads
+from stockhub.services.context import Hub
+from stockhub.settings import Settings
+
+
+def _hub(migrate: bool = True) -> Hub:
+    hub = Hub.from_settings(Settings())
+    if migrate:
+        from stockhub.db.migrate import upgrade
+
+        upgrade(hub.engine)
+    return hub
+
+
+def _emit(as_json: bool, data: dict, text: str) -> None:
+    click.echo(json.dumps(data) if as_json else text)
+
+
+class _Group(click.Group):
+    """Turns a service's Problem into a one-line error and exit code 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Problem as problem:
+            details = "".join(f"\n  {e.field}: {e.message}" for e in problem.errors)
+            click.echo(f"error: {problem.detail or problem.title}{details}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="stockhub")
+def main() -> None:
+    """stockhub: stock-and-order hub for physical retailers."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default=None, help="interface to listen on (default 127.0.0.1, setting STOCKHUB_HOST)")
+@click.option("--port", default=None, type=int, help="HTTP port (default 8000, setting STOCKHUB_PORT)")
+@click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it")
+@click.option("--workers/--no-workers", default=True, help="run the background workers in this process")
+def serve(host: str | None, port: int | None, demo: bool, workers: bool) -> None:
+    """Run the HTTP API and the workers in one process."""
+    import uvicorn
+
+    from stockhub.api.app import create_app
+    from stockhub.jobs.worker import Worker
+
+    hub = _hub()
+    host = host or hub.settings.host
+    port = port or hub.settings.port
+    if demo:
+        from stockhub.demo import create_demo
+
+        click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"))
+    worker = Worker(hub)
+    if workers:
+        worker.start()
+    try:
+        uvicorn.run(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
+    finally:
+        worker.stop()
+
+
+@main.command()
+def worker() -> None:
+    """Run only the background workers (scaled-out deployments)."""
+    from stockhub.jobs.worker import Worker
+
+    Worker(_hub()).run_forever()
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database to the newest schema."""
+    _hub()
+    click.echo("database is up to date")
+
+
+@main.group()
+def org() -> None:
+    """Organizations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def org_create(name: str, as_json: bool) -> None:
+    made = tenancy.create_organization(_hub(), name)
+    _emit(as_json, {"id": made.id}, f"organization {made.id}")
+
+
+@main.group()
+def brand() -> None:
+    """Brands."""
+
+
+@brand.command("create")
+@click.option("--org", "org_id", required=True)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def brand_create(org_id: str, name: str, as_json: bool) -> None:
+    made = tenancy.create_brand_for(_hub(), org_id, name)
+    _emit(as_json, {"id": made.id}, f"brand {made.id}")
+
+
+@main.group()
+def store() -> None:
+    """Stores and their upload keys."""
+
+
+@store.command("create")
+@click.option("--brand", "brand_id", required=True)
+@click.option("--country", required=True, help="ISO 3166-1 alpha-2, e.g. GB")
+@click.option("--currency", default=None, help="ISO 4217; default: the country's")
+@click.option("--timezone", default=None, help="IANA name; default: the country's when it has one")
+@click.option("--address", default=None)
+@click.option("--postcode", default=None)
+@click.option("--city", default=None)
+@click.option("--latitude", type=float, default=None)
+@click.option("--longitude", type=float, default=None)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def store_create(brand_id: str, name: str, as_json: bool, **fields) -> None:
+    data = {"name": name} | {k: v for k, v in fields.items() if v is not None}
+    made = tenancy.create_store_for(_hub(), brand_id, data)
+    _emit(as_json, {"id": made.id, "upload_key": made.secret}, f"store {made.id}\nupload key {made.secret}  (shown once)")
+
+
+@store.command("rotate-key")
+@click.argument("store_id")
+@click.option("--json", "as_json", is_flag=True)
+def store_rotate_key(store_id: str, as_json: bool) -> None:
+    key = tenancy.rotate_upload_key(_hub(), None, store_id)
+    _emit(as_json, {"id": store_id, "upload_key": key}, f"store {store_id}\nupload key {key}  (shown once)")
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--org", "org_id", required=True)
+@click.option("--label", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def token_create(org_id: str, label: str | None, as_json: bool) -> None:
+    made = tenancy.create_api_token(_hub(), org_id, label)
+    _emit(as_json, {"id": made.id, "token": made.secret}, f"token {made.id}\n{made.secret}  (shown once)")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--store", "store_id", required=True)
+@click.option("--json", "as_json", is_flag=True)
+def import_(file: Path, store_id: str, as_json: bool) -> None:
+    """Ingest a stock file from the command line, as an upload of the store."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TransferSpeedColumn
+
+    from stockhub.jobs.worker import Worker
+
+    hub = _hub()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TransferSpeedColumn(), transient=True) as bar:
+        copying = bar.add_task(f"storing {file.name}", total=file.stat().st_size)
+        recorded = uploads.import_file(hub, store_id, file, progress=lambda n: bar.advance(copying, n))
+        bar.add_task("parsing, validating and applying", total=None)
+        worker = Worker(hub, name=f"cli-import-{recorded['upload_id']}")
+        while uploads.get_upload(hub, None, recorded["upload_id"])["status"] in ("received", "processing"):
+            if not worker.run_once():
+                time.sleep(0.2)  # another worker holds it, or an older upload of the store goes first
+    result = uploads.get_upload(hub, None, recorded["upload_id"])
+    counts = result["counts"]
+    _emit(
+        as_json,
+        result,
+        f"upload {result['id']}: {result['status']}; {counts['lines']} lines, {counts['valid']} valid, "
+        f"{counts['rejected']} rejected, {counts['changed']} changed" + (f"\n{result['error']}" if result["error"] else ""),
+    )

@@ -1,0 +1,1 @@
+"""Background work, claimed from rows in the database: processing uploads, the expiry sweep."""

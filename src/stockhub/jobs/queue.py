@@ -1,0 +1,68 @@
+"""Claiming uploads to process: per-store order, leases, and SKIP LOCKED on PostgreSQL.
+
+An upload is claimable when it is `received` (or `processing` with a lapsed lease: its worker
+died) and no older upload of the same store is unfinished, so one store's uploads apply in
+the order they arrived.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import aliased
+
+from stockhub.db.engine import transaction
+from stockhub.db.tables import uploads
+from stockhub.services.context import Hub
+
+MAX_ATTEMPTS = 3
+UNFINISHED = ("received", "processing")
+
+
+def claim_upload(hub: Hub, worker_id: str) -> int | None:
+    now = datetime.now(UTC)
+    older = aliased(uploads)
+    claimable = (
+        select(uploads.c.id)
+        .where(
+            or_(uploads.c.status == "received", and_(uploads.c.status == "processing", uploads.c.lease_until < now)),
+            ~exists().where(older.c.store_id == uploads.c.store_id, older.c.id < uploads.c.id, older.c.status.in_(UNFINISHED)),
+        )
+        .order_by(uploads.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    with transaction(hub.engine) as conn:
+        upload_id = conn.execute(claimable).scalar()
+        if upload_id is None:
+            return None
+        conn.execute(
+            uploads.update()
+            .where(uploads.c.id == upload_id)
+            .values(
+                status="processing",
+                worker_id=worker_id,
+                lease_until=now + timedelta(seconds=hub.settings.worker_lease_seconds),
+                attempts=uploads.c.attempts + 1,
+                started_at=now,
+            )
+        )
+        return upload_id
+
+
+def fail_upload(hub: Hub, upload_id: int, worker_id: str, error: str) -> None:
+    """After an unexpected error: give up once attempts are spent, else let the lease lapse and retry."""
+    with transaction(hub.engine) as conn:
+        attempts = conn.execute(select(uploads.c.attempts).where(uploads.c.id == upload_id)).scalar_one()
+        done = attempts >= MAX_ATTEMPTS
+        conn.execute(
+            uploads.update()
+            .where(uploads.c.id == upload_id, uploads.c.worker_id == worker_id, uploads.c.status == "processing")
+            .values(
+                status="failed" if done else "received",
+                error=error if done else None,
+                finished_at=datetime.now(UTC) if done else None,
+                lease_until=None,
+            )
+        )

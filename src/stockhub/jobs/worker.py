@@ -1,0 +1,71 @@
+"""The worker loop: claim an upload, process it, repeat; sweep now and then; sleep until woken."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from stockhub.jobs.queue import claim_upload, fail_upload
+from stockhub.jobs.sweeps import expire_stale_stock
+from stockhub.services.context import Hub
+from stockhub.services.ingest import process_upload
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, hub: Hub, name: str | None = None):
+        self.hub = hub
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._next_sweep = 0.0
+
+    def run_once(self) -> bool:
+        """Process one upload if one is claimable; True when it did."""
+        upload_id = claim_upload(self.hub, self.id)
+        if upload_id is None:
+            return False
+        try:
+            process_upload(self.hub, upload_id, self.id)
+        except Exception as error:
+            log.exception("upload %s failed", upload_id)
+            fail_upload(self.hub, upload_id, self.id, f"processing failed: {type(error).__name__}")
+        return True
+
+    def run_until_idle(self) -> int:
+        done = 0
+        while self.run_once():
+            done += 1
+        return done
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            self.hub.work_arrived.clear()  # before looking, so a wake-up during the look is not lost
+            try:
+                self._sweep_when_due()
+                busy = self.run_once()
+            except Exception:
+                log.exception("worker loop error")
+                busy = False
+            if not busy:
+                self.hub.work_arrived.wait(self.hub.settings.worker_poll_seconds)
+
+    def _sweep_when_due(self) -> None:
+        if time.monotonic() >= self._next_sweep:
+            expired = expire_stale_stock(self.hub)
+            if expired:
+                log.info("expired %d stock levels not reported for %d days", expired, self.hub.settings.expiry_days)
+            self._next_sweep = time.monotonic() + self.hub.settings.sweep_interval_seconds
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, name="stockhub-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.hub.work_arrived.set()

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from stockhub.db.engine import make_engine
+from stockhub.settings import Settings
+
+
+@dataclass
+class Hub:
+    """What every use case needs: the settings, the database, and a bell that wakes the workers."""
+
+    settings: Settings
+    engine: Engine
+    work_arrived: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Hub:
+        return cls(settings=settings, engine=make_engine(settings.db_url))
+
+    @property
+    def secret(self) -> bytes:
+        return self.settings.secret

@@ -1,0 +1,105 @@
+"""Ingest an upload: parse and validate the file, then apply it to the store's stock in one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+from sqlalchemy import Connection, select
+
+from stockhub import feeds
+from stockhub.db.bulk import insert_frame, read_frame, update_frame
+from stockhub.db.engine import reading, transaction
+from stockhub.db.locks import lock_store
+from stockhub.db.tables import stock_levels, stock_movements, stores, upload_rejections, uploads
+from stockhub.domain.stock import MovementReason
+from stockhub.inventory.snapshot import LEVELS, diff_snapshot
+from stockhub.services.context import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    changed: int = 0
+
+
+def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
+    """Process a claimed upload. Returns None when the claim was lost (another worker owns it now)."""
+    with reading(hub.engine) as conn:
+        upload = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
+        currency = conn.execute(select(stores.c.currency).where(stores.c.id == upload.store_id)).scalar_one()
+    if upload.kind != "stock":
+        parsed, fatal = None, "custom product data (products.csv) is not processed yet: only stock files are"
+    else:
+        data = open(upload.path, "rb").read()
+        parsed = feeds.read_stock_file(data, default_currency=currency, invalid_threshold=hub.settings.invalid_threshold)
+        fatal = parsed.invalid_reason
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        lock_store(conn, upload.store_id)
+        still_ours = conn.execute(
+            select(uploads.c.id).where(
+                uploads.c.id == upload_id, uploads.c.status == "processing", uploads.c.worker_id == worker_id
+            )
+        ).first()
+        if still_ours is None:
+            return None
+        changed = 0
+        if fatal is None:
+            changed = apply_snapshot(conn, upload.store_id, upload_id, parsed.rows, now)
+        outcome = Outcome("invalid" if fatal else "applied", changed)
+        _record_outcome(conn, upload_id, outcome, parsed, fatal, now)
+    return outcome
+
+
+def apply_snapshot(conn: Connection, store_id: int, upload_id: int, rows: pl.DataFrame, now: datetime) -> int:
+    """Write what the reported rows change in the store's levels, and the ledger for it. Returns rows changed."""
+    current = read_frame(
+        conn, select(*(stock_levels.c[name] for name in LEVELS)).where(stock_levels.c.store_id == store_id), LEVELS
+    )
+    today = now.date()
+    diff = diff_snapshot(current, rows, today)
+    at = {"updated_at": now, "last_reported_on": today}
+    insert_frame(
+        conn,
+        stock_levels,
+        diff.inserts.with_columns(
+            store_id=pl.lit(store_id), committed=pl.lit(0), safety_stock=pl.lit(0), expired=pl.lit(False), **{k: pl.lit(v) for k, v in at.items()}
+        ),
+    )
+    keys = ["store_id", "identifier"]
+    update_frame(conn, stock_levels, diff.updates.with_columns(store_id=pl.lit(store_id)), keys, at | {"expired": False})
+    update_frame(conn, stock_levels, diff.touches.with_columns(store_id=pl.lit(store_id)), keys, {"last_reported_on": today})
+    insert_frame(
+        conn,
+        stock_movements,
+        diff.movements.with_columns(
+            store_id=pl.lit(store_id), reason=pl.lit(MovementReason.FEED.value), upload_id=pl.lit(upload_id), created_at=pl.lit(now)
+        ),
+    )
+    return diff.changed
+
+
+def _record_outcome(conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime) -> None:
+    counts = {}
+    if parsed is not None:
+        rejected = parsed.rejections.height - parsed.superseded_count
+        counts = {
+            "line_count": parsed.line_count,
+            "valid_count": parsed.rows.height,
+            "rejected_count": rejected,
+            "superseded_count": parsed.superseded_count,
+            "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height,
+            "warnings": json.dumps(list(parsed.warnings)),
+        }
+        insert_frame(conn, upload_rejections, parsed.rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id)))
+    conn.execute(
+        uploads.update()
+        .where(uploads.c.id == upload_id)
+        .values(status=outcome.status, changed_count=outcome.changed, error=fatal, finished_at=now, lease_until=None, **counts)
+    )

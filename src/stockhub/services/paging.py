@@ -1,0 +1,57 @@
+"""Keyset pagination: `limit` plus an opaque `token`; the page carries the next token, or none at the end."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, Connection, Select
+
+from stockhub.errors import FieldError, Problem
+
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict]
+    next_token: str | None
+
+
+def page_of(
+    conn: Connection,
+    query: Select,
+    key: Column,
+    limit: int,
+    token: str | None,
+    render: Callable[[Any], dict],
+    descending: bool = False,
+) -> Page:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Problem(400, "Bad request", f"limit must be between 1 and {MAX_LIMIT}", [FieldError("limit", "out of range")])
+    if token is not None:
+        after = decode_token(token, key.type.python_type)
+        query = query.where(key < after if descending else key > after)
+    rows = conn.execute(query.order_by(key.desc() if descending else key).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_token = encode_token(getattr(rows[-1], key.name)) if more else None
+    return Page([render(row) for row in rows], next_token)
+
+
+def encode_token(after: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).rstrip(b"=").decode()
+
+
+def decode_token(token: str, kind: type) -> Any:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+        if type(after) is not kind:
+            raise TypeError(after)
+        return after
+    except (ValueError, KeyError, TypeError):
+        raise Problem(400, "Bad request", "the page token is not one this API gave out", [FieldError("token", "malformed")]) from None

@@ -1,0 +1,316 @@
+"""Organizations, brands, stores, their upload keys and the organization's API tokens."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import Connection, select
+
+from stockhub import ids, security
+from stockhub.db.engine import reading, transaction
+from stockhub.db.tables import api_tokens, brands, organizations, stores, utcnow
+from stockhub.domain import places
+from stockhub.errors import FieldError, invalid, not_found
+from stockhub.services.context import Hub
+from stockhub.timefmt import iso
+from stockhub.services.paging import Page, page_of
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class StoreFields(BaseModel):
+    """A store's details as a person or partner gives them; currency and timezone default from the country."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name
+    country: str = Field(description="ISO 3166-1 alpha-2, e.g. GB")
+    address: str | None = Field(None, max_length=500)
+    postcode: str | None = Field(None, max_length=20)
+    city: str | None = Field(None, max_length=200)
+    currency: str | None = Field(None, description="ISO 4217; defaults to the country's currency")
+    timezone: str | None = Field(None, description="IANA name; defaults to the country's when it has only one")
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        value = value.upper()
+        if not places.is_country(value):
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.upper()
+        if not places.is_currency(value):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is not None and value not in zoneinfo.available_timezones():
+            raise ValueError(f"{value!r} is not an IANA timezone name")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> StoreFields:
+        if self.currency is None:
+            self.currency = places.default_currency(self.country)
+            if self.currency is None:
+                raise ValueError(f"country {self.country} has no default currency: give one")
+        if self.timezone is None:
+            self.timezone = places.default_timezone(self.country)
+            if self.timezone is None:
+                zones = ", ".join(places.timezones(self.country)[:8])
+                raise ValueError(f"country {self.country} spans several timezones: give one (e.g. {zones})")
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude, or neither")
+        return self
+
+
+class StoreChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name | None = None
+    country: str | None = None
+    address: str | None = Field(None, max_length=500)
+    postcode: str | None = Field(None, max_length=20)
+    city: str | None = Field(None, max_length=200)
+    currency: str | None = None
+    timezone: str | None = None
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+
+
+def validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """Validate outside the API (CLI, services) with the same field-by-field errors."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise invalid("the request has invalid fields", field_errors(error)) from None
+
+
+def field_errors(error: ValidationError) -> list[FieldError]:
+    return [
+        FieldError(field=".".join(str(part) for part in e["loc"] if part != "body") or "body", message=e["msg"])
+        for e in error.errors()
+    ]
+
+
+@dataclass(frozen=True)
+class Created:
+    """A thing just made, with the secret that is shown only now."""
+
+    id: str
+    secret: str | None = None
+
+
+# --- organizations and tokens (CLI) ---------------------------------------------------------
+
+
+def create_organization(hub: Hub, name: str) -> Created:
+    name = validated_name(name)
+    with transaction(hub.engine) as conn:
+        org_id = conn.execute(organizations.insert().values(name=name)).inserted_primary_key[0]
+    return Created(ids.encode("organization", org_id))
+
+
+def create_api_token(hub: Hub, organization_id: str, label: str | None = None) -> Created:
+    org = _organization_number(hub, organization_id)
+    token = security.new_key("shk_")
+    with transaction(hub.engine) as conn:
+        token_id = conn.execute(
+            api_tokens.insert().values(
+                organization_id=org, token_hash=security.key_hash(hub.secret, token), kind="api", label=label
+            )
+        ).inserted_primary_key[0]
+    return Created(ids.encode("token", token_id), token)
+
+
+def organization_for_token(hub: Hub, token: str) -> int | None:
+    with reading(hub.engine) as conn:
+        return conn.execute(
+            select(api_tokens.c.organization_id).where(
+                api_tokens.c.token_hash == security.key_hash(hub.secret, token), api_tokens.c.revoked_at.is_(None)
+            )
+        ).scalar()
+
+
+def _organization_number(hub: Hub, organization_id: str) -> int:
+    number = ids.decode("organization", organization_id)
+    with reading(hub.engine) as conn:
+        if number is None or conn.execute(select(organizations.c.id).where(organizations.c.id == number)).first() is None:
+            raise not_found(f"organization {organization_id}")
+    return number
+
+
+def validated_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise invalid("the name must have 1 to 200 characters", [FieldError("name", "must have 1 to 200 characters")])
+    return name
+
+
+# --- brands ----------------------------------------------------------------------------------
+
+
+def create_brand(hub: Hub, organization: int, name: str) -> dict:
+    name = validated_name(name)
+    with transaction(hub.engine) as conn:
+        brand_id = conn.execute(brands.insert().values(organization_id=organization, name=name)).inserted_primary_key[0]
+        return _brand(conn, organization, brand_id)
+
+
+def create_brand_for(hub: Hub, organization_id: str, name: str) -> Created:
+    return Created(create_brand(hub, _organization_number(hub, organization_id), name)["id"])
+
+
+def list_brands(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
+    query = select(brands).where(brands.c.organization_id == organization)
+    with reading(hub.engine) as conn:
+        return page_of(conn, query, brands.c.id, limit, token, render_brand)
+
+
+def brand_number(conn: Connection, organization: int, brand_id: str) -> int:
+    number = ids.decode("brand", brand_id)
+    found = conn.execute(
+        select(brands.c.id).where(brands.c.id == number, brands.c.organization_id == organization)
+    ).scalar()
+    if number is None or found is None:
+        raise not_found(f"brand {brand_id}")
+    return number
+
+
+def _brand(conn: Connection, organization: int, number: int) -> dict:
+    row = conn.execute(select(brands).where(brands.c.id == number, brands.c.organization_id == organization)).one()
+    return render_brand(row)
+
+
+def render_brand(row) -> dict:
+    return {
+        "id": ids.encode("brand", row.id),
+        "organization_id": ids.encode("organization", row.organization_id),
+        "name": row.name,
+        "created_at": iso(row.created_at),
+    }
+
+
+# --- stores ----------------------------------------------------------------------------------
+
+
+def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields) -> tuple[dict, str]:
+    """Make a store and its upload key; the key is returned this once and kept only as a hash."""
+    upload_key = security.new_key()
+    with transaction(hub.engine) as conn:
+        brand = brand_number(conn, organization, brand_id)
+        store_id = conn.execute(
+            stores.insert().values(
+                organization_id=organization,
+                brand_id=brand,
+                upload_key_hash=security.key_hash(hub.secret, upload_key),
+                **fields.model_dump(),
+            )
+        ).inserted_primary_key[0]
+        return _store(conn, organization, store_id), upload_key
+
+
+def create_store_for(hub: Hub, brand_id: str, data: dict[str, Any]) -> Created:
+    """The CLI's way in: the brand id alone says which organization."""
+    number = ids.decode("brand", brand_id)
+    with reading(hub.engine) as conn:
+        organization = conn.execute(select(brands.c.organization_id).where(brands.c.id == number)).scalar()
+    if number is None or organization is None:
+        raise not_found(f"brand {brand_id}")
+    store, key = create_store(hub, organization, brand_id, validated(StoreFields, data))
+    return Created(store["id"], key)
+
+
+def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: str | None) -> Page:
+    with reading(hub.engine) as conn:
+        brand = brand_number(conn, organization, brand_id)
+        query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
+        return page_of(conn, query, stores.c.id, limit, token, render_store)
+
+
+def get_store(hub: Hub, organization: int, store_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        return _store(conn, organization, store_number(conn, organization, store_id))
+
+
+def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChanges) -> dict:
+    with transaction(hub.engine) as conn:
+        number = store_number(conn, organization, store_id)
+        current = conn.execute(select(stores).where(stores.c.id == number)).one()
+        merged = {name: getattr(current, name) for name in StoreFields.model_fields} | changes.model_dump(
+            exclude_unset=True
+        )
+        if "country" in changes.model_fields_set:  # a new country brings its own defaults unless given
+            merged["currency"] = changes.currency
+            merged["timezone"] = changes.timezone
+        fields = validated(StoreFields, merged)
+        conn.execute(stores.update().where(stores.c.id == number).values(**fields.model_dump(), updated_at=utcnow()))
+        return _store(conn, organization, number)
+
+
+def rotate_upload_key(hub: Hub, organization: int | None, store_id: str) -> str:
+    """A new upload key for the store; the old one stops working at once."""
+    upload_key = security.new_key()
+    with transaction(hub.engine) as conn:
+        number = store_number(conn, organization, store_id)
+        conn.execute(
+            stores.update()
+            .where(stores.c.id == number)
+            .values(upload_key_hash=security.key_hash(hub.secret, upload_key), upload_key_rotated_at=utcnow())
+        )
+    return upload_key
+
+
+def store_for_upload_key(hub: Hub, upload_key: str):
+    with reading(hub.engine) as conn:
+        return conn.execute(
+            select(stores).where(stores.c.upload_key_hash == security.key_hash(hub.secret, upload_key))
+        ).first()
+
+
+def store_number(conn: Connection, organization: int | None, store_id: str) -> int:
+    """The store's row id, if it exists and belongs to the organization (None: any, for the CLI)."""
+    number = ids.decode("store", store_id)
+    query = select(stores.c.id).where(stores.c.id == number)
+    if organization is not None:
+        query = query.where(stores.c.organization_id == organization)
+    if number is None or conn.execute(query).scalar() is None:
+        raise not_found(f"store {store_id}")
+    return number
+
+
+def _store(conn: Connection, organization: int, number: int) -> dict:
+    row = conn.execute(select(stores).where(stores.c.id == number, stores.c.organization_id == organization)).one()
+    return render_store(row)
+
+
+def render_store(row) -> dict:
+    return {
+        "id": ids.encode("store", row.id),
+        "brand_id": ids.encode("brand", row.brand_id),
+        "name": row.name,
+        "address": row.address,
+        "postcode": row.postcode,
+        "city": row.city,
+        "country": row.country,
+        "currency": row.currency,
+        "timezone": row.timezone,
+        "latitude": row.latitude,
+        "longitude": row.longitude,
+        "upload_key_rotated_at": iso(row.upload_key_rotated_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }

@@ -1,0 +1,262 @@
+"""Uploads: signed upload URLs, receiving a file durably, and the upload records people read."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import anyio
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+
+from stockhub import ids, security
+from stockhub.db.engine import reading, transaction
+from stockhub.db.tables import stores, upload_rejections, uploads
+from stockhub.errors import FieldError, Problem, conflict, not_found
+from stockhub.services.context import Hub
+from stockhub.timefmt import iso
+from stockhub.services.paging import Page, page_of
+from stockhub.services.tenancy import store_for_upload_key, store_number
+
+KINDS = ("stock", "products")
+_CHUNK = 1024 * 1024
+
+
+# --- step 1: the signed URL ------------------------------------------------------------------
+
+
+def upload_url(hub: Hub, upload_key: str, kind: str, base_url: str) -> str:
+    """The absolute URL a POS PUTs one file to: bound to the store and kind, expiring, single-use."""
+    if kind not in KINDS:
+        raise Problem(400, "Bad request", f"type must be one of {', '.join(KINDS)}", [FieldError("type", "unknown upload type")])
+    store = store_for_upload_key(hub, upload_key)
+    if store is None:
+        raise not_found("an upload key like this")
+    store_id = ids.encode("store", store.id)
+    expires = int(time.time()) + hub.settings.upload_url_ttl_seconds
+    nonce = secrets.token_urlsafe(16)
+    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce))
+    base = (hub.settings.public_url or base_url).rstrip("/")
+    return f"{base}/incoming/{store_id}/{kind}?" + urlencode({"expires": expires, "nonce": nonce, "signature": signature})
+
+
+def _signed_message(store_id: str, kind: str, expires: int, nonce: str) -> str:
+    return f"upload|{store_id}|{kind}|{expires}|{nonce}"
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    store: int
+    organization: int
+    kind: str
+    nonce: str | None  # None: not through a signed URL (CLI import)
+
+
+def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, signature: str) -> UploadGrant:
+    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce), signature):
+        raise Problem(403, "Forbidden", "the upload URL's signature does not match: ask for a new URL")
+    if expires < time.time():
+        raise Problem(403, "Forbidden", "the upload URL has expired: ask for a new URL")
+    with reading(hub.engine) as conn:
+        store = conn.execute(select(stores.c.id, stores.c.organization_id).where(stores.c.id == ids.decode("store", store_id))).first()
+        used = conn.execute(select(exists().where(uploads.c.url_nonce == nonce))).scalar()
+    if store is None:
+        raise not_found(f"store {store_id}")
+    if used:
+        raise conflict("this upload URL has been used already: ask for a new URL for each upload")
+    return UploadGrant(store.id, store.organization_id, kind, nonce)
+
+
+# --- step 2: receiving the file --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    path: Path
+    size: int
+    sha256: str
+
+
+async def receive_stream(hub: Hub, chunks: AsyncIterator[bytes]) -> ReceivedFile:
+    """Stream a request body to disk, never whole in memory; refuse it past the size cap."""
+    incoming = hub.settings.upload_dir / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    path = incoming / secrets.token_hex(16)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "wb") as file:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > hub.settings.upload_max_bytes:
+                    raise too_large(hub)
+                digest.update(chunk)
+                file.write(chunk)
+            await anyio.to_thread.run_sync(_flush, file)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return ReceivedFile(path, size, digest.hexdigest())
+
+
+def receive_file(hub: Hub, source: Path, progress: Callable[[int], None] = lambda _: None) -> ReceivedFile:
+    """Copy a local file in (the CLI's import); `progress` is told each chunk's size."""
+    if source.stat().st_size > hub.settings.upload_max_bytes:
+        raise too_large(hub)
+    incoming = hub.settings.upload_dir / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    path = incoming / secrets.token_hex(16)
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, open(path, "wb") as dst:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            progress(len(chunk))
+        _flush(dst)
+    return ReceivedFile(path, source.stat().st_size, digest.hexdigest())
+
+
+def too_large(hub: Hub) -> Problem:
+    return Problem(413, "Payload too large", f"the file is larger than the limit of {hub.settings.upload_max_bytes} bytes")
+
+
+def _flush(file) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def record_upload(
+    hub: Hub, grant: UploadGrant, received: ReceivedFile, source: str, filename: str | None = None
+) -> dict:
+    """Keep the file and its upload record; once this returns, the upload survives a crash."""
+    with open(received.path, "rb") as file:
+        is_xlsx = file.read(4) == b"PK\x03\x04"
+    filename = filename or f"{grant.kind}.{'xlsx' if is_xlsx else 'csv'}"
+    folder = hub.settings.upload_dir / str(grant.store)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{received.sha256[:12]}-{received.path.name}"
+    received.path.rename(final)
+    _fsync_dir(folder)
+    try:
+        with transaction(hub.engine) as conn:
+            upload_id = conn.execute(
+                uploads.insert().values(
+                    organization_id=grant.organization,
+                    store_id=grant.store,
+                    kind=grant.kind,
+                    source=source,
+                    url_nonce=grant.nonce,
+                    filename=filename,
+                    path=str(final.resolve()),
+                    size_bytes=received.size,
+                    sha256=received.sha256,
+                    status="received",
+                )
+            ).inserted_primary_key[0]
+    except IntegrityError:
+        final.unlink(missing_ok=True)
+        raise conflict("this upload URL has been used already: ask for a new URL for each upload") from None
+    hub.work_arrived.set()
+    return {"upload_id": ids.encode("upload", upload_id), "status": "received"}
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def import_file(hub: Hub, store_id: str, source: Path, progress: Callable[[int], None] = lambda _: None) -> dict:
+    """Take a local file in as an upload of the store (the CLI's `import`)."""
+    with reading(hub.engine) as conn:
+        number = store_number(conn, None, store_id)
+        organization = conn.execute(select(stores.c.organization_id).where(stores.c.id == number)).scalar_one()
+    kind = "products" if source.name.lower() == "products.csv" else "stock"
+    grant = UploadGrant(number, organization, kind, nonce=None)
+    return record_upload(hub, grant, receive_file(hub, source, progress), source="cli", filename=source.name)
+
+
+# --- reading upload records ------------------------------------------------------------------
+
+
+def get_upload(hub: Hub, organization: int | None, upload_id: str) -> dict:
+    """An upload record with its first rejected rows (organization None: any, for the CLI)."""
+    with reading(hub.engine) as conn:
+        row = conn.execute(select(uploads).where(*_owned(organization, upload_id))).first()
+        if row is None:
+            raise not_found(f"upload {upload_id}")
+        sample = conn.execute(
+            select(upload_rejections.c.row, upload_rejections.c.field, upload_rejections.c.value, upload_rejections.c.reason)
+            .where(upload_rejections.c.upload_id == row.id)
+            .order_by(upload_rejections.c.row, upload_rejections.c.id)
+            .limit(100)
+        ).all()
+    return render_upload(row) | {"rejections": [r._asdict() for r in sample]}
+
+
+def list_uploads(hub: Hub, organization: int, store_id: str, limit: int, token: str | None) -> Page:
+    with reading(hub.engine) as conn:
+        number = store_number(conn, organization, store_id)
+        query = select(uploads).where(uploads.c.store_id == number)
+        # newest first: page by descending id
+        return page_of(conn, query, uploads.c.id, limit, token, render_upload, descending=True)
+
+
+def rejections_csv(hub: Hub, organization: int, upload_id: str) -> str:
+    """Every rejected row of an upload as CSV: row, field, value, reason."""
+    with reading(hub.engine) as conn:
+        if conn.execute(select(uploads.c.id).where(*_owned(organization, upload_id))).first() is None:
+            raise not_found(f"upload {upload_id}")
+        rows = conn.execute(
+            select(upload_rejections.c.row, upload_rejections.c.field, upload_rejections.c.value, upload_rejections.c.reason)
+            .where(upload_rejections.c.upload_id == ids.decode("upload", upload_id))
+            .order_by(upload_rejections.c.row, upload_rejections.c.id)
+        ).all()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "field", "value", "reason"])
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _owned(organization: int | None, upload_id: str):
+    number = uploads.c.id == ids.decode("upload", upload_id)
+    return (number,) if organization is None else (number, uploads.c.organization_id == organization)
+
+
+def render_upload(row) -> dict:
+    return {
+        "id": ids.encode("upload", row.id),
+        "store_id": ids.encode("store", row.store_id),
+        "type": row.kind,
+        "source": row.source,
+        "filename": row.filename,
+        "size_bytes": row.size_bytes,
+        "sha256": row.sha256,
+        "status": row.status,
+        "received_at": iso(row.received_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "counts": {
+            "lines": row.line_count,
+            "valid": row.valid_count,
+            "rejected": row.rejected_count,
+            "superseded": row.superseded_count,
+            "in_stock_valid": row.in_stock_count,
+            "changed": row.changed_count,
+        },
+        "warnings": json.loads(row.warnings) if row.warnings else [],
+        "error": row.error,
+    }
+
+
