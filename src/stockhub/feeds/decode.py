@@ -1,0 +1,194 @@
+"""Stock-file bytes to a table of trimmed text cells (CSV via polars, XLSX via python-calamine)."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from itertools import zip_longest
+from dataclasses import dataclass
+
+import polars as pl
+from python_calamine import CalamineWorkbook
+
+# Files are read as at least this many columns, so a headerless file always has the five
+# positional fields (barcode, price, quantity, currency, promotion_amount).
+MIN_COLUMNS = 5
+SEPARATORS = (",", ";", "\t")  # in tie-break order
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and .doc, ...)
+# Control characters that do not occur in text files (tab, LF, VT, FF and CR do).
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+_NON_BLANK = re.compile(r"\S")
+
+
+class UnreadableFile(ValueError):
+    """The bytes are neither a readable CSV nor a readable XLSX file; the message says why."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """Cells as text: column `row` (Int64, 1-based line or sheet row) then c0, c1, ... (String).
+
+    Cells are trimmed, empty cells are null and fully blank rows are dropped.
+    """
+
+    cells: pl.DataFrame
+    separator: str | None  # None for a spreadsheet
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def is_spreadsheet(self) -> bool:
+        return self.separator is None
+
+    @property
+    def columns(self) -> list[str]:
+        return self.cells.columns[1:]
+
+
+def read_table(data: bytes) -> Table:
+    if data.startswith(_ZIP_MAGIC):
+        return _read_xlsx(data)
+    if data.startswith(_OLE2_MAGIC):
+        raise UnreadableFile("legacy Excel (.xls) files are not supported: save the sheet as .xlsx or CSV")
+    return _read_csv(data)
+
+
+# --- CSV -----------------------------------------------------------------------------------
+
+
+def _read_csv(data: bytes) -> Table:
+    text, utf8 = _decode_text(data)
+    first_line = _first_non_blank_line(text)
+    if first_line is None:
+        return Table(_empty_cells(MIN_COLUMNS), separator=",")
+    separator = detect_separator(first_line)
+    width = max(_count_fields(first_line, separator), MIN_COLUMNS)
+    schema = {f"c{i}": pl.String for i in range(width)}
+    warnings: tuple[str, ...] = ()
+    try:
+        frame = _polars_csv(utf8, separator, schema, quote_char='"')
+    except pl.exceptions.PolarsError:
+        # One badly quoted cell (e.g. `"abc" ,`) makes polars give up on the whole file; read it
+        # again without quote handling so that the well-formed rows still count.
+        frame = _polars_csv(utf8, separator, schema, quote_char=None)
+        frame = frame.with_columns(
+            pl.col(c).str.strip_chars().str.strip_chars('"').str.replace_all('""', '"', literal=True)
+            for c in schema
+        )
+        warnings = ("the file has malformed quotes: it was read without quote handling",)
+    frame = frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
+    return Table(_tidy(frame), separator=separator, warnings=warnings)
+
+
+def _polars_csv(utf8: bytes, separator: str, schema: dict, quote_char: str | None) -> pl.DataFrame:
+    # Blank lines come back as all-null rows, so the row index stays the line number.
+    return pl.read_csv(
+        utf8,
+        has_header=False,
+        separator=separator,
+        quote_char=quote_char,
+        schema=schema,
+        missing_columns="insert",
+        truncate_ragged_lines=True,
+        raise_if_empty=False,
+    )
+
+
+def _decode_text(data: bytes) -> tuple[str, bytes]:
+    """The file as text, and as UTF-8 bytes without BOM for polars."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile("the file is not readable text (broken UTF-16)") from exc
+        return text, text.encode()
+    data = data.removeprefix(codecs.BOM_UTF8).rstrip(b"\x1a")  # Ctrl-Z: DOS end-of-file mark
+    if _BINARY.search(data):
+        raise UnreadableFile("the file is neither a CSV text file nor an XLSX workbook (binary data)")
+    try:
+        return data.decode("utf-8"), data
+    except UnicodeDecodeError:
+        # Not UTF-8: the usual alternative from Windows POS software and Excel is Windows-1252.
+        text = data.decode("cp1252", errors="replace")
+        return text, text.encode()
+
+
+def _first_non_blank_line(text: str) -> str | None:
+    match = _NON_BLANK.search(text)
+    if match is None:
+        return None
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.start())
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _separator_counts(line: str) -> dict[str, int]:
+    counts = dict.fromkeys(SEPARATORS, 0)
+    quoted = False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    return counts
+
+
+def detect_separator(line: str) -> str:
+    """The separator that occurs most often outside quotes in `line`; ties go to the comma."""
+    counts = _separator_counts(line)
+    return max(SEPARATORS, key=lambda sep: counts[sep])  # max keeps the first of equals
+
+
+def _count_fields(line: str, separator: str) -> int:
+    return _separator_counts(line)[separator] + 1
+
+
+# --- XLSX ----------------------------------------------------------------------------------
+
+
+def _read_xlsx(data: bytes) -> Table:
+    try:
+        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        sheet_rows = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+    except Exception as exc:  # calamine raises several unrelated types for broken files
+        raise UnreadableFile(f"the file is a ZIP archive but not a readable XLSX workbook ({exc})") from exc
+    if not sheet_rows:
+        return Table(_empty_cells(MIN_COLUMNS), separator=None)
+    columns = list(zip_longest(*sheet_rows))
+    frame = pl.DataFrame(
+        [pl.Series(f"c{i}", col, dtype=pl.String, strict=False) for i, col in enumerate(columns)]
+    ).with_columns(pl.lit(None, pl.String).alias(f"c{i}") for i in range(len(columns), MIN_COLUMNS))
+    frame = frame.with_columns(_numeric_text(pl.col(c)) for c in frame.columns)
+    frame = frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
+    return Table(_tidy(frame), separator=None)
+
+
+def _numeric_text(cell: pl.Expr) -> pl.Expr:
+    """Spreadsheet numbers as a person typed them: 3.0 → "3", and float noise such as
+    6.989999999999999 (from a formula) rounded away."""
+    noisy = cell.str.contains(r"^-?[0-9]+\.[0-9]{10,}$")
+    rounded = cell.cast(pl.Float64, strict=False).round(9).cast(pl.String)
+    return (
+        pl.when(noisy)
+        .then(rounded)
+        .otherwise(cell)
+        .str.replace(r"^(-?[0-9]+)\.0$", "$1")
+    )
+
+
+# --- shared --------------------------------------------------------------------------------
+
+
+def _tidy(frame: pl.DataFrame) -> pl.DataFrame:
+    """Trim cells, make empty cells null, drop fully blank rows."""
+    cells = [c for c in frame.columns if c != "row"]
+    trimmed = frame.with_columns(pl.col(c).str.strip_chars() for c in cells).with_columns(
+        pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in cells
+    )
+    return trimmed.filter(~pl.all_horizontal(pl.col(c).is_null() for c in cells))
+
+
+def _empty_cells(width: int) -> pl.DataFrame:
+    return pl.DataFrame(schema={"row": pl.Int64} | {f"c{i}": pl.String for i in range(width)})

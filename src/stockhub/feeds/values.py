@@ -1,0 +1,154 @@
+"""Validation of the value fields (currency, price, quantity, promotion_amount) as polars columns.
+
+Each `with_*` function adds the parsed value column and a `<field>_reason` column (null when the
+value is fine). Amounts become integer minor units by splitting the text into integer and
+fraction digits, never through a float.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import polars as pl
+import polars.selectors as cs
+
+from stockhub.feeds.currency import _CODES, currency_exponent
+
+EMPTY_OR_ZERO_PRICE = "price is empty or zero: row discarded"
+MAX_QUANTITY = 1_000_000_000
+MAX_AMOUNT_DIGITS = 12  # integer digits; a trillion of any currency is not a shelf price
+
+_AMOUNT = r"^(?P<sign>-?)(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*))?$"
+
+
+@cache
+def _exponents() -> dict[str, int]:
+    return {code: currency_exponent(code) for code in _CODES}
+
+
+def with_currency(frame: pl.DataFrame, source: str, default: str) -> pl.DataFrame:
+    """Adds `currency` (upper-case code, `default` when empty), `exponent` and `currency_reason`."""
+    frame = frame.with_columns(currency=pl.col(source).str.to_uppercase().fill_null(default))
+    return frame.with_columns(
+        exponent=pl.col("currency").replace_strict(_exponents(), default=None, return_dtype=pl.Int64)
+    ).with_columns(
+        currency_reason=pl.when(pl.col("exponent").is_null()).then(
+            pl.lit("unknown currency code (expected an ISO 4217 code such as GBP)")
+        )
+    )
+
+
+def with_quantity(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Adds `quantity` (Int64) and `quantity_reason`. Zero and negative counts are valid."""
+    text = pl.col(source)
+    whole = text.str.contains(r"^-?[0-9]+$").fill_null(False)
+    digits = text.str.strip_chars_start("-").str.strip_chars_start("0").str.len_chars()
+    value = pl.when(whole & (digits <= 10)).then(text.str.to_integer(strict=False))
+    too_large = (digits > 10) | (value.abs() > MAX_QUANTITY)
+    return frame.with_columns(
+        quantity=pl.when(~too_large).then(value),
+        quantity_reason=pl.when(~whole)
+        .then(pl.lit("quantity must be a whole number"))
+        .when(too_large)
+        .then(pl.lit(f"quantity is too large (more than {MAX_QUANTITY:,})")),
+    )
+
+
+def with_price(frame: pl.DataFrame, source: str, *, decimal_comma: bool) -> pl.DataFrame:
+    """Adds `price_minor` (Int64) and `price_reason`; needs the `exponent` column."""
+    a = _parse_amount(frame, source, decimal_comma)
+    reason = (
+        pl.when(pl.col(source).is_null())
+        .then(pl.lit(EMPTY_OR_ZERO_PRICE))
+        .when(~a["well_formed"])
+        .then(pl.lit(_format_rule("price", decimal_comma)))
+        .when(a["zero"])
+        .then(pl.lit(EMPTY_OR_ZERO_PRICE))
+        .when(a["negative"])
+        .then(pl.lit("price must not be negative"))
+    )
+    reason = _range_reasons(reason, a, "price")
+    return a.finish(price_minor=pl.when(reason.is_null()).then(a["minor"]), price_reason=reason)
+
+
+def with_promotion(frame: pl.DataFrame, source: str, *, decimal_comma: bool) -> pl.DataFrame:
+    """Adds `promotion_minor` (Int64, null when absent) and `promotion_reason`; needs `exponent`
+    and `price_minor`."""
+    a = _parse_amount(frame, source, decimal_comma)
+    reason = (
+        pl.when(pl.col(source).is_null())
+        .then(None)
+        .when(~a["well_formed"])
+        .then(pl.lit(_format_rule("promotion_amount", decimal_comma)))
+        .when(a["negative"] | a["zero"])
+        .then(pl.lit("promotion_amount must be greater than 0"))
+    )
+    reason = _range_reasons(reason, a, "promotion_amount").when(
+        a["minor"] >= pl.col("price_minor")
+    ).then(pl.lit("promotion_amount must be below the price"))
+    return a.finish(promotion_minor=pl.when(reason.is_null()).then(a["minor"]), promotion_reason=reason)
+
+
+class _Amount:
+    """Temporary columns describing an amount cell; `finish` adds the results and drops them."""
+
+    def __init__(self, frame: pl.DataFrame, prefix: str) -> None:
+        self.frame = frame
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> pl.Expr:
+        return pl.col(f"{self.prefix}{name}")
+
+    def finish(self, **results: pl.Expr) -> pl.DataFrame:
+        return self.frame.with_columns(**results).drop(cs.starts_with(self.prefix))
+
+
+def _parse_amount(frame: pl.DataFrame, source: str, decimal_comma: bool) -> _Amount:
+    prefix = f"_{source}_"
+    a = _Amount(frame, prefix)
+    text = pl.col(source)
+    if decimal_comma:
+        text = text.str.replace(",", ".", literal=True)
+    parts = text.str.extract_groups(_AMOUNT)
+    frame = frame.with_columns(
+        parts.struct.field("sign").alias(f"{prefix}sign"),
+        parts.struct.field("int").str.strip_chars_start("0").alias(f"{prefix}int"),
+        parts.struct.field("frac").fill_null("").str.strip_chars_end("0").alias(f"{prefix}frac"),
+        # a lone "." or "-" matches the pattern but is not a number
+        text.str.contains("[0-9]").alias(f"{prefix}has_digit"),
+    )
+    exponent = pl.col("exponent")
+    fits = (a["int"].str.len_chars() <= MAX_AMOUNT_DIGITS) & (a["frac"].str.len_chars() <= exponent)
+    minor_text = pl.concat_str(pl.lit("0"), a["int"], a["frac"].str.pad_end(exponent, "0"))
+    frame = frame.with_columns(
+        (a["sign"].is_not_null() & a["has_digit"]).fill_null(False).alias(f"{prefix}well_formed"),
+        ((a["int"] == "") & (a["frac"] == "")).fill_null(False).alias(f"{prefix}zero"),
+        (a["sign"] == "-").fill_null(False).alias(f"{prefix}negative"),
+        pl.when(fits).then(minor_text.str.to_integer(strict=False)).alias(f"{prefix}minor"),
+    )
+    return _Amount(frame, prefix)
+
+
+def _range_reasons(reason: pl.Expr, a: _Amount, label: str) -> pl.Expr:
+    exponent = pl.col("exponent")
+    return (
+        reason.when(a["int"].str.len_chars() > MAX_AMOUNT_DIGITS)
+        .then(pl.lit(f"{label} is too large"))
+        .when(a["frac"].str.len_chars() > exponent)
+        .then(
+            pl.concat_str(
+                pl.lit(f"{label} has more decimal places than "),
+                pl.col("currency"),
+                pl.lit(" allows ("),
+                exponent.cast(pl.String),
+                pl.lit(")"),
+            )
+        )
+        .when(a["minor"] * 100 < pl.lit(10, pl.Int64).pow(exponent))
+        .then(pl.lit(f"{label} is below 0.01"))
+    )
+
+
+def _format_rule(label: str, decimal_comma: bool) -> str:
+    example = "6.99 or 6,99" if decimal_comma else "6.99 (with a dot)"
+    return f"{label} must be a number such as {example}, without currency symbols, thousands separators or spaces"
