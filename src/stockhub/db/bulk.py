@@ -23,8 +23,10 @@ def read_frame(conn: Connection, query: Select, schema: dict[str, pl.DataType]) 
                 buffer.write(chunk)
         if buffer.tell() == 0:
             return pl.DataFrame(schema=schema)
-        frame = pl.read_csv(buffer.getvalue(), schema_overrides=schema, infer_schema=False)
-        return frame.cast(schema)
+        as_read = {name: pl.String if dtype == pl.Boolean else dtype for name, dtype in schema.items()}
+        frame = pl.read_csv(buffer.getvalue(), schema=as_read)
+        booleans = [name for name, dtype in schema.items() if dtype == pl.Boolean]
+        return frame.with_columns(pl.col(name) == "t" for name in booleans)  # COPY spells booleans t/f
     rows = conn.execute(query).all()
     return pl.DataFrame(rows, schema=schema, orient="row")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
+from zoneinfo import ZoneInfo
 
 from babel.core import get_global
 from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
@@ -32,9 +34,17 @@ def timezones(country: str) -> list[str]:
 
 
 def default_timezone(country: str) -> str | None:
-    """The country's timezone when it has only one; None when the store must say which."""
+    """The country's timezone when all its zones keep the same clock; None when the store must say which."""
     zones = timezones(country)
-    return zones[0] if len(zones) == 1 else None
+    if not zones or len({_clock(zone) for zone in zones}) > 1:
+        return None
+    return zones[0]
+
+
+def _clock(zone: str) -> tuple:
+    """A zone's UTC offsets in winter and summer: zones with equal clocks are interchangeable here."""
+    tz = ZoneInfo(zone)
+    return tuple(datetime(2026, month, 1, 12, tzinfo=tz).utcoffset() for month in (1, 7))
 
 
 def currency_exponent(currency: str) -> int:

@@ -1,0 +1,155 @@
+"""Test fixtures: the same tests run on SQLite and on PostgreSQL, against a live HTTP server.
+
+PostgreSQL: $STOCKHUB_TEST_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test). When it
+does not answer, the local cluster is started; if there is still none, the PostgreSQL tests
+fail (they are never skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2 as httpx
+import psycopg
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from stockhub.api.app import create_app
+from stockhub.db.engine import make_engine
+from stockhub.db.migrate import upgrade
+from stockhub.db.tables import metadata
+from stockhub.jobs.worker import Worker
+from stockhub.services.context import Hub
+from stockhub.settings import Settings
+from support import Tenant, make_tenant
+
+PG_ADMIN_URL = os.environ.get("STOCKHUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_answers() -> bool:
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _start_local_postgres() -> None:
+    versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").exists() else []
+    if versions and shutil.which("pg_ctlcluster"):
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"], check=False)
+        for _ in range(30):
+            if _pg_answers():
+                return
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A fresh database for this test session, migrated once; dropped at the end."""
+    if not _pg_answers():
+        _start_local_postgres()
+    if not _pg_answers():
+        pytest.fail(f"PostgreSQL does not answer at {PG_ADMIN_URL} and could not be started")
+    name = f"stockhub_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "stockhub.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_database")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        tables = ", ".join(t.name for t in metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key="test-secret", worker_poll_seconds=0.2
+    )
+
+
+@pytest.fixture
+def hub(settings):
+    hub = Hub.from_settings(settings)
+    yield hub
+    hub.engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    hub: Hub
+    worker: Worker
+
+
+@pytest.fixture
+def server(hub):
+    """stockhub's API and a worker, serving over real HTTP on a loopback port."""
+    port = _free_port()
+    config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    worker = Worker(hub)
+    worker_thread = worker.start()
+    deadline = time.monotonic() + 10
+    while not uv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    yield LiveServer(f"http://127.0.0.1:{port}", hub, worker)
+    worker.stop()
+    uv.should_exit = True
+    thread.join(5)
+    worker_thread.join(5)
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def tenant(hub) -> Tenant:
+    return make_tenant(hub)
