@@ -20,6 +20,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls (and .doc, ...)
 # Control characters that do not occur in text files (tab, LF, VT, FF and CR do).
 _BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+_SNIFF_BYTES = 65536  # binary files show control characters early; text files never do
 _NON_BLANK = re.compile(r"\S")
 
 
@@ -105,7 +106,7 @@ def _decode_text(data: bytes) -> tuple[str, bytes]:
             raise UnreadableFile("the file is not readable text (broken UTF-16)") from exc
         return text, text.encode()
     data = data.removeprefix(codecs.BOM_UTF8).rstrip(b"\x1a")  # Ctrl-Z: DOS end-of-file mark
-    if _BINARY.search(data):
+    if b"\x00" in data or _BINARY.search(data, 0, _SNIFF_BYTES):
         raise UnreadableFile("the file is neither a CSV text file nor an XLSX workbook (binary data)")
     try:
         return data.decode("utf-8"), data

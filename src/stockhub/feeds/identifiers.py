@@ -118,9 +118,9 @@ def with_canonical_identifier(
             .when(~pl.col("_id_is_sku"))
             .then(
                 pl.concat_str(
-                    pl.lit("identifier is not a GTIN or ISBN and has "),
+                    pl.lit("identifier is not a GTIN or ISBN, and its length ("),
                     length.cast(pl.String),
-                    pl.lit(f" characters ({SKU_RULE})"),
+                    pl.lit(f") does not fit a SKU ({SKU_RULE})"),
                 )
             )
             .alias(reason),

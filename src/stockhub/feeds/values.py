@@ -26,7 +26,7 @@ def _exponents() -> dict[str, int]:
     return {code: currency_exponent(code) for code in _CODES}
 
 
-def with_currency(frame: pl.DataFrame, source: str, default: str) -> pl.DataFrame:
+def with_currency(frame: pl.LazyFrame, source: str, default: str) -> pl.LazyFrame:
     """Adds `currency` (upper-case code, `default` when empty), `exponent` and `currency_reason`."""
     frame = frame.with_columns(currency=pl.col(source).str.to_uppercase().fill_null(default))
     return frame.with_columns(
@@ -38,7 +38,7 @@ def with_currency(frame: pl.DataFrame, source: str, default: str) -> pl.DataFram
     )
 
 
-def with_quantity(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+def with_quantity(frame: pl.LazyFrame, source: str) -> pl.LazyFrame:
     """Adds `quantity` (Int64) and `quantity_reason`. Zero and negative counts are valid."""
     text = pl.col(source)
     whole = text.str.contains(r"^-?[0-9]+$").fill_null(False)
@@ -54,7 +54,7 @@ def with_quantity(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     )
 
 
-def with_price(frame: pl.DataFrame, source: str, *, decimal_comma: bool) -> pl.DataFrame:
+def with_price(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> pl.LazyFrame:
     """Adds `price_minor` (Int64) and `price_reason`; needs the `exponent` column."""
     a = _parse_amount(frame, source, decimal_comma)
     reason = (
@@ -71,7 +71,7 @@ def with_price(frame: pl.DataFrame, source: str, *, decimal_comma: bool) -> pl.D
     return a.finish(price_minor=pl.when(reason.is_null()).then(a["minor"]), price_reason=reason)
 
 
-def with_promotion(frame: pl.DataFrame, source: str, *, decimal_comma: bool) -> pl.DataFrame:
+def with_promotion(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> pl.LazyFrame:
     """Adds `promotion_minor` (Int64, null when absent) and `promotion_reason`; needs `exponent`
     and `price_minor`."""
     a = _parse_amount(frame, source, decimal_comma)
@@ -92,18 +92,18 @@ def with_promotion(frame: pl.DataFrame, source: str, *, decimal_comma: bool) -> 
 class _Amount:
     """Temporary columns describing an amount cell; `finish` adds the results and drops them."""
 
-    def __init__(self, frame: pl.DataFrame, prefix: str) -> None:
+    def __init__(self, frame: pl.LazyFrame, prefix: str) -> None:
         self.frame = frame
         self.prefix = prefix
 
     def __getitem__(self, name: str) -> pl.Expr:
         return pl.col(f"{self.prefix}{name}")
 
-    def finish(self, **results: pl.Expr) -> pl.DataFrame:
+    def finish(self, **results: pl.Expr) -> pl.LazyFrame:
         return self.frame.with_columns(**results).drop(cs.starts_with(self.prefix))
 
 
-def _parse_amount(frame: pl.DataFrame, source: str, decimal_comma: bool) -> _Amount:
+def _parse_amount(frame: pl.LazyFrame, source: str, decimal_comma: bool) -> _Amount:
     prefix = f"_{source}_"
     a = _Amount(frame, prefix)
     text = pl.col(source)

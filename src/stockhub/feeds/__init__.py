@@ -1,0 +1,18 @@
+"""Stock files (CSV or XLSX, NearSt-compatible) to validated rows and rejected rows with reasons.
+
+Pure functions over bytes: no I/O, no database. Everything runs as columnar polars expressions.
+"""
+
+from stockhub.feeds.currency import currency_exponent, is_currency
+from stockhub.feeds.identifiers import InvalidIdentifier, canonical_identifier, canonical_identifiers
+from stockhub.feeds.stock_file import StockFile, read_stock_file
+
+__all__ = [
+    "InvalidIdentifier",
+    "StockFile",
+    "canonical_identifier",
+    "canonical_identifiers",
+    "currency_exponent",
+    "is_currency",
+    "read_stock_file",
+]

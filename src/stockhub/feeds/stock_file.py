@@ -1,0 +1,169 @@
+"""A stock file (CSV or XLSX bytes) to validated rows, rejected rows with reasons, and a verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from stockhub.feeds.currency import is_currency
+from stockhub.feeds.decode import UnreadableFile, read_table
+from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
+from stockhub.feeds.identifiers import restore_lost_zeros, with_canonical_identifier
+from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity
+
+ROW_SCHEMA = {
+    "row": pl.Int64,
+    "identifier": pl.String,
+    "quantity": pl.Int64,
+    "price_minor": pl.Int64,
+    "currency": pl.String,
+    "promotion_minor": pl.Int64,
+}
+REJECTION_SCHEMA = {"row": pl.Int64, "field": pl.String, "value": pl.String, "reason": pl.String}
+NO_DATA_ROWS = "the file has no data rows"
+
+# (field, its raw column, its reason column): a rejected row reports the first failing field.
+_CHECKS = (
+    ("identifier", "identifier_raw", "identifier_reason"),
+    ("price", "price_raw", "price_reason"),
+    ("quantity", "quantity_raw", "quantity_reason"),
+    ("currency", "currency_raw", "currency_reason"),
+    ("promotion_amount", "promotion_raw", "promotion_reason"),
+)
+
+
+@dataclass(frozen=True)
+class StockFile:
+    rows: pl.DataFrame  # valid rows, the last occurrence of each identifier, in file order (ROW_SCHEMA)
+    rejections: pl.DataFrame  # one per rejected or superseded row, sorted by row (REJECTION_SCHEMA)
+    line_count: int  # data rows read: no header, no blank lines
+    superseded_count: int
+    warnings: tuple[str, ...]
+    invalid_reason: str | None  # set when the file must not be applied
+
+
+def read_stock_file(data: bytes, *, default_currency: str, invalid_threshold: float = 0.5) -> StockFile:
+    """Parse and validate a stock file; never raises for bad file content."""
+    if not is_currency(default_currency):
+        raise ValueError(f"unknown default currency {default_currency!r}")
+    try:
+        table = read_table(data)
+    except UnreadableFile as exc:
+        return _unusable(str(exc))
+    if table.cells.is_empty():
+        return _unusable(NO_DATA_ROWS, warnings=table.warnings)
+
+    first_row = table.cells.drop("row").row(0, named=True)
+    layout = detect_layout(first_row)
+    cells = table.cells.slice(1) if layout.has_header else table.cells
+    warnings = table.warnings + layout.warnings
+    if layout.invalid_reason:
+        return _unusable(layout.invalid_reason, cells.height, warnings)
+    if cells.is_empty():
+        return _unusable(NO_DATA_ROWS, 0, warnings)
+
+    checked = _validate(
+        _fields(cells, layout, spreadsheet=table.is_spreadsheet),
+        default_currency.upper(),
+        # A decimal comma cannot be told from a separator in a comma-separated file.
+        decimal_comma=table.separator != ",",
+    )
+    rows, duplicates, rejected = _split(checked)
+    superseded = _superseded(duplicates, rows)
+    return StockFile(
+        rows=rows,
+        rejections=pl.concat([rejected, superseded]).sort("row"),
+        line_count=cells.height,
+        superseded_count=superseded.height,
+        warnings=warnings,
+        invalid_reason=_verdict(rejected.height, cells.height, invalid_threshold, layout.has_header),
+    )
+
+
+def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.DataFrame:
+    """One raw text column per stock field."""
+
+    def column(field: str) -> pl.Expr:
+        names = layout.columns.get(field)
+        return pl.col(names[0]) if names else pl.lit(None, pl.String)
+
+    identifiers = [pl.col(c) for c in layout.identifier_columns]
+    if spreadsheet:
+        identifiers = [restore_lost_zeros(c) for c in identifiers]
+    return cells.select(
+        "row",
+        identifier_raw=pl.coalesce(identifiers),
+        price_raw=column("price"),
+        quantity_raw=column("quantity"),
+        currency_raw=column("currency"),
+        promotion_raw=column("promotion_amount"),
+    )
+
+
+def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool) -> pl.LazyFrame:
+    """Adds the parsed columns and `reject`, a struct (field, value, reason) or null if valid."""
+    frame = with_canonical_identifier(
+        fields.lazy(), "identifier_raw", identifier="identifier", reason="identifier_reason"
+    )
+    frame = with_currency(frame, "currency_raw", default_currency)
+    frame = with_price(frame, "price_raw", decimal_comma=decimal_comma)
+    frame = with_quantity(frame, "quantity_raw")
+    frame = with_promotion(frame, "promotion_raw", decimal_comma=decimal_comma)
+    return frame.with_columns(
+        reject=pl.coalesce(
+            pl.when(pl.col(reason).is_not_null()).then(
+                pl.struct(field=pl.lit(field), value=pl.col(raw), reason=pl.col(reason))
+            )
+            for field, raw, reason in _CHECKS
+        )
+    )
+
+
+def _split(checked: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(valid rows, earlier duplicates of valid rows, rejections).
+
+    Of several valid rows with one identifier the last wins; invalid rows never supersede.
+    """
+    checked = checked.select(*ROW_SCHEMA.keys(), "identifier_raw", "reject").collect()
+    valid = checked.filter(pl.col("reject").is_null())
+    is_last = pl.col("identifier").is_last_distinct()
+    return (
+        valid.filter(is_last).select(ROW_SCHEMA.keys()),
+        valid.filter(~is_last).select("row", "identifier", "identifier_raw"),
+        checked.filter(pl.col("reject").is_not_null()).select("row", pl.col("reject").struct.unnest()),
+    )
+
+
+def _superseded(duplicates: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """A rejection per earlier duplicate, naming the row that replaced it."""
+    winners = rows.filter(pl.col("identifier").is_in(duplicates["identifier"].implode()))
+    return duplicates.join(winners.select("identifier", winner="row"), on="identifier").select(
+        "row",
+        field=pl.lit("identifier"),
+        value=pl.col("identifier_raw"),
+        reason=pl.concat_str(pl.lit("superseded by row "), pl.col("winner").cast(pl.String)),
+    )
+
+
+def _verdict(rejected: int, line_count: int, threshold: float, has_header: bool) -> str | None:
+    if rejected <= threshold * line_count:
+        return None
+    reason = f"{rejected} of {line_count} rows were rejected (more than {threshold:.0%} of the file)"
+    if not has_header:
+        reason += (
+            "; no header was recognised, so the columns were read by position"
+            f" ({', '.join(POSITIONAL)}): check that the file has a header row"
+        )
+    return reason
+
+
+def _unusable(reason: str, line_count: int = 0, warnings: tuple[str, ...] = ()) -> StockFile:
+    return StockFile(
+        rows=pl.DataFrame(schema=ROW_SCHEMA),
+        rejections=pl.DataFrame(schema=REJECTION_SCHEMA),
+        line_count=line_count,
+        superseded_count=0,
+        warnings=warnings,
+        invalid_reason=reason,
+    )
