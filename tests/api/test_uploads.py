@@ -226,3 +226,21 @@ def test_upload_records_say_when_and_how(client, tenant):
     assert record["received_at"] <= record["started_at"] <= record["finished_at"]
     assert record["size_bytes"] == len(f"barcode,price,quantity\n{BOOK},6.99,3\n") and len(record["sha256"]) == 64
     assert record["source"] == "http" and record["type"] == "stock"
+
+
+def test_stock_unreported_for_the_expiry_period_expires_until_reported_again(client, server, tenant):
+    from datetime import UTC, datetime, timedelta
+
+    from stockhub.jobs.sweeps import expire_stale_stock
+
+    body = f"barcode,price,quantity\n{BOOK},6.99,3\n".encode()
+    upload_and_wait(client, tenant, body)
+    assert expire_stale_stock(server.hub, datetime.now(UTC) + timedelta(days=7)) == 0
+    assert expire_stale_stock(server.hub, datetime.now(UTC) + timedelta(days=8)) == 1
+    level = stock(client, tenant)[GTIN14_BOOK]
+    assert level["status"] == "expired" and level["available"] == 0 and level["on_hand"] == 3
+    assert set(stock(client, tenant, status="expired")) == {GTIN14_BOOK}
+
+    again = upload_and_wait(client, tenant, body)
+    assert again["counts"]["changed"] == 1
+    assert stock(client, tenant)[GTIN14_BOOK]["status"] == "in_stock"
