@@ -1,1 +1,0 @@
-"""The write side of stock, columnar: what a reported snapshot changes in a store's levels."""
