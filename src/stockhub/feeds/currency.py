@@ -4,17 +4,17 @@ from functools import cache
 
 from babel.numbers import get_currency_precision, list_currencies
 
-_CODES = frozenset(list_currencies())
+CURRENCY_CODES = frozenset(list_currencies())
 
 
 def is_currency(code: str) -> bool:
-    return code.upper() in _CODES
+    return code.upper() in CURRENCY_CODES
 
 
 @cache
 def currency_exponent(code: str) -> int:
     """Number of minor-unit digits: JPY 0, GBP 2, KWD 3."""
     upper = code.upper()
-    if upper not in _CODES:
+    if upper not in CURRENCY_CODES:
         raise ValueError(f"unknown currency code {code!r}")
     return get_currency_precision(upper)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from itertools import zip_longest
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import polars as pl
 from python_calamine import CalamineWorkbook
@@ -43,10 +43,6 @@ class Table:
     def is_spreadsheet(self) -> bool:
         return self.separator is None
 
-    @property
-    def columns(self) -> list[str]:
-        return self.cells.columns[1:]
-
 
 def read_table(data: bytes) -> Table:
     if data.startswith(_ZIP_MAGIC):
@@ -73,7 +69,10 @@ def _read_csv(data: bytes) -> Table:
     except pl.exceptions.PolarsError:
         # One badly quoted cell (e.g. `"abc" ,`) makes polars give up on the whole file; read it
         # again without quote handling so that the well-formed rows still count.
-        frame = _polars_csv(utf8, separator, schema, quote_char=None)
+        try:
+            frame = _polars_csv(utf8, separator, schema, quote_char=None)
+        except pl.exceptions.PolarsError as exc:
+            raise UnreadableFile(f"the file could not be read as CSV ({exc})") from exc
         frame = frame.with_columns(
             pl.col(c).str.strip_chars().str.strip_chars('"').str.replace_all('""', '"', literal=True)
             for c in schema

@@ -7,12 +7,13 @@ fraction digits, never through a float.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import polars as pl
 import polars.selectors as cs
 
-from stockhub.feeds.currency import _CODES, currency_exponent
+from stockhub.feeds.currency import CURRENCY_CODES, currency_exponent
 
 EMPTY_OR_ZERO_PRICE = "price is empty or zero: row discarded"
 MAX_QUANTITY = 1_000_000_000
@@ -23,7 +24,7 @@ _AMOUNT = r"^(?P<sign>-?)(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*))?$"
 
 @cache
 def _exponents() -> dict[str, int]:
-    return {code: currency_exponent(code) for code in _CODES}
+    return {code: currency_exponent(code) for code in CURRENCY_CODES}
 
 
 def with_currency(frame: pl.LazyFrame, source: str, default: str) -> pl.LazyFrame:
@@ -89,12 +90,13 @@ def with_promotion(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> 
     return a.finish(promotion_minor=pl.when(reason.is_null()).then(a["minor"]), promotion_reason=reason)
 
 
+@dataclass(frozen=True)
 class _Amount:
-    """Temporary columns describing an amount cell; `finish` adds the results and drops them."""
+    """A frame with temporary columns describing an amount cell (`a["minor"]`, `a["zero"]`, ...);
+    `finish` adds the result columns and drops the temporary ones."""
 
-    def __init__(self, frame: pl.LazyFrame, prefix: str) -> None:
-        self.frame = frame
-        self.prefix = prefix
+    frame: pl.LazyFrame
+    prefix: str
 
     def __getitem__(self, name: str) -> pl.Expr:
         return pl.col(f"{self.prefix}{name}")
@@ -105,7 +107,7 @@ class _Amount:
 
 def _parse_amount(frame: pl.LazyFrame, source: str, decimal_comma: bool) -> _Amount:
     prefix = f"_{source}_"
-    a = _Amount(frame, prefix)
+    a = _Amount(frame, prefix)  # for the column expressions; the frame is replaced below
     text = pl.col(source)
     if decimal_comma:
         text = text.str.replace(",", ".", literal=True)
@@ -119,6 +121,7 @@ def _parse_amount(frame: pl.LazyFrame, source: str, decimal_comma: bool) -> _Amo
     )
     exponent = pl.col("exponent")
     fits = (a["int"].str.len_chars() <= MAX_AMOUNT_DIGITS) & (a["frac"].str.len_chars() <= exponent)
+    # "6" + "99" → 699 minor units: exact, where a float would round.
     minor_text = pl.concat_str(pl.lit("0"), a["int"], a["frac"].str.pad_end(exponent, "0"))
     frame = frame.with_columns(
         (a["sign"].is_not_null() & a["has_digit"]).fill_null(False).alias(f"{prefix}well_formed"),
