@@ -11,12 +11,11 @@ import polars as pl
 from sqlalchemy import Connection, select
 
 from stockhub import feeds
-from stockhub.db.bulk import insert_frame, read_frame, update_frame
+from stockhub.db.bulk import insert_frame
 from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
-from stockhub.db.tables import stock_levels, stock_movements, stores, upload_rejections, uploads
-from stockhub.domain.stock import MovementReason
-from stockhub.inventory.snapshot import LEVELS, diff_snapshot
+from stockhub.db.stock_apply import apply_snapshot
+from stockhub.db.tables import stores, upload_rejections, uploads
 from stockhub.services.context import Hub
 
 log = logging.getLogger(__name__)
@@ -51,38 +50,10 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
             return None
         changed = 0
         if fatal is None:
-            changed = apply_snapshot(conn, upload.store_id, upload_id, parsed.rows, now)
+            changed = apply_snapshot(conn, upload.store_id, upload_id, parsed.rows, now).changed
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now)
     return outcome
-
-
-def apply_snapshot(conn: Connection, store_id: int, upload_id: int, rows: pl.DataFrame, now: datetime) -> int:
-    """Write what the reported rows change in the store's levels, and the ledger for it. Returns rows changed."""
-    current = read_frame(
-        conn, select(*(stock_levels.c[name] for name in LEVELS)).where(stock_levels.c.store_id == store_id), LEVELS
-    )
-    today = now.date()
-    diff = diff_snapshot(current, rows, today)
-    at = {"updated_at": now, "last_reported_on": today}
-    insert_frame(
-        conn,
-        stock_levels,
-        diff.inserts.with_columns(
-            store_id=pl.lit(store_id), committed=pl.lit(0), safety_stock=pl.lit(0), expired=pl.lit(False), **{k: pl.lit(v) for k, v in at.items()}
-        ),
-    )
-    keys = ["store_id", "identifier"]
-    update_frame(conn, stock_levels, diff.updates.with_columns(store_id=pl.lit(store_id)), keys, at | {"expired": False})
-    update_frame(conn, stock_levels, diff.touches.with_columns(store_id=pl.lit(store_id)), keys, {"last_reported_on": today})
-    insert_frame(
-        conn,
-        stock_movements,
-        diff.movements.with_columns(
-            store_id=pl.lit(store_id), reason=pl.lit(MovementReason.FEED.value), upload_id=pl.lit(upload_id), created_at=pl.lit(now)
-        ),
-    )
-    return diff.changed
 
 
 def _record_outcome(conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime) -> None:

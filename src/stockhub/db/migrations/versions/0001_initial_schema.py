@@ -87,7 +87,6 @@ def upgrade() -> None:
     sa.Column('last_reported_on', sa.Date(), nullable=False),
     sa.Column('expired', sa.Boolean(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_stock_levels_store_id_stores')),
     sa.PrimaryKeyConstraint('store_id', 'identifier', name=op.f('pk_stock_levels'))
     )
     op.create_table('uploads',
@@ -136,8 +135,6 @@ def upgrade() -> None:
     sa.Column('committed_after', sa.Integer(), nullable=False),
     sa.Column('upload_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_stock_movements_store_id_stores')),
-    sa.ForeignKeyConstraint(['upload_id'], ['uploads.id'], name=op.f('fk_stock_movements_upload_id_uploads')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_movements'))
     )
     with op.batch_alter_table('stock_movements', schema=None) as batch_op:

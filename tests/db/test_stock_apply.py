@@ -1,0 +1,83 @@
+"""Applying a reported snapshot, on SQLite and PostgreSQL: only what differs is written."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+from sqlalchemy import select
+
+from stockhub.db.engine import transaction
+from stockhub.db.stock_apply import apply_snapshot
+from stockhub.db.tables import stock_levels, stock_movements
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+STORE = 1
+
+
+def report(*rows) -> pl.DataFrame:
+    return pl.DataFrame(
+        list(rows),
+        schema={"identifier": pl.String, "quantity": pl.Int64, "price_minor": pl.Int64, "currency": pl.String, "promotion_minor": pl.Int64},
+        orient="row",
+    )
+
+
+def apply(hub, rows: pl.DataFrame, now: datetime = NOW, upload_id: int = 1):
+    with transaction(hub.engine) as conn:
+        return apply_snapshot(conn, STORE, upload_id, rows, now)
+
+
+def levels(hub) -> dict[str, dict]:
+    with hub.engine.connect() as conn:
+        return {r.identifier: r._asdict() for r in conn.execute(select(stock_levels))}
+
+
+def ledger(hub) -> list[tuple]:
+    with hub.engine.connect() as conn:
+        return [
+            (r.identifier, r.on_hand_before, r.on_hand_after, r.upload_id)
+            for r in conn.execute(select(stock_movements).order_by(stock_movements.c.id))
+        ]
+
+
+def test_new_products_are_inserted_and_counted_into_the_ledger(hub):
+    applied = apply(hub, report(("A", 3, 699, "GBP", None), ("B", 0, 100, "GBP", None)))
+    assert (applied.inserted, applied.updated, applied.changed) == (2, 0, 2)
+    assert ledger(hub) == [("A", 0, 3, 1)]  # B starts at 0: nothing moved
+    assert levels(hub)["A"]["on_hand"] == 3 and levels(hub)["B"]["price_minor"] == 100
+
+
+def test_the_same_snapshot_again_writes_nothing(hub):
+    rows = report(("A", 3, 699, "GBP", None), ("B", 1, 100, "GBP", 50))
+    apply(hub, rows)
+    before = (levels(hub), ledger(hub))
+    again = apply(hub, rows, NOW + timedelta(minutes=15), upload_id=2)
+    assert (again.changed, again.touched, again.moved) == (0, 0, 0)
+    assert (levels(hub), ledger(hub)) == before
+
+
+def test_an_unchanged_product_reported_on_a_new_day_is_only_touched(hub):
+    apply(hub, report(("A", 3, 699, "GBP", None)))
+    tomorrow = NOW + timedelta(days=1)
+    applied = apply(hub, report(("A", 3, 699, "GBP", None)), tomorrow, upload_id=2)
+    assert (applied.changed, applied.touched) == (0, 1)
+    level = levels(hub)["A"]
+    assert level["last_reported_on"] == tomorrow.date() and level["updated_at"] == NOW
+
+
+def test_count_price_promotion_and_expiry_changes_update_but_only_counts_move_the_ledger(hub):
+    apply(hub, report(*((name, 3, 699, "GBP", None) for name in ("count", "price", "promo", "expired", "absent"))))
+    with transaction(hub.engine) as conn:
+        conn.execute(stock_levels.update().where(stock_levels.c.identifier == "expired").values(expired=True))
+    applied = apply(
+        hub,
+        report(("count", 5, 699, "GBP", None), ("price", 3, 799, "GBP", None), ("promo", 3, 699, "GBP", 500), ("expired", 3, 699, "GBP", None)),
+        upload_id=2,
+    )
+    assert applied.updated == 4 and applied.inserted == 0
+    assert ledger(hub)[-1] == ("count", 3, 5, 2) and len(ledger(hub)) == 6
+    now = levels(hub)
+    assert now["price"]["price_minor"] == 799 and now["promo"]["promotion_minor"] == 500
+    assert now["expired"]["expired"] is False
+    assert now["absent"]["on_hand"] == 3  # never zeroed for not being mentioned
