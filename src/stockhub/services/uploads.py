@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stockhub import ids, security
 from stockhub.db.engine import reading, transaction
+from stockhub.db.locks import lock_upload_intake
 from stockhub.db.tables import stores, upload_rejections, uploads
 from stockhub.errors import FieldError, Problem, conflict, not_found
 from stockhub.services.context import Hub
@@ -147,6 +148,7 @@ def record_upload(
     _fsync_dir(folder)
     try:
         with transaction(hub.engine) as conn:
+            lock_upload_intake(conn, grant.store)
             upload_id = conn.execute(
                 uploads.insert().values(
                     organization_id=grant.organization,
