@@ -25,3 +25,14 @@ def test_countries_bring_their_currency_and_timezone():
     assert places.default_currency("DE") == "EUR" and places.default_timezone("DE") == "Europe/Berlin"
     assert places.default_timezone("US") is None  # several clocks: the store must say
     assert not places.is_country("ZZ") and not places.is_country("XX")
+
+
+def test_currencies_and_their_minor_units():
+    assert [places.currency_exponent(c) for c in ("JPY", "GBP", "EUR", "KWD")] == [0, 2, 2, 3]
+    assert places.is_currency("GBP") and not places.is_currency("XYZ") and not places.is_currency("GB")
+    try:
+        places.currency_exponent("XYZ")
+    except ValueError as error:
+        assert "XYZ" in str(error)
+    else:
+        raise AssertionError("an unknown currency has no exponent")

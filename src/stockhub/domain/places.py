@@ -20,8 +20,11 @@ def is_country(code: str) -> bool:
     return code in _countries()
 
 
+CURRENCY_CODES = frozenset(list_currencies())
+
+
 def is_currency(code: str) -> bool:
-    return code in list_currencies()
+    return code in CURRENCY_CODES
 
 
 def default_currency(country: str) -> str | None:
@@ -47,6 +50,7 @@ def _clock(zone: str) -> tuple:
     return tuple(datetime(2026, month, 1, 12, tzinfo=tz).utcoffset() for month in (1, 7))
 
 
+@cache
 def currency_exponent(currency: str) -> int:
     """Digits after the decimal point in the currency's minor unit (GBP 2, JPY 0, KWD 3)."""
     if not is_currency(currency):

@@ -3,7 +3,6 @@
 Pure functions over bytes: no I/O, no database. Everything runs as columnar polars expressions.
 """
 
-from stockhub.feeds.currency import currency_exponent, is_currency
 from stockhub.feeds.identifiers import InvalidIdentifier, canonical_identifier, canonical_identifiers
 from stockhub.feeds.stock_file import StockFile, read_stock_file
 
@@ -12,7 +11,5 @@ __all__ = [
     "StockFile",
     "canonical_identifier",
     "canonical_identifiers",
-    "currency_exponent",
-    "is_currency",
     "read_stock_file",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from stockhub.feeds.currency import is_currency
+from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
 from stockhub.feeds.identifiers import restore_lost_zeros, with_canonical_identifier
@@ -45,7 +45,7 @@ class StockFile:
 
 def read_stock_file(data: bytes, *, default_currency: str, invalid_threshold: float = 0.5) -> StockFile:
     """Parse and validate a stock file; never raises for bad file content."""
-    if not is_currency(default_currency):
+    if not is_currency(default_currency.upper()):
         raise ValueError(f"unknown default currency {default_currency!r}")
     try:
         table = read_table(data)

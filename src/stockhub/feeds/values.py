@@ -13,7 +13,7 @@ from functools import cache
 import polars as pl
 import polars.selectors as cs
 
-from stockhub.feeds.currency import CURRENCY_CODES, currency_exponent
+from stockhub.domain.places import CURRENCY_CODES, currency_exponent
 
 EMPTY_OR_ZERO_PRICE = "price is empty or zero: row discarded"
 MAX_QUANTITY = 1_000_000_000
