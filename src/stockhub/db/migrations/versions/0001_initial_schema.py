@@ -137,9 +137,6 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_movements'))
     )
-    with op.batch_alter_table('stock_movements', schema=None) as batch_op:
-        batch_op.create_index('ix_stock_movements_store_id_identifier', ['store_id', 'identifier'], unique=False)
-
     op.create_table('upload_rejections',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('upload_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -162,9 +159,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_upload_rejections_upload_id'))
 
     op.drop_table('upload_rejections')
-    with op.batch_alter_table('stock_movements', schema=None) as batch_op:
-        batch_op.drop_index('ix_stock_movements_store_id_identifier')
-
     op.drop_table('stock_movements')
     with op.batch_alter_table('uploads', schema=None) as batch_op:
         batch_op.drop_index('ix_uploads_store_id_id')
