@@ -12,7 +12,15 @@ import string
 from sqids import Sqids
 
 _ALPHABET = string.ascii_letters + string.digits
-PREFIXES = {"organization": "org", "brand": "brd", "store": "str", "upload": "upl", "token": "tok"}
+PREFIXES = {
+    "organization": "org",
+    "brand": "brd",
+    "store": "str",
+    "upload": "upl",
+    "token": "tok",
+    "customer": "cus",
+    "order": "ord",
+}
 
 
 def _codec(kind: str) -> Sqids:

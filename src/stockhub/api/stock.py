@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 
 from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
-from stockhub.services import stock
+from stockhub.services import stock, stock_writes
 
 router = APIRouter(prefix="/v1", tags=["stock"])
 
@@ -20,3 +22,21 @@ def list_stock(
 def get_stock(hub: HubDep, organization: Organization, store_id: str, identifier: str) -> dict:
     """One product's level; any spelling of its barcode (UPC-A, EAN-13, ISBN-10...) finds it."""
     return stock.get_stock(hub, organization, store_id, identifier)
+
+
+@router.put("/stores/{store_id}/stock/{identifier}")
+def set_count(hub: HubDep, organization: Organization, store_id: str, identifier: str, body: stock_writes.Count) -> dict:
+    """Set on_hand absolutely (an inventory master's count); `change_from` makes it compare-and-set."""
+    return stock_writes.set_count(hub, organization, store_id, identifier, body)
+
+
+@router.post("/stores/{store_id}/stock/adjustments")
+def adjust(
+    hub: HubDep,
+    organization: Organization,
+    store_id: str,
+    body: stock_writes.Adjustments,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> dict:
+    """Apply deltas to on_hand, all or none; retry safely with the same `Idempotency-Key`."""
+    return stock_writes.adjust(hub, organization, store_id, body, idempotency_key)

@@ -1,23 +1,57 @@
-"""Every lock stockhub takes, in one place, always in the same order (store, then stock rows).
+"""Every lock stockhub takes, in one place, always in the same order:
 
-Applying an upload locks the store row FOR UPDATE: all writers of one store's levels take the
-store row first, so an upload and anything else that changes the same store's stock
-(orders, adjustments) are serialized without locking a snapshot's thousands of stock rows
-one by one. On SQLite, BEGIN IMMEDIATE already serializes every writer.
+    order row  →  store rows (by id)  →  stock level rows (by store, identifier)
+
+Applying an upload locks its store row FOR UPDATE; everything else that changes a store's
+stock (bookings, order steps, direct writes) takes the store row FOR KEY SHARE, which many
+such writers hold at once but which waits for an upload being applied. So an upload's diff
+never interleaves with a booking, without locking a snapshot's thousands of stock rows one by
+one. Stock rows are then locked FOR UPDATE in key order, so multi-line, multi-store orders
+never deadlock. On SQLite, BEGIN IMMEDIATE already serializes every writer and these are
+no-ops or plain reads.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Row, func, select, tuple_
 
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import stores
+from stockhub.db.tables import orders, stock_levels, stores
 
 _UPLOAD_INTAKE = 1  # advisory lock namespace
 
 
 def lock_store(conn: Connection, store_id: int) -> None:
+    """For applying an upload: no other writer of the store's stock runs meanwhile."""
     conn.execute(select(stores.c.id).where(stores.c.id == store_id).with_for_update()).one()
+
+
+def share_stores(conn: Connection, store_ids: Iterable[int]) -> None:
+    """For a single-product writer: waits for an upload being applied, not for other writers."""
+    ids = sorted(set(store_ids))
+    conn.execute(select(stores.c.id).where(stores.c.id.in_(ids)).order_by(stores.c.id).with_for_update(key_share=True)).all()
+
+
+def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Row]:
+    """Lock the stock levels of (store, identifier) pairs in key order; absent ones are not in the result."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(stock_levels)
+        .where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(wanted))
+        .order_by(stock_levels.c.store_id, stock_levels.c.identifier)
+        .with_for_update()
+    ).all()
+    return {(row.store_id, row.identifier): row for row in rows}
+
+
+def lock_order(conn: Connection, organization: int, order_id: int) -> Row | None:
+    return conn.execute(
+        select(orders).where(orders.c.id == order_id, orders.c.organization_id == organization).with_for_update()
+    ).first()
 
 
 def lock_upload_intake(conn: Connection, store_id: int) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 
@@ -89,6 +90,8 @@ stores = Table(
     Column("longitude", Float),
     Column("upload_key_hash", String(64), nullable=False, unique=True),
     Column("upload_key_rotated_at", UTCDateTime, nullable=False, default=utcnow),
+    # what a feed's quantity means: "on_hand" (a physical count) or "available" (to sell)
+    Column("feed_quantity_means", String(20), nullable=False, default="on_hand", server_default="on_hand"),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
 )
@@ -183,5 +186,82 @@ stock_movements = Table(
     Column("committed_before", Integer, nullable=False),
     Column("committed_after", Integer, nullable=False),
     Column("upload_id", Id),
+    Column("order_id", Id),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("email", String(320)),
+    Column("name", String(200)),
+    Column("external_id", String(100)),  # e.g. a marketplace's retailer id
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("organization_id", "email", name="uq_customers_organization_id_email"),
+    UniqueConstraint("organization_id", "external_id", name="uq_customers_organization_id_external_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("external_id", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),  # a retried booking must match the first
+    Column("status", String(20), nullable=False),
+    Column("channel_type", String(20), nullable=False),
+    Column("channel_name", String(100), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("customer_id", Id, ForeignKey("customers.id")),
+    Column("fulfilment_type", String(10), nullable=False),
+    Column("fulfilment_store_id", Id, ForeignKey("stores.id"), nullable=False),
+    Column("payment_type", String(20), nullable=False),
+    Column("payment_status", String(20), nullable=False, default="pending"),
+    Column("paid_at", UTCDateTime),
+    Column("custom_invoice_number", String(100)),
+    Column("dispatch_planned_at", UTCDateTime),
+    Column("delivery_planned_at", UTCDateTime),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("dispatched_at", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("cancelled_at", UTCDateTime),
+    Column("cancellation_reason", String(500)),
+    Column("restocked", Boolean),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("organization_id", "external_id", name="uq_orders_organization_id_external_id"),
+    Index("ix_orders_customer_id_id", "customer_id", "id"),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("order_id", Id, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("line_no", Integer, nullable=False),
+    Column("store_id", Id, ForeignKey("stores.id"), nullable=False),
+    Column("identifier", String(40), nullable=False),  # canonical
+    Column("identifier_given", String(64), nullable=False),  # as the client spelled it
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_minor", BigInteger, nullable=False),
+)
+
+# Answers to requests made with an Idempotency-Key: the same key and body get the same answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("scope", String(50), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("organization_id", "scope", "key", name="uq_idempotency_keys_organization_id_scope_key"),
 )

@@ -31,7 +31,8 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     """Process a claimed upload. Returns None when the claim was lost (another worker owns it now)."""
     with reading(hub.engine) as conn:
         upload = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
-        currency = conn.execute(select(stores.c.currency).where(stores.c.id == upload.store_id)).scalar_one()
+        store = conn.execute(select(stores.c.currency, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)).one()
+    currency = store.currency
     if upload.kind != "stock":
         parsed, fatal = None, "custom product data (products.csv) is not processed yet: only stock files are"
     else:
@@ -48,15 +49,25 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         ).first()
         if still_ours is None:
             return None
-        changed = 0
+        changed, warnings = 0, []
         if fatal is None:
-            changed = apply_snapshot(conn, upload.store_id, upload_id, parsed.rows, now).changed
+            applied = apply_snapshot(
+                conn, upload.store_id, upload_id, parsed.rows, now, means_available=store.feed_quantity_means == "available"
+            )
+            changed = applied.changed
+            if applied.held_back:
+                warnings.append(
+                    f"{applied.held_back} products reported fewer units than are committed to open orders:"
+                    " their on_hand was kept at the committed quantity, so none of them is available"
+                )
         outcome = Outcome("invalid" if fatal else "applied", changed)
-        _record_outcome(conn, upload_id, outcome, parsed, fatal, now)
+        _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
     return outcome
 
 
-def _record_outcome(conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime) -> None:
+def _record_outcome(
+    conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime, warnings: list[str]
+) -> None:
     counts = {}
     if parsed is not None:
         rejected = parsed.rejections.height - parsed.superseded_count
@@ -66,7 +77,7 @@ def _record_outcome(conn: Connection, upload_id: int, outcome: Outcome, parsed, 
             "rejected_count": rejected,
             "superseded_count": parsed.superseded_count,
             "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height,
-            "warnings": json.dumps(list(parsed.warnings)),
+            "warnings": json.dumps([*parsed.warnings, *warnings]),
         }
         insert_frame(conn, upload_rejections, parsed.rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id)))
     conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, select
@@ -35,6 +35,9 @@ class StoreFields(BaseModel):
     timezone: str | None = Field(None, description="IANA name; defaults to the country's when it has only one")
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
+    feed_quantity_means: Literal["on_hand", "available"] = Field(
+        "on_hand", description="what a stock file's quantity counts: units on hand, or units available to sell"
+    )
 
     @field_validator("country")
     @classmethod
@@ -89,6 +92,7 @@ class StoreChanges(BaseModel):
     timezone: str | None = None
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
+    feed_quantity_means: Literal["on_hand", "available"] | None = None
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
@@ -310,6 +314,7 @@ def render_store(row) -> dict:
         "timezone": row.timezone,
         "latitude": row.latitude,
         "longitude": row.longitude,
+        "feed_quantity_means": row.feed_quantity_means,
         "upload_key_rotated_at": iso(row.upload_key_rotated_at),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),

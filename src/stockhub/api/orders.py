@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
+from stockhub.domain.orders import Action
+from stockhub.services import customers, orders
+
+router = APIRouter(prefix="/v1", tags=["orders"])
+
+
+@router.post("/orders", status_code=201)
+def book_order(hub: HubDep, organization: Organization, body: orders.Booking, response: Response) -> dict:
+    """Book an order against live availability: every line's stock is committed, or none (409
+    with the short lines). The same `external_id` and body again returns the order (200)."""
+    order, created = orders.book(hub, organization, body)
+    if not created:
+        response.status_code = 200
+    return order
+
+
+@router.get("/orders")
+def list_orders(hub: HubDep, organization: Organization, limit: Limit = 50, token: Token = None, status: str | None = None) -> dict:
+    return page_body(orders.list_orders(hub, organization, limit, token, status))
+
+
+@router.get("/orders/{order_id}")
+def get_order(hub: HubDep, organization: Organization, order_id: str) -> dict:
+    return orders.get(hub, organization, order_id)
+
+
+@router.patch("/orders/{order_id}")
+def update_order(hub: HubDep, organization: Organization, order_id: str, body: orders.OrderChanges) -> dict:
+    """Change the invoice number, planned dates, payment; everything else is read-only."""
+    return orders.update(hub, organization, order_id, body)
+
+
+@router.post("/orders/{order_id}/confirm")
+def confirm(hub: HubDep, organization: Organization, order_id: str) -> dict:
+    """The held units leave the store's count: on_hand and committed both drop."""
+    return orders.step(hub, organization, order_id, Action.CONFIRM)
+
+
+@router.post("/orders/{order_id}/dispatch")
+def dispatch(hub: HubDep, organization: Organization, order_id: str) -> dict:
+    return orders.step(hub, organization, order_id, Action.DISPATCH)
+
+
+@router.post("/orders/{order_id}/deliver")
+def deliver(hub: HubDep, organization: Organization, order_id: str) -> dict:
+    return orders.step(hub, organization, order_id, Action.DELIVER)
+
+
+class Cancellation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=500)
+    restock: bool = Field(False, description="after confirmation: put the units back on the shelf")
+
+
+@router.post("/orders/{order_id}/cancel")
+def cancel(hub: HubDep, organization: Organization, order_id: str, body: Annotated[Cancellation | None, Body()] = None) -> dict:
+    """Unconfirmed: the held units are released. Confirmed or dispatched: `restock` decides."""
+    body = body or Cancellation()
+    return orders.step(hub, organization, order_id, Action.CANCEL, reason=body.reason, restock=body.restock)
+
+
+@router.post("/customers", status_code=201)
+def get_or_create_customer(hub: HubDep, organization: Organization, body: customers.CustomerRef, response: Response) -> dict:
+    """Find a customer by external id or email, or make one (201)."""
+    customer, made = customers.get_or_create(hub, organization, body)
+    if not made:
+        response.status_code = 200
+    return customer
+
+
+@router.get("/customers")
+def search_customers(
+    hub: HubDep, organization: Organization, q: Annotated[str | None, Query(max_length=200)] = None, limit: Limit = 50, token: Token = None
+) -> dict:
+    return page_body(customers.search(hub, organization, q, limit, token))
+
+
+@router.get("/customers/{customer_id}")
+def get_customer(hub: HubDep, organization: Organization, customer_id: str) -> dict:
+    return customers.get(hub, organization, customer_id)
+
+
+@router.get("/customers/{customer_id}/orders")
+def customer_orders(hub: HubDep, organization: Organization, customer_id: str, limit: Limit = 50, token: Token = None) -> dict:
+    """The customer's order history, newest first."""
+    return page_body(customers.orders_of(hub, organization, customer_id, limit, token, orders.render))

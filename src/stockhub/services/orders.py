@@ -1,0 +1,333 @@
+"""Orders: booking against live availability (all lines or none), and each step after."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from stockhub import feeds, ids
+from stockhub.db.engine import reading, transaction
+from stockhub.db.locks import lock_order
+from stockhub.db.tables import order_lines, orders, stores
+from stockhub.domain import places
+from stockhub.domain.money import to_decimal_string
+from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
+from stockhub.domain.stock import Shortfall
+from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
+from stockhub.services import customers, stock_moves
+from stockhub.services.context import Hub
+from stockhub.services.paging import Page, page_of
+from stockhub.timefmt import iso
+
+
+class Channel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["web", "mobile", "store", "marketplace"]
+    name: str = Field(min_length=1, max_length=100)
+
+
+class Line(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    identifier: str = Field(min_length=1, max_length=64, description="barcode (any spelling) or SKU")
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price: Decimal = Field(ge=0, description="per unit, in the order's currency")
+    store_id: str | None = Field(None, description="the fulfilling store; default: the fulfilment store")
+
+
+class Fulfilment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["pickup", "ship"]
+    store_id: str
+
+
+class Booking(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    external_id: str = Field(min_length=1, max_length=64, description="your order id: a retry with it is safe")
+    channel: Channel
+    currency: str
+    customer: customers.CustomerRef | None = None
+    lines: list[Line] = Field(min_length=1, max_length=500)
+    fulfilment: Fulfilment
+    placed_at: AwareDatetime | None = None
+    payment_type: Literal["checkout", "card", "manual"] = "checkout"
+    is_preconfirmed: bool = False
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not places.is_currency(value.upper()):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value.upper()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+class OrderChanges(BaseModel):
+    """The fields a client may still change; everything else about an order is read-only."""
+
+    model_config = ConfigDict(extra="forbid")
+    custom_invoice_number: str | None = Field(None, min_length=1, max_length=100)
+    dispatch_planned_at: AwareDatetime | None = None
+    delivery_planned_at: AwareDatetime | None = None
+    paid_at: AwareDatetime | None = None
+    payment_status: Literal["pending", "paid", "refunded", "failed"] | None = None
+
+
+# --- booking ---------------------------------------------------------------------------------
+
+
+def book(hub: Hub, organization: int, booking: Booking) -> tuple[dict, bool]:
+    """Book an order: commit every line's stock or none. Returns (order, created now)."""
+    fingerprint = booking.fingerprint()
+    existing = _by_external_id(hub, organization, booking.external_id)
+    if existing is not None:
+        return _replayed(hub, organization, existing, fingerprint)
+    lines = _resolved_lines(hub, organization, booking)
+    try:
+        with transaction(hub.engine) as conn:
+            order_id = _book(conn, organization, booking, fingerprint, lines)
+            return render(conn, _order_row(conn, organization, order_id)), True
+    except IntegrityError:  # the same external id booked concurrently: that one won
+        existing = _by_external_id(hub, organization, booking.external_id)
+        if existing is None:
+            raise
+        return _replayed(hub, organization, existing, fingerprint)
+
+
+def _book(conn: Connection, organization: int, booking: Booking, fingerprint: str, lines: list[dict]) -> int:
+    now = datetime.now(UTC)
+    wanted: dict[stock_moves.Key, int] = defaultdict(int)
+    for line in lines:  # lines naming one product at one store are checked as one
+        wanted[(line["store_id"], line["identifier"])] += line["quantity"]
+    levels = stock_moves.lock(conn, wanted)
+    effect, reason = booking_effect(booking.is_preconfirmed)
+    changes, short = [], []
+    for key, quantity in sorted(wanted.items()):
+        try:
+            changes += stock_moves.plan(levels, {key: quantity}, effect)
+        except Shortfall as shortfall:
+            short.append(_shortfall(key, shortfall, lines))
+    if short:
+        raise Problem(409, "Insufficient stock", "some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
+
+    customer_id = customers.find_or_make(conn, organization, booking.customer)[0] if booking.customer else None
+    status = OrderStatus.CONFIRMED if booking.is_preconfirmed else OrderStatus.REQUESTED
+    order_id = conn.execute(
+        orders.insert().values(
+            organization_id=organization,
+            external_id=booking.external_id,
+            request_hash=fingerprint,
+            status=status.value,
+            channel_type=booking.channel.type,
+            channel_name=booking.channel.name,
+            currency=booking.currency,
+            customer_id=customer_id,
+            fulfilment_type=booking.fulfilment.type,
+            fulfilment_store_id=lines[0]["fulfilment_store"],
+            payment_type=booking.payment_type,
+            placed_at=booking.placed_at or now,
+            confirmed_at=now if booking.is_preconfirmed else None,
+            created_at=now,
+            updated_at=now,
+        )
+    ).inserted_primary_key[0]
+    conn.execute(
+        order_lines.insert(),
+        [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)],
+    )
+    stock_moves.write(conn, changes, reason, now, order_id=order_id)
+    return order_id
+
+
+def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) -> dict:
+    given = next(line["identifier_given"] for line in lines if (line["store_id"], line["identifier"]) == key)
+    return {
+        "identifier": given,
+        "store_id": ids.encode("store", key[0]),
+        "requested": shortfall.requested,
+        "available": shortfall.available,
+    }
+
+
+def _resolved_lines(hub: Hub, organization: int, booking: Booking) -> list[dict]:
+    """Lines with canonical identifiers, store row ids and prices in minor units; every error at once."""
+    errors: list[FieldError] = []
+    exponent = places.currency_exponent(booking.currency)
+    with reading(hub.engine) as conn:
+        owned = _store_numbers(conn, organization, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
+    fulfilment_store = owned.get(booking.fulfilment.store_id)
+    if fulfilment_store is None:
+        errors.append(FieldError("fulfilment.store_id", f"no store {booking.fulfilment.store_id} in your organization"))
+    resolved = []
+    for n, line in enumerate(booking.lines):
+        store_id = line.store_id or booking.fulfilment.store_id
+        store = owned.get(store_id)
+        if store is None and line.store_id:
+            errors.append(FieldError(f"lines.{n}.store_id", f"no store {store_id} in your organization"))
+        try:
+            identifier = feeds.canonical_identifier(line.identifier)
+        except feeds.InvalidIdentifier as error:
+            errors.append(FieldError(f"lines.{n}.identifier", str(error)))
+            identifier = None
+        minor = line.unit_price.scaleb(exponent)
+        if minor != minor.to_integral_value():
+            errors.append(FieldError(f"lines.{n}.unit_price", f"{booking.currency} allows {exponent} decimal places"))
+        resolved.append(
+            {
+                "store_id": store,
+                "identifier": identifier,
+                "identifier_given": line.identifier,
+                "quantity": line.quantity,
+                "unit_price_minor": int(minor),
+                "fulfilment_store": fulfilment_store,
+            }
+        )
+    if errors:
+        raise invalid("the order has invalid lines", errors)
+    return resolved
+
+
+def _store_numbers(conn: Connection, organization: int, public_ids: list[str]) -> dict[str, int]:
+    numbers = {pid: ids.decode("store", pid) for pid in public_ids}
+    found = set(
+        conn.execute(
+            select(stores.c.id).where(stores.c.organization_id == organization, stores.c.id.in_([n for n in numbers.values() if n]))
+        ).scalars()
+    )
+    return {pid: n for pid, n in numbers.items() if n in found}
+
+
+def _by_external_id(hub: Hub, organization: int, external_id: str):
+    with reading(hub.engine) as conn:
+        return conn.execute(select(orders).where(orders.c.organization_id == organization, orders.c.external_id == external_id)).first()
+
+
+def _replayed(hub: Hub, organization: int, existing, fingerprint: str) -> tuple[dict, bool]:
+    if existing.request_hash != fingerprint:
+        raise conflict(f"order {existing.external_id} was booked with a different request; an external_id names one order")
+    with reading(hub.engine) as conn:
+        return render(conn, existing), False
+
+
+# --- after booking ---------------------------------------------------------------------------
+
+
+def step(hub: Hub, organization: int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False) -> dict:
+    """Move an order on (confirm, dispatch, deliver, cancel), with its stock effect."""
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        order = _locked(conn, organization, order_id)
+        status = OrderStatus(order.status)
+        try:
+            new_status = next_status(status, action)
+        except IllegalTransition as error:
+            raise conflict(f"{error}; allowed: {', '.join(error.allowed) or 'nothing, it is final'}", allowed=error.allowed) from None
+        effect = stock_effect(status, action, restock)
+        if effect is not None:
+            wanted: dict[stock_moves.Key, int] = defaultdict(int)
+            for line in conn.execute(select(order_lines).where(order_lines.c.order_id == order.id)):
+                wanted[(line.store_id, line.identifier)] += line.quantity
+            levels = stock_moves.lock(conn, wanted)
+            stock_moves.write(conn, stock_moves.plan(levels, wanted, effect[0]), effect[1], now, order_id=order.id)
+        values = {"status": new_status.value, STAMPS[new_status]: now, "updated_at": now}
+        if action is Action.CANCEL:
+            values |= {"cancellation_reason": reason, "restocked": effect is not None and status is not OrderStatus.REQUESTED}
+        conn.execute(orders.update().where(orders.c.id == order.id).values(**values))
+        return render(conn, _order_row(conn, organization, order.id))
+
+
+def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges) -> dict:
+    given = changes.model_dump(exclude_unset=True)
+    with transaction(hub.engine) as conn:
+        order = _locked(conn, organization, order_id)
+        errors = []
+        if "custom_invoice_number" in given and order.confirmed_at is not None and order.custom_invoice_number:
+            errors.append(FieldError("custom_invoice_number", "already set on a confirmed order: it can no longer change"))
+        if "paid_at" in given and order.payment_type != "manual":
+            errors.append(FieldError("paid_at", f"only manual payments are marked paid here; this order's is {order.payment_type}"))
+        if errors:
+            raise invalid("some fields cannot be changed", errors)
+        if given:
+            conn.execute(orders.update().where(orders.c.id == order.id).values(**given, updated_at=datetime.now(UTC)))
+        return render(conn, _order_row(conn, organization, order.id))
+
+
+def get(hub: Hub, organization: int, order_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        row = conn.execute(select(orders).where(orders.c.id == ids.decode("order", order_id), orders.c.organization_id == organization)).first()
+        if row is None:
+            raise not_found(f"order {order_id}")
+        return render(conn, row)
+
+
+def list_orders(hub: Hub, organization: int, limit: int, token: str | None, status: str | None) -> Page:
+    query = select(orders).where(orders.c.organization_id == organization)
+    if status:
+        query = query.where(orders.c.status == status)
+    with reading(hub.engine) as conn:
+        return page_of(conn, query, orders.c.id, limit, token, lambda row: render(conn, row), descending=True)
+
+
+def _locked(conn: Connection, organization: int, order_id: str):
+    number = ids.decode("order", order_id)
+    order = lock_order(conn, organization, number) if number is not None else None
+    if order is None:
+        raise not_found(f"order {order_id}")
+    return order
+
+
+def _order_row(conn: Connection, organization: int, number: int):
+    return conn.execute(select(orders).where(orders.c.id == number, orders.c.organization_id == organization)).one()
+
+
+def render(conn: Connection, row) -> dict:
+    lines = conn.execute(select(order_lines).where(order_lines.c.order_id == row.id).order_by(order_lines.c.line_no)).all()
+    return {
+        "id": ids.encode("order", row.id),
+        "external_id": row.external_id,
+        "status": row.status,
+        "channel": {"type": row.channel_type, "name": row.channel_name},
+        "currency": row.currency,
+        "customer_id": ids.encode("customer", row.customer_id) if row.customer_id else None,
+        "fulfilment": {"type": row.fulfilment_type, "store_id": ids.encode("store", row.fulfilment_store_id)},
+        "payment_type": row.payment_type,
+        "payment_status": row.payment_status,
+        "lines": [
+            {
+                "identifier": line.identifier,
+                "identifier_given": line.identifier_given,
+                "store_id": ids.encode("store", line.store_id),
+                "quantity": line.quantity,
+                "unit_price": to_decimal_string(line.unit_price_minor, row.currency),
+            }
+            for line in lines
+        ],
+        "total": to_decimal_string(sum(line.quantity * line.unit_price_minor for line in lines), row.currency),
+        "custom_invoice_number": row.custom_invoice_number,
+        "cancellation_reason": row.cancellation_reason,
+        "restocked": row.restocked,
+        **{name: iso(getattr(row, name)) for name in TIMESTAMPS},
+    }
+
+
+TIMESTAMPS = (
+    "placed_at",
+    "confirmed_at",
+    "dispatch_planned_at",
+    "dispatched_at",
+    "delivery_planned_at",
+    "delivered_at",
+    "paid_at",
+    "cancelled_at",
+    "created_at",
+    "updated_at",
+)
