@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from stockhub.db.engine import transaction
@@ -81,3 +83,29 @@ def test_count_price_promotion_and_expiry_changes_update_but_only_counts_move_th
     assert now["price"]["price_minor"] == 799 and now["promo"]["promotion_minor"] == 500
     assert now["expired"]["expired"] is False
     assert now["absent"]["on_hand"] == 3  # never zeroed for not being mentioned
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    reported=st.integers(-5, 20),
+    on_hand=st.integers(0, 20),
+    committed=st.integers(0, 20),
+    means_available=st.booleans(),
+)
+def test_the_bulk_apply_means_what_the_domain_rule_says(hub, reported, on_hand, committed, means_available):
+    from stockhub.domain.stock import reported_on_hand
+
+    committed = min(committed, on_hand)
+    identifier = f"P{reported}x{on_hand}x{committed}x{int(means_available)}"
+    with transaction(hub.engine) as conn:
+        conn.execute(stock_levels.delete().where(stock_levels.c.identifier == identifier))
+        conn.execute(
+            stock_levels.insert().values(
+                store_id=STORE, identifier=identifier, on_hand=on_hand, committed=committed, safety_stock=0,
+                price_minor=100, currency="GBP", last_reported_on=NOW.date(), expired=False, updated_at=NOW,
+            )
+        )
+        applied = apply_snapshot(conn, STORE, 1, report((identifier, reported, 100, "GBP", None)), NOW, means_available=means_available)
+    expected = reported_on_hand(reported, committed, means_available)
+    assert levels(hub)[identifier]["on_hand"] == expected
+    assert applied.held_back == (not means_available and committed > max(reported, 0))
