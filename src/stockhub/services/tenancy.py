@@ -35,6 +35,7 @@ class StoreFields(BaseModel):
     timezone: str | None = Field(None, description="IANA name; defaults to the country's when it has only one")
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
+    custom_products: bool = Field(False, description="custom product data (products.csv) is on: stock rows may use any alphanumeric identifier up to 36 characters")
 
     @field_validator("country")
     @classmethod
@@ -89,6 +90,7 @@ class StoreChanges(BaseModel):
     timezone: str | None = None
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
+    custom_products: bool | None = None
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
@@ -310,6 +312,7 @@ def render_store(row) -> dict:
         "timezone": row.timezone,
         "latitude": row.latitude,
         "longitude": row.longitude,
+        "custom_products": row.custom_products,
         "upload_key_rotated_at": iso(row.upload_key_rotated_at),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
