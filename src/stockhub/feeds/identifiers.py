@@ -149,7 +149,7 @@ def with_custom_identifier(
         .then(None)
         .when(missing)
         .then(pl.lit("missing identifier"))
-        .otherwise(pl.lit(f"identifier {CUSTOM_RULE}"))
+        .otherwise(pl.lit(f"identifier is not a GTIN or ISBN, and {CUSTOM_RULE}"))
         .alias(reason),
     )
 
