@@ -84,6 +84,8 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
 
 
 def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
+    from OpenSSL import SSL
+
     from stockhub.gateways.ftp import FtpGateway
 
     if demo and hub.settings.ftp_tls_cert is None:
@@ -92,7 +94,7 @@ def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
         hub.settings.ftp_tls_cert, hub.settings.ftp_tls_key = ensure_self_signed(hub.settings.data_dir / "tls")
     try:
         return FtpGateway(hub, host=hub.settings.ftp_host or host, port=port)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SSL.Error) as error:  # port taken, bad settings, unreadable certificate
         raise click.ClickException(f"the FTP gateway cannot start: {error}") from None
 
 

@@ -16,6 +16,9 @@ from OpenSSL import SSL
 
 def server_context(cert: Path, key: Path | None) -> SSL.Context:
     """A server context from PEM files; older protocols than TLS 1.2 are refused in the handshake."""
+    for path in (cert, key or cert):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"the TLS certificate or key file {path} does not exist")
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
     context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
