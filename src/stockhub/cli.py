@@ -53,8 +53,10 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="HTTP port (default 8000, setting STOCKHUB_PORT)")
 @click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it")
 @click.option("--workers/--no-workers", default=True, help="run the background workers in this process")
-def serve(host: str | None, port: int | None, demo: bool, workers: bool) -> None:
-    """Run the HTTP API and the workers in one process."""
+@click.option("--ftp-port", default=None, type=int, help="FTP gateway port (default 2121, setting STOCKHUB_FTP_PORT)")
+@click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
+def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_port: int | None, ftp: bool | None) -> None:
+    """Run the HTTP API, the FTP gateway and the workers in one process."""
     import uvicorn
 
     from stockhub.api.app import create_app
@@ -63,17 +65,45 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool) -> None
     hub = _hub()
     host = host or hub.settings.host
     port = port or hub.settings.port
+    gateway = _ftp_gateway(hub, host, ftp_port, demo) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
         from stockhub.demo import create_demo
 
-        click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"))
+        click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", gateway and gateway.port))
     worker = Worker(hub)
     if workers:
         worker.start()
+    if gateway:
+        gateway.start()
     try:
         uvicorn.run(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
     finally:
+        if gateway:
+            gateway.stop()
         worker.stop()
+
+
+def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
+    from OpenSSL import SSL
+
+    from stockhub.gateways.ftp import FtpGateway
+
+    if demo and hub.settings.ftp_tls_cert is None:
+        from stockhub.gateways.ftp_tls import ensure_self_signed
+
+        hub.settings.ftp_tls_cert, hub.settings.ftp_tls_key = ensure_self_signed(hub.settings.data_dir / "tls")
+    try:
+        return FtpGateway(hub, host=hub.settings.ftp_host or host, port=port)
+    except (OSError, ValueError, SSL.Error) as error:  # port taken, bad settings, unreadable certificate
+        raise click.ClickException(f"the FTP gateway cannot start: {error}") from None
+
+
+@main.command()
+@click.option("--host", default=None, help="interface to listen on (default STOCKHUB_FTP_HOST, else STOCKHUB_HOST)")
+@click.option("--port", default=None, type=int, help="FTP port (default 2121, setting STOCKHUB_FTP_PORT)")
+def ftp(host: str | None, port: int | None) -> None:
+    """Run only the FTP/FTPS gateway (uploads go to the workers through the database)."""
+    _ftp_gateway(_hub(), host, port, demo=False).serve_forever()
 
 
 @main.command()

@@ -13,7 +13,7 @@ _STORES = [
 ]
 
 
-def create_demo(hub: Hub, base_url: str) -> str:
+def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
     """Make the demo tenant on first run; later runs reuse it with fresh keys (keys are shown only once)."""
     marker = hub.settings.data_dir / "demo.json"
     if marker.exists():
@@ -40,6 +40,13 @@ def create_demo(hub: Hub, base_url: str) -> str:
         f"  curl -s -T stock.csv \"$(curl -s '{base_url}/upload/{key}?type=stock')\"",
         f"  curl -s -H 'Authorization: Bearer {token}' {base_url}/v1/stores/{store}/uploads",
         f"  curl -s -H 'Authorization: Bearer {token}' {base_url}/v1/stores/{store}/stock",
-        "",
     ]
+    if ftp_port:
+        host = base_url.split("://", 1)[1].rsplit(":", 1)[0]
+        lines += [
+            "Or over FTP (or FTPS: add --ssl-reqd -k for the self-signed certificate):",
+            f"  curl -s -T stock.csv ftp://apikey:{key}@{host}:{ftp_port}/",
+            f"  curl -s ftp://apikey:{key}@{host}:{ftp_port}/upload_log.txt",
+        ]
+    lines.append("")
     return "\n".join(lines)

@@ -27,6 +27,21 @@ class Settings(BaseSettings):
     worker_lease_seconds: int = 300
     sweep_interval_seconds: int = 3600
 
+    # FTP/FTPS gateway (gateways/ftp.py); the size cap is upload_max_bytes
+    ftp_enabled: bool = True  # `stockhub serve` runs the gateway beside the API
+    ftp_host: str | None = None  # default: host
+    ftp_port: int = 2121  # 21 in production
+    ftp_passive_ports: str | None = None  # "60000-60099"; default: any free port
+    ftp_masquerade_address: str | None = None  # the public IP to announce in PASV replies behind NAT
+    ftp_idle_timeout_seconds: int = 300  # control connection with no command
+    ftp_data_timeout_seconds: int = 300  # data connection with no traffic
+    ftp_tls_cert: Path | None = None  # PEM certificate (chain) for explicit FTPS (AUTH TLS)
+    ftp_tls_key: Path | None = None  # PEM private key; default: in the certificate file
+    ftp_tls_required: bool = False  # refuse logins and transfers that are not under TLS
+    ftp_login_failure_delay_seconds: float = 2.0  # answer a wrong key this late (grows with failures)
+    ftp_max_login_failures: int = 10  # from one address within the lockout period, then refused
+    ftp_lockout_seconds: int = 900
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
@@ -34,6 +49,11 @@ class Settings(BaseSettings):
     @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def ftp_dir(self) -> Path:
+        """Each store's FTP folder lives here, named by the store's public id."""
+        return self.data_dir / "ftp"
 
     @property
     def db_url(self) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 
@@ -94,6 +95,8 @@ stores = Table(
     Column("feed_quantity_means", String(20), nullable=False, default="on_hand", server_default="on_hand"),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    # custom product data (products.csv) is on: stock rows may use any alphanumeric identifier
+    Column("custom_products", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 api_tokens = Table(
@@ -264,4 +267,30 @@ idempotency_keys = Table(
     Column("response", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("organization_id", "scope", "key", name="uq_idempotency_keys_organization_id_scope_key"),
+)
+
+
+# --- FTP gateway and custom product data (products.csv) ---------------------------------------
+
+# The organization's product catalog, from products.csv uploads of any of its stores: the last
+# upload that describes a product wins. `identifier` is canonical, like stock_levels.identifier.
+catalog_products = Table(
+    "catalog_products",
+    metadata,
+    Column("organization_id", Id, ForeignKey("organizations.id"), primary_key=True),
+    Column("identifier", String(40), primary_key=True),
+    Column("brand", String(200), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("image_url", String(2000), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("link", String(2000)),
+    Column("condition", String(20), nullable=False),
+    Column("category", String(750)),
+    Column("age_group", String(20)),
+    Column("gender", String(20)),
+    Column("color", String(100)),
+    Column("size", String(100)),
+    Column("item_group_id", String(50)),
+    Column("upload_id", Id),  # the upload that last described it
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
 )

@@ -3,7 +3,8 @@
 Pure functions over bytes: no I/O, no database. Everything runs as columnar polars expressions.
 """
 
-from stockhub.feeds.identifiers import InvalidIdentifier, canonical_identifier, canonical_identifiers
+from stockhub.feeds.identifiers import InvalidIdentifier, canonical_identifier, canonical_identifiers, lookup_identifier
+from stockhub.feeds.product_file import ProductFile, read_product_file
 from stockhub.feeds.stock_file import StockFile, read_stock_file
 
 __all__ = [
@@ -11,5 +12,8 @@ __all__ = [
     "StockFile",
     "canonical_identifier",
     "canonical_identifiers",
+    "lookup_identifier",
+    "ProductFile",
+    "read_product_file",
     "read_stock_file",
 ]

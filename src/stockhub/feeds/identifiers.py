@@ -129,6 +129,31 @@ def with_canonical_identifier(
     )
 
 
+CUSTOM_RULE = "a custom identifier must be 1–36 letters and digits"
+CUSTOM_MAX_LENGTH = 36
+
+
+def with_custom_identifier(
+    frame: pl.LazyFrame, source: str, *, identifier: str = "identifier", reason: str = "reason"
+) -> pl.LazyFrame:
+    """Like `with_canonical_identifier`, for stores with custom product data (NearSt's custom
+    barcodes): a valid GTIN or ISBN is still canonicalised, so its spellings meet; anything else
+    letters and digits up to 36 characters is kept as given, without check-digit rules."""
+    compact = pl.col(source).str.replace_all(r"[\s\-]", "")
+    custom = compact.str.contains(rf"^[A-Za-z0-9]{{1,{CUSTOM_MAX_LENGTH}}}$").fill_null(False)
+    frame = with_canonical_identifier(frame, source, identifier=identifier, reason=reason)
+    missing = compact.is_null() | (compact == "")
+    return frame.with_columns(
+        pl.when(pl.col(identifier).is_not_null()).then(pl.col(identifier)).when(custom).then(compact).alias(identifier),
+        pl.when(pl.col(identifier).is_not_null() | custom)
+        .then(None)
+        .when(missing)
+        .then(pl.lit("missing identifier"))
+        .otherwise(pl.lit(f"identifier is not a GTIN or ISBN, and {CUSTOM_RULE}"))
+        .alias(reason),
+    )
+
+
 def restore_lost_zeros(value: pl.Expr) -> pl.Expr:
     """Left-pad a number that a spreadsheet stripped of leading zeros back to a GTIN length.
 
@@ -148,6 +173,18 @@ def canonical_identifiers(values: pl.Series) -> pl.DataFrame:
     """Canonical identifier (or null) and the reason it is invalid (or null), per value."""
     frame = pl.LazyFrame({"value": values.cast(pl.String).str.strip_chars()})
     return with_canonical_identifier(frame, "value").select("identifier", "reason").collect()
+
+
+def lookup_identifier(value: str) -> str:
+    """The identifier under which a product asked for by `value` is stored: its canonical form,
+    else (custom product data) the value itself when it is a possible custom identifier."""
+    try:
+        return canonical_identifier(value)
+    except InvalidIdentifier:
+        compact = "".join(value.split()).replace("-", "")
+        if compact.isascii() and compact.isalnum() and len(compact) <= CUSTOM_MAX_LENGTH:
+            return compact
+        raise
 
 
 def canonical_identifier(value: str) -> str:

@@ -9,7 +9,7 @@ import polars as pl
 from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
-from stockhub.feeds.identifiers import restore_lost_zeros, with_canonical_identifier
+from stockhub.feeds.identifiers import restore_lost_zeros, with_canonical_identifier, with_custom_identifier
 from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity
 
 ROW_SCHEMA = {
@@ -43,8 +43,14 @@ class StockFile:
     invalid_reason: str | None  # set when the file must not be applied
 
 
-def read_stock_file(data: bytes, *, default_currency: str, invalid_threshold: float = 0.5) -> StockFile:
-    """Parse and validate a stock file; never raises for bad file content."""
+def read_stock_file(
+    data: bytes, *, default_currency: str, invalid_threshold: float = 0.5, custom_identifiers: bool = False
+) -> StockFile:
+    """Parse and validate a stock file; never raises for bad file content.
+
+    `custom_identifiers` (a store with custom product data): identifiers that are not a GTIN,
+    ISBN or SKU are accepted when they are 1–36 letters and digits, without check-digit rules.
+    """
     if not is_currency(default_currency.upper()):
         raise ValueError(f"unknown default currency {default_currency!r}")
     try:
@@ -68,6 +74,7 @@ def read_stock_file(data: bytes, *, default_currency: str, invalid_threshold: fl
         default_currency.upper(),
         # A decimal comma cannot be told from a separator in a comma-separated file.
         decimal_comma=table.separator != ",",
+        custom_identifiers=custom_identifiers,
     )
     rows, duplicates, rejected = _split(checked)
     superseded = _superseded(duplicates, rows)
@@ -101,9 +108,10 @@ def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.Dat
     )
 
 
-def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool) -> pl.LazyFrame:
+def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool) -> pl.LazyFrame:
     """Adds the parsed columns and `reject`, a struct (field, value, reason) or null if valid."""
-    frame = with_canonical_identifier(
+    identify = with_custom_identifier if custom_identifiers else with_canonical_identifier
+    frame = identify(
         fields.lazy(), "identifier_raw", identifier="identifier", reason="identifier_reason"
     )
     frame = with_currency(frame, "currency_raw", default_currency)

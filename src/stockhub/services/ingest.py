@@ -16,7 +16,9 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
 from stockhub.db.stock_apply import apply_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
+from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
+from stockhub.services.upload_log import write_upload_log
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,18 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     """Process a claimed upload. Returns None when the claim was lost (another worker owns it now)."""
     with reading(hub.engine) as conn:
         upload = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
-        store = conn.execute(select(stores.c.currency, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)).one()
-    currency = store.currency
-    if upload.kind != "stock":
-        parsed, fatal = None, "custom product data (products.csv) is not processed yet: only stock files are"
+        store = conn.execute(
+            select(stores.c.currency, stores.c.custom_products, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)
+        ).one()
+    data = open(upload.path, "rb").read()
+    threshold = hub.settings.invalid_threshold
+    if upload.kind == "products":
+        parsed = feeds.read_product_file(data, custom_identifiers=store.custom_products, invalid_threshold=threshold)
     else:
-        data = open(upload.path, "rb").read()
-        parsed = feeds.read_stock_file(data, default_currency=currency, invalid_threshold=hub.settings.invalid_threshold)
-        fatal = parsed.invalid_reason
+        parsed = feeds.read_stock_file(
+            data, default_currency=store.currency, invalid_threshold=threshold, custom_identifiers=store.custom_products
+        )
+    fatal = parsed.invalid_reason
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         lock_store(conn, upload.store_id)
@@ -50,7 +56,9 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         if still_ours is None:
             return None
         changed, warnings = 0, []
-        if fatal is None:
+        if fatal is None and upload.kind == "products":
+            changed = apply_products(conn, upload.organization_id, upload_id, parsed.rows, now)
+        elif fatal is None:
             applied = apply_snapshot(
                 conn, upload.store_id, upload_id, parsed.rows, now, means_available=store.feed_quantity_means == "available"
             )
@@ -62,24 +70,32 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
                 )
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
+    _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
+
+
+def _log_for_the_store(hub: Hub, store: int, upload_id: int) -> None:
+    """Rewrite the store's upload_log.txt; the upload stands even if this fails."""
+    try:
+        write_upload_log(hub, store, upload_id)
+    except OSError:
+        log.exception("could not write upload_log.txt for upload %s", upload_id)
 
 
 def _record_outcome(
     conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime, warnings: list[str]
 ) -> None:
-    counts = {}
-    if parsed is not None:
-        rejected = parsed.rejections.height - parsed.superseded_count
-        counts = {
-            "line_count": parsed.line_count,
-            "valid_count": parsed.rows.height,
-            "rejected_count": rejected,
-            "superseded_count": parsed.superseded_count,
-            "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height,
-            "warnings": json.dumps([*parsed.warnings, *warnings]),
-        }
-        insert_frame(conn, upload_rejections, parsed.rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id)))
+    """`parsed` is a feeds.StockFile or feeds.ProductFile: the same counts and rejections."""
+    is_stock = "quantity" in parsed.rows.columns
+    counts = {
+        "line_count": parsed.line_count,
+        "valid_count": parsed.rows.height,
+        "rejected_count": parsed.rejections.height - parsed.superseded_count,
+        "superseded_count": parsed.superseded_count,
+        "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height if is_stock else None,
+        "warnings": json.dumps([*parsed.warnings, *warnings]),
+    }
+    insert_frame(conn, upload_rejections, parsed.rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id)))
     conn.execute(
         uploads.update()
         .where(uploads.c.id == upload_id)

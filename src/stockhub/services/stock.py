@@ -10,6 +10,7 @@ from stockhub.db.tables import stock_levels
 from stockhub.domain.money import to_decimal_string
 from stockhub.domain.stock import StockLevel, StockStatus
 from stockhub.errors import FieldError, Problem, not_found
+from stockhub.services.catalog import SHOWN_WITH_STOCK, stock_join
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
 from stockhub.services.paging import MAX_LIMIT, Page, decode_token, encode_token
@@ -32,7 +33,7 @@ def list_stock(hub: Hub, organization: int, store_id: str, limit: int, token: st
     with reading(hub.engine) as conn:
         number = store_number(conn, organization, store_id)
         while len(items) <= limit:
-            query = select(stock_levels).where(stock_levels.c.store_id == number)
+            query = stock_join(select(stock_levels), stock_levels, organization).where(stock_levels.c.store_id == number)
             if after is not None:
                 query = query.where(stock_levels.c.identifier > after)
             rows = conn.execute(query.order_by(stock_levels.c.identifier).limit(_SCAN)).all()
@@ -47,13 +48,15 @@ def list_stock(hub: Hub, organization: int, store_id: str, limit: int, token: st
 
 def get_stock(hub: Hub, organization: int, store_id: str, identifier: str) -> dict:
     try:
-        canonical = feeds.canonical_identifier(identifier)
+        canonical = feeds.lookup_identifier(identifier)
     except ValueError as error:
         raise not_found(f"a product {identifier!r} ({error})") from None
     with reading(hub.engine) as conn:
         number = store_number(conn, organization, store_id)
         row = conn.execute(
-            select(stock_levels).where(stock_levels.c.store_id == number, stock_levels.c.identifier == canonical)
+            stock_join(select(stock_levels), stock_levels, organization).where(
+                stock_levels.c.store_id == number, stock_levels.c.identifier == canonical
+            )
         ).first()
     if row is None:
         raise not_found(f"stock of {identifier} in store {store_id}")
@@ -72,6 +75,8 @@ def _status(status: str | None) -> StockStatus | None:
 
 def render_level(row) -> dict:
     level = StockLevel(on_hand=row.on_hand, committed=row.committed, safety_stock=row.safety_stock, expired=row.expired)
+    # the catalog's title, brand and image, when it has the product (custom product data)
+    product = {name: value for name in SHOWN_WITH_STOCK if (value := getattr(row, name, None)) is not None}
     return {
         "identifier": row.identifier,
         "on_hand": level.on_hand,
@@ -83,4 +88,4 @@ def render_level(row) -> dict:
         "promotion_amount": to_decimal_string(row.promotion_minor, row.currency),
         "last_reported_on": iso(row.last_reported_on),  # a day: see stock_levels.last_reported_on
         "updated_at": iso(row.updated_at),
-    }
+    } | product

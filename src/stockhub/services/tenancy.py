@@ -38,6 +38,7 @@ class StoreFields(BaseModel):
     feed_quantity_means: Literal["on_hand", "available"] = Field(
         "on_hand", description="what a stock file's quantity counts: units on hand, or units available to sell"
     )
+    custom_products: bool = Field(False, description="custom product data (products.csv) is on: stock rows may use any alphanumeric identifier up to 36 characters")
 
     @field_validator("country")
     @classmethod
@@ -93,6 +94,7 @@ class StoreChanges(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
     feed_quantity_means: Literal["on_hand", "available"] | None = None
+    custom_products: bool | None = None
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
@@ -315,6 +317,7 @@ def render_store(row) -> dict:
         "latitude": row.latitude,
         "longitude": row.longitude,
         "feed_quantity_means": row.feed_quantity_means,
+        "custom_products": row.custom_products,
         "upload_key_rotated_at": iso(row.upload_key_rotated_at),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),

@@ -29,6 +29,7 @@ from stockhub.services.paging import Page, page_of
 from stockhub.services.tenancy import store_for_upload_key, store_number
 
 KINDS = ("stock", "products")
+PRODUCTS_FILENAME = "products.csv"  # reserved (NearSt): custom product data; any other name is a stock file
 _CHUNK = 1024 * 1024
 
 
@@ -183,9 +184,12 @@ def import_file(hub: Hub, store_id: str, source: Path, progress: Callable[[int],
     with reading(hub.engine) as conn:
         number = store_number(conn, None, store_id)
         organization = conn.execute(select(stores.c.organization_id).where(stores.c.id == number)).scalar_one()
-    kind = "products" if source.name.lower() == "products.csv" else "stock"
-    grant = UploadGrant(number, organization, kind, nonce=None)
+    grant = UploadGrant(number, organization, kind_for_filename(source.name), nonce=None)
     return record_upload(hub, grant, receive_file(hub, source, progress), source="cli", filename=source.name)
+
+
+def kind_for_filename(filename: str) -> str:
+    return "products" if filename.lower() == PRODUCTS_FILENAME else "stock"
 
 
 # --- reading upload records ------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""The organization's product catalog: custom product data from products.csv, read back by barcode."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from stockhub import feeds
+from stockhub.db.engine import is_postgres, reading
+from stockhub.db.tables import catalog_products
+from stockhub.errors import not_found
+from stockhub.services.context import Hub
+from stockhub.timefmt import iso
+
+DESCRIBED = [c.name for c in catalog_products.columns if c.name not in ("organization_id", "identifier", "upload_id", "updated_at")]
+# What the store stock responses show of a product, when the catalog has it.
+SHOWN_WITH_STOCK = ("title", "brand", "image_url")
+_BATCH = 5000
+
+
+def apply_products(conn: Connection, organization: int, upload_id: int, rows: pl.DataFrame, now: datetime) -> int:
+    """Insert or replace the organization's products described by an upload; returns how many.
+
+    Rows go in identifier order, so two uploads of one organization touching the same products
+    lock them in the same order on PostgreSQL.
+    """
+    insert = pg_insert if is_postgres(conn) else sqlite_insert
+    records = rows.sort("identifier").select("identifier", *DESCRIBED).with_columns(
+        organization_id=pl.lit(organization), upload_id=pl.lit(upload_id), updated_at=pl.lit(now)
+    ).to_dicts()
+    for start in range(0, len(records), _BATCH):
+        statement = insert(catalog_products)
+        statement = statement.on_conflict_do_update(
+            index_elements=["organization_id", "identifier"],
+            set_={name: statement.excluded[name] for name in [*DESCRIBED, "upload_id", "updated_at"]},
+        )
+        conn.execute(statement, records[start : start + _BATCH])
+    return len(records)
+
+
+def get_product(hub: Hub, organization: int, identifier: str) -> dict:
+    """A product of the organization's catalog; any spelling of its barcode finds it."""
+    try:
+        canonical = feeds.lookup_identifier(identifier)
+    except ValueError as error:
+        raise not_found(f"a product {identifier!r} ({error})") from None
+    with reading(hub.engine) as conn:
+        row = conn.execute(
+            select(catalog_products).where(
+                catalog_products.c.organization_id == organization, catalog_products.c.identifier == canonical
+            )
+        ).first()
+    if row is None:
+        raise not_found(f"product {identifier}")
+    return render_product(row)
+
+
+def render_product(row) -> dict:
+    return {"identifier": row.identifier} | {name: getattr(row, name) for name in DESCRIBED} | {"updated_at": iso(row.updated_at)}
+
+
+def stock_join(query, stock_levels, organization: int):
+    """`query` over stock_levels with the catalog's product data added where it has the product."""
+    joined = stock_levels.outerjoin(
+        catalog_products,
+        (catalog_products.c.organization_id == organization) & (catalog_products.c.identifier == stock_levels.c.identifier),
+    )
+    return query.select_from(joined).add_columns(*(catalog_products.c[name] for name in SHOWN_WITH_STOCK))
