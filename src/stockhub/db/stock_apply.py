@@ -16,6 +16,7 @@ mention. The caller holds the store lock (db/locks.py) and the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,7 @@ changes = _temp_table(
     *_reported_columns(),
     Column("on_hand_before", Integer),  # null: a product new to the store
     Column("committed_before", Integer),
+    Column("safety_stock_before", Integer),
     Column("differs", Boolean, nullable=False),
 )
 REPORTED = [column.name for column in snapshot.columns]
@@ -69,7 +71,18 @@ class Applied:
         return self.inserted + self.updated
 
 
-def apply_snapshot(conn: Connection, store_id: int, upload_id: int | None, rows: pl.DataFrame, now: datetime) -> Applied:
+ChangesHook = Callable[[Connection, Table, int], None]
+
+
+def apply_snapshot(
+    conn: Connection,
+    store_id: int,
+    upload_id: int | None,
+    rows: pl.DataFrame,
+    now: datetime,
+    on_changes: ChangesHook | None = None,
+) -> Applied:
+    """Apply the snapshot; `on_changes(conn, changes, count)` may read the changed rows (`differs`) before they go."""
     conn = conn.execution_options(preserve_rowcount=True)  # rowcount of INSERT ... SELECT too
     for table in (snapshot, changes):
         table.drop(conn, checkfirst=True)
@@ -139,6 +152,8 @@ def apply_snapshot(conn: Connection, store_id: int, upload_id: int | None, rows:
         # A store's first big load: refresh statistics now rather than when autovacuum gets to it,
         # or the next upload's join is planned for a near-empty table.
         conn.exec_driver_sql(f"ANALYZE {stock_levels.name}")
+    if on_changes is not None:
+        on_changes(conn, changes, inserted + updated)
     for table in (snapshot, changes):
         table.drop(conn)
     return Applied(inserted, updated, touched, moved)
@@ -157,8 +172,8 @@ def _find_changes(conn: Connection, store_id: int, today) -> None:
     joined = snapshot.outerjoin(stock_levels, and_(level.store_id == store_id, level.identifier == s.identifier))
     conn.execute(
         insert(changes).from_select(
-            [*REPORTED, "on_hand_before", "committed_before", "differs"],
-            select(*(s[name] for name in REPORTED), level.on_hand, level.committed, func.coalesce(differs, True))
+            [*REPORTED, "on_hand_before", "committed_before", "safety_stock_before", "differs"],
+            select(*(s[name] for name in REPORTED), level.on_hand, level.committed, level.safety_stock, func.coalesce(differs, True))
             .select_from(joined)
             .where(or_(level.identifier.is_(None), differs, level.last_reported_on < today)),
         )

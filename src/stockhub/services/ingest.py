@@ -16,7 +16,9 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
 from stockhub.db.stock_apply import apply_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
+from stockhub.services import events
 from stockhub.services.context import Hub
+from stockhub.services.uploads import render_upload
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,23 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
             return None
         changed = 0
         if fatal is None:
-            changed = apply_snapshot(conn, upload.store_id, upload_id, parsed.rows, now).changed
+            def inventory_updated(conn, changes, count):
+                events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
+
+            changed = apply_snapshot(conn, upload.store_id, upload_id, parsed.rows, now, inventory_updated).changed
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now)
+        emit_upload_processed(conn, upload_id, now)
+    hub.work_arrived.set()  # deliveries were committed with the events
     return outcome
+
+
+def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:
+    """upload.processed: the upload's final status, counts and warnings, in the transaction that records them."""
+    row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
+    record = render_upload(row)
+    data = {key: record[key] for key in ("status", "type", "source", "filename", "received_at", "finished_at", "counts", "warnings", "error")}
+    events.emit(conn, "upload.processed", row.organization_id, row.store_id, {"upload_id": record["id"], **data}, now=now)
 
 
 def _record_outcome(conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime) -> None:
