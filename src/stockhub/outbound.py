@@ -39,9 +39,12 @@ def check_url(url: str, settings: Settings) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise Refused("has an invalid port") from None
+    plain_http = "must use https (plain http is allowed only to loopback in demo/test mode)"
+    if parts.scheme == "http" and not settings.webhook_allow_loopback:
+        raise Refused(plain_http)
     addresses = resolve(parts.hostname, port, policy(settings))
-    if parts.scheme == "http" and not (settings.webhook_allow_loopback and all(_is_loopback(a) for a in addresses)):
-        raise Refused("must use https (plain http is allowed only to loopback in demo/test mode)")
+    if parts.scheme == "http" and not all(_is_loopback(a) for a in addresses):
+        raise Refused(plain_http)
 
 
 def resolve(host: str, port: int, rules: AddressPolicy) -> list[str]:
@@ -61,12 +64,12 @@ def _is_loopback(address: str) -> bool:
 
 
 class _GuardedBackend(SyncBackend):
-    def __init__(self, rules: AddressPolicy):
-        self.rules = rules
+    def __init__(self, settings: Settings):
+        self.settings = settings
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         try:
-            addresses = resolve(host, port, self.rules)
+            addresses = resolve(host, port, policy(self.settings))
         except Refused as refused:
             raise httpcore2.ConnectError(f"refused: {refused}") from None
         last: Exception | None = None
@@ -82,7 +85,7 @@ def client(settings: Settings, max_connections: int = 100) -> httpx2.Client:
     """An HTTP client for webhook receivers: no proxies from the environment, no redirects, SSRF-guarded."""
     transport = httpx2.HTTPTransport(trust_env=False, limits=httpx2.Limits(max_connections=max_connections))
     # httpx2 has no public hook for the network backend; its pool takes one, so set it there.
-    transport._pool._network_backend = _GuardedBackend(policy(settings))
+    transport._pool._network_backend = _GuardedBackend(settings)
     return httpx2.Client(
         transport=transport, timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
     )
