@@ -32,6 +32,11 @@ class Reply:
     hold: threading.Event | None = None  # wait for this before answering
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the workers open many connections at once
+
+
 class Receiver:
     """Answers with `reply(message_id, payload)` (default 204). `secret` must be set to verify."""
 
@@ -59,8 +64,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", self._port), Handler)
         self.port = self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
