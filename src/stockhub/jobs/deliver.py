@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx2
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from standardwebhooks.webhooks import Webhook
 
 from stockhub import outbound
@@ -37,6 +38,8 @@ from stockhub.timefmt import iso
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 1000
+RECORD_BATCH = 500
+_STOP = object()
 USER_AGENT = "stockhub-webhooks/1"
 
 
@@ -143,72 +146,95 @@ def _excerpt(response: httpx2.Response) -> str:
     return bytes(taken[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
-def record(hub: Hub, worker_id: str, claimed: Claimed, answer: Answer) -> None:
-    """Keep the attempt; then finish the delivery, schedule its retry, or hold it (only if it is still ours)."""
+def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> None:
+    """Keep the attempts; then finish each delivery, schedule its retry, or hold it (only while it is
+    still ours: a lapsed lease means another worker owns it now). One transaction for the lot."""
     now = datetime.now(UTC)
-    outcome = verdict(answer.status_code)
-    error = answer.error or (None if outcome is Verdict.SUCCEEDED else f"HTTP {answer.status_code}")
     d, s = webhook_deliveries.c, webhook_subscriptions.c
     with transaction(hub.engine) as conn:
         conn.execute(
-            webhook_attempts.insert().values(
-                delivery_id=claimed.delivery_id,
-                attempted_at=answer.attempted_at,
-                status_code=answer.status_code,
-                latency_ms=answer.latency_ms,
-                response_excerpt=answer.excerpt,
-                error=answer.error,
-                worker_id=worker_id,
-            )
+            webhook_attempts.insert(),
+            [
+                {
+                    "delivery_id": claimed.delivery_id,
+                    "attempted_at": answer.attempted_at,
+                    "status_code": answer.status_code,
+                    "latency_ms": answer.latency_ms,
+                    "response_excerpt": answer.excerpt,
+                    "error": answer.error,
+                    "worker_id": worker_id,
+                }
+                for claimed, answer in answered
+            ],
         )
-        subscription = conn.execute(select(s.status, s.failing_since).where(s.id == claimed.subscription_id)).one()
-        ours = webhook_deliveries.update().where(
-            d.id == claimed.delivery_id, d.worker_id == worker_id, d.status == "delivering", d.attempts == claimed.attempts
+        subscription_ids = {claimed.subscription_id for claimed, _ in answered}
+        subscriptions = {row.id: row for row in conn.execute(select(s.id, s.status, s.failing_since).where(s.id.in_(subscription_ids)))}
+        changes = [_next_state(hub, claimed, answer, subscriptions[claimed.subscription_id].status, now) for claimed, answer in answered]
+        conn.execute(
+            webhook_deliveries.update()
+            .where(d.id == bindparam("b_id"), d.attempts == bindparam("b_attempts"), d.worker_id == worker_id, d.status == "delivering")
+            .values(
+                status=bindparam("b_status"),
+                next_attempt_at=bindparam("b_next", type_=d.next_attempt_at.type),
+                lease_until=None,
+                finished_at=bindparam("b_finished", type_=d.finished_at.type),
+                last_status_code=bindparam("b_code", type_=d.last_status_code.type),
+                last_error=bindparam("b_error", type_=d.last_error.type),
+            ),
+            changes,
         )
-        finished = {"next_attempt_at": None, "lease_until": None, "finished_at": now, "last_status_code": answer.status_code, "last_error": error}
-        if outcome is Verdict.SUCCEEDED:
-            conn.execute(ours.values(status="succeeded", **finished))
-            if subscription.failing_since is not None:
-                conn.execute(webhook_subscriptions.update().where(s.id == claimed.subscription_id).values(failing_since=None))
-            return
-        if outcome is Verdict.RETRY and (delay := _delay(hub, claimed, answer, now)) is not None:
-            if subscription.status == "deleted":
-                conn.execute(ours.values(status="cancelled", **finished))
-            else:
-                active = subscription.status == "active"
-                conn.execute(
-                    ours.values(
-                        status="pending" if active else "held",
-                        next_attempt_at=now + timedelta(seconds=delay) if active else None,
-                        lease_until=None,
-                        last_status_code=answer.status_code,
-                        last_error=error,
-                    )
-                )
-        else:
-            conn.execute(ours.values(status="failed", **finished))
-        _note_failure(hub, conn, claimed.subscription_id, subscription, outcome, error, now)
+        for number, outcomes in _by_subscription(answered).items():
+            _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
 
 
-def _delay(hub: Hub, claimed: Claimed, answer: Answer, now: datetime) -> float | None:
-    return retry_delay(claimed.attempts, hub.settings.webhook_retry_schedule, parse_retry_after(answer.retry_after, now))
+def _next_state(hub: Hub, claimed: Claimed, answer: Answer, subscription_status: str, now: datetime) -> dict:
+    outcome = verdict(answer.status_code)
+    error = answer.error or (None if outcome is Verdict.SUCCEEDED else f"HTTP {answer.status_code}")
+    state = {"b_id": claimed.delivery_id, "b_attempts": claimed.attempts, "b_code": answer.status_code, "b_error": error}
+    finished = state | {"b_next": None, "b_finished": now}
+    if outcome is Verdict.SUCCEEDED:
+        return finished | {"b_status": "succeeded"}
+    delay = retry_delay(claimed.attempts, hub.settings.webhook_retry_schedule, parse_retry_after(answer.retry_after, now))
+    if outcome is not Verdict.RETRY or delay is None:
+        return finished | {"b_status": "failed"}
+    if subscription_status == "deleted":
+        return finished | {"b_status": "cancelled"}
+    if subscription_status != "active":  # paused or disabled meanwhile: kept until resumed
+        return state | {"b_status": "held", "b_next": None, "b_finished": None}
+    return state | {"b_status": "pending", "b_next": now + timedelta(seconds=delay), "b_finished": None}
 
 
-def _note_failure(hub: Hub, conn, subscription_id: int, subscription, outcome: Verdict, error: str, now: datetime) -> None:
+def _by_subscription(answered: list[tuple[Claimed, Answer]]) -> dict[int, list[tuple[Verdict, Answer]]]:
+    found: dict[int, list[tuple[Verdict, Answer]]] = {}
+    for claimed, answer in answered:
+        found.setdefault(claimed.subscription_id, []).append((verdict(answer.status_code), answer))
+    return found
+
+
+def _note_outcomes(hub: Hub, conn, number: int, subscription, outcomes: list, now: datetime) -> None:
+    """A 410 disables the subscription; a success ends a failing spell; failing for too long disables it."""
     if subscription.status != "active":
         return
-    if outcome is Verdict.GONE:
-        webhooks.disable(conn, subscription_id, f"the receiver answered 410 Gone at {iso(now)}: it asked for no more deliveries", now)
+    if any(outcome is Verdict.GONE for outcome, _ in outcomes):
+        webhooks.disable(conn, number, f"the receiver answered 410 Gone at {iso(now)}: it asked for no more deliveries", now)
+        return
+    where = webhook_subscriptions.update().where(webhook_subscriptions.c.id == number)
+    if any(outcome is Verdict.SUCCEEDED for outcome, _ in outcomes):
+        if subscription.failing_since is not None:
+            conn.execute(where.values(failing_since=None))
         return
     since = subscription.failing_since
     if since is None:
-        conn.execute(webhook_subscriptions.update().where(webhook_subscriptions.c.id == subscription_id).values(failing_since=now))
+        conn.execute(where.values(failing_since=now))
     elif (now - since).total_seconds() >= hub.settings.webhook_disable_after_seconds:
-        webhooks.disable(conn, subscription_id, f"every delivery has failed since {iso(since)}; the last: {error}", now)
+        _, answer = outcomes[-1]
+        last = answer.error or f"HTTP {answer.status_code}"
+        webhooks.disable(conn, number, f"every delivery has failed since {iso(since)}; the last: {last}", now)
 
 
 class Deliverer:
-    """The worker's webhook side: claims as many deliveries as it has free senders, sends them in threads."""
+    """The worker's webhook side: claims as many deliveries as it has free senders and sends them from
+    a thread pool; one recorder thread writes the answers, as many as have arrived, per transaction."""
 
     def __init__(self, hub: Hub, worker_id: str):
         self.hub = hub
@@ -218,29 +244,53 @@ class Deliverer:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="stockhub-webhook")
         self._client = outbound.client(hub.settings, max_connections=self.capacity)
+        self._answers: queue.Queue = queue.Queue()
+        self._recorder: threading.Thread | None = None
 
     def deliver_due(self) -> int:
         """Claim due deliveries up to the free senders and start sending them; returns how many."""
         with self._lock:
             free = self.capacity - self._in_flight
-        if free <= 0:
-            return 0
+        if free < max(self.capacity // 2, 1):
+            return 0  # claim in batches: a claim costs a transaction however few rows it takes
         claimed = claim_deliveries(self.hub, self.worker_id, free)
+        if claimed and self._recorder is None:
+            self._recorder = threading.Thread(target=self._record_answers, name="stockhub-webhook-recorder", daemon=True)
+            self._recorder.start()
         for delivery in claimed:
             with self._lock:
                 self._in_flight += 1
-            self._pool.submit(self._deliver, delivery)
+            self._pool.submit(self._send, delivery)
         return len(claimed)
 
-    def _deliver(self, claimed: Claimed) -> None:
+    def _send(self, claimed: Claimed) -> None:
         try:
-            record(self.hub, self.worker_id, claimed, send(self._client, claimed))
+            answer = send(self._client, claimed)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
-        finally:
+            answer = None
+        self._answers.put((claimed, answer))
+
+    def _record_answers(self) -> None:
+        while True:
+            batch = [self._answers.get()]
+            while len(batch) < RECORD_BATCH:
+                try:
+                    batch.append(self._answers.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = _STOP in batch
+            answered = [item for item in batch if item is not _STOP and item[1] is not None]
+            try:
+                if answered:
+                    record(self.hub, self.worker_id, answered)
+            except Exception:
+                log.exception("recording %d webhook attempts failed; their leases will lapse and they are sent again", len(answered))
             with self._lock:
-                self._in_flight -= 1
-            self.hub.work_arrived.set()  # a sender is free
+                self._in_flight -= len(batch) - stopping
+            self.hub.work_arrived.set()  # senders are free
+            if stopping:
+                return
 
     @property
     def idle(self) -> bool:
@@ -249,4 +299,7 @@ class Deliverer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._recorder is not None:
+            self._answers.put(_STOP)
+            self._recorder.join()
         self._client.close()

@@ -20,6 +20,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from math import ceil
 
 from sqlalchemy import Connection, Table, func, insert, literal, select
@@ -37,6 +38,7 @@ from stockhub.services.tenancy import store_number
 from stockhub.timefmt import iso
 
 MAX_EVENTS_PAGE = 100
+_public = lru_cache(maxsize=4096)(ids.encode)  # a few organizations and stores, rendered on every event
 
 
 def stream_of(organization_id: int, store_id: int | None) -> str:
@@ -199,8 +201,8 @@ def render_event(row, changes: list) -> dict:
         "type": row.type,
         "timestamp": iso(row.occurred_at),  # the Standard Webhooks payload field
         "occurred_at": iso(row.occurred_at),
-        "organization_id": ids.encode("organization", row.organization_id),
-        "store_id": ids.encode("store", row.store_id) if row.store_id is not None else None,
+        "organization_id": _public("organization", row.organization_id),
+        "store_id": _public("store", row.store_id) if row.store_id is not None else None,
         "sequence": row.sequence,
         "data": data,
     }
