@@ -1,7 +1,7 @@
 """Webhook delivery benchmark, on PostgreSQL: stockhub's delivery workers beside a raw
 `FOR UPDATE SKIP LOCKED` dequeue of the same rows, in one run.
 
-    .venv/bin/python bench/webhooks/run.py [--events 10000] [--receivers 20] [--workers 2] [--uploads 50]
+    .venv/bin/python bench/webhooks/run.py [--events 10000] [--receivers 20] [--workers 2] [--uploads 50] [--processes]
 
 (a) EVENTS events over RECEIVERS stores, each store's subscription pointing at its own loopback
     receiver (served by a separate process, HTTP/1.1 keep-alive, answering 204). Deliveries/s of
@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from stockhub import ids
 from stockhub.db.engine import make_engine, transaction
 from stockhub.db.migrate import upgrade
-from stockhub.db.tables import events, webhook_deliveries
+from stockhub.db.tables import events, webhook_attempts, webhook_deliveries
 from stockhub.jobs.worker import Worker
 from stockhub.services import events as outbox
 from stockhub.services import tenancy, webhooks
@@ -140,12 +140,33 @@ def run_workers(settings: Settings, count: int, until) -> float:
     return seconds
 
 
+def run_worker_processes(settings: Settings, count: int, until) -> float:
+    """The scaled-out shape: `stockhub worker` processes, each its own interpreter."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
+        "STOCKHUB_DATA_DIR": str(settings.data_dir),
+        "STOCKHUB_DATABASE_URL": settings.database_url,
+        "STOCKHUB_SECRET_KEY": settings.secret_key,
+        "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK": "true",
+    }
+    stockhub = str(Path(sys.executable).parent / "stockhub")
+    started = time.perf_counter()
+    processes = [subprocess.Popen([stockhub, "worker"], env=env, stderr=subprocess.DEVNULL) for _ in range(count)]
+    while not until():
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    for process in processes:
+        process.terminate()
+        process.wait(30)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--uploads", type=int, default=50)
+    parser.add_argument("--processes", action="store_true", help="workers as `stockhub worker` processes, not threads of this one")
     args = parser.parse_args()
 
     name = f"stockhub_bench_{uuid.uuid4().hex[:8]}"
@@ -181,7 +202,15 @@ def main() -> None:
         emit_seconds = time.perf_counter() - emit_started
         total = per_store * args.receivers
         baseline_s, baseline_rows = raw_dequeue(url, args.workers * settings.webhook_concurrency)
-        deliver_s = run_workers(settings, args.workers, lambda: delivered(hub) >= total)
+        run = run_worker_processes if args.processes else run_workers
+        run(settings, args.workers, lambda: delivered(hub) >= total)
+        with hub.engine.connect() as conn:  # first attempt to last delivery: worker start-up is not counted
+            first, last = conn.execute(
+                select(func.min(webhook_attempts.c.attempted_at), func.max(webhook_deliveries.c.finished_at)).select_from(
+                    webhook_deliveries.join(webhook_attempts, webhook_attempts.c.delivery_id == webhook_deliveries.c.id)
+                )
+            ).one()
+        deliver_s = (last - first).total_seconds()
 
         # (b) latency: uploads to the last store, processed by one running worker
         latency_store = stores[-1]
@@ -210,7 +239,7 @@ def main() -> None:
         print(f"webhook benchmark on PostgreSQL, {os.cpu_count()} cores, {datetime.now():%Y-%m-%d}")
         print(f"writing {total:,} events (emit, one transaction per store): {emit_seconds:.2f} s ({total / emit_seconds:,.0f} events/s)")
         print(
-            f"(a) {args.workers} workers x {settings.webhook_concurrency} senders: {total:,} deliveries to {args.receivers} receivers in {deliver_s:.2f} s = {rate:,.0f}/s"
+            f"(a) {args.workers} worker {'processes' if args.processes else 'threads'} x {settings.webhook_concurrency} senders: {total:,} deliveries to {args.receivers} receivers in {deliver_s:.2f} s = {rate:,.0f}/s"
             f"  | raw SKIP LOCKED dequeue, {args.workers * settings.webhook_concurrency} connections: {floor:,.0f}/s  | ratio {rate / floor:.2f}x (aim >= 0.3x)"
         )
         print(
