@@ -24,14 +24,14 @@ def _free_port() -> int:
 
 
 class Served:
-    def __init__(self, data_dir: Path, *args: str):
+    def __init__(self, data_dir: Path, *args: str, env: dict | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ftp_port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
             "STOCKHUB_DATA_DIR": str(data_dir),
             "STOCKHUB_FTP_PORT": str(self.ftp_port),
-        }
+        } | (env or {})
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "w+")
         self.process = subprocess.Popen(
             [STOCKHUB, "serve", "--port", str(self.port), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT

@@ -51,7 +51,7 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="interface to listen on (default 127.0.0.1, setting STOCKHUB_HOST)")
 @click.option("--port", default=None, type=int, help="HTTP port (default 8000, setting STOCKHUB_PORT)")
-@click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it")
+@click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it; allows webhook receivers on loopback")
 @click.option("--workers/--no-workers", default=True, help="run the background workers in this process")
 @click.option("--ftp-port", default=None, type=int, help="FTP gateway port (default 2121, setting STOCKHUB_FTP_PORT)")
 @click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
@@ -68,6 +68,8 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     gateway = _ftp_gateway(hub, host, ftp_port, demo) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
         from stockhub.demo import create_demo
+
+        hub.settings.webhook_allow_loopback = True  # so a receiver on this machine can subscribe
 
         click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", gateway and gateway.port))
     worker = Worker(hub)
@@ -208,7 +210,7 @@ def import_(file: Path, store_id: str, as_json: bool) -> None:
         copying = bar.add_task(f"storing {file.name}", total=file.stat().st_size)
         recorded = uploads.import_file(hub, store_id, file, progress=lambda n: bar.advance(copying, n))
         bar.add_task("parsing, validating and applying", total=None)
-        worker = Worker(hub, name=f"cli-import-{recorded['upload_id']}")
+        worker = Worker(hub, name=f"cli-import-{recorded['upload_id']}", deliver_webhooks=False)
         while uploads.get_upload(hub, None, recorded["upload_id"])["status"] in ("received", "processing"):
             if not worker.run_once():
                 time.sleep(0.2)  # another worker holds it, or an older upload of the store goes first

@@ -20,6 +20,9 @@ PREFIXES = {
     "token": "tok",
     "customer": "cus",
     "order": "ord",
+    "event": "evt",
+    "webhook_subscription": "whk",
+    "webhook_delivery": "dlv",
 }
 
 

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     ftp_max_login_failures: int = 10  # from one address within the lockout period, then refused
     ftp_lockout_seconds: int = 900
 
+    # events and webhooks
+    webhook_timeout_seconds: float = 15.0
+    webhook_retry_schedule: list[float] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]  # delay before each attempt
+    webhook_disable_after_seconds: int = 5 * 24 * 3600  # a subscription failing this long is disabled
+    webhook_lease_seconds: int = 60  # must exceed the timeout: a lapsed lease means the worker died
+    webhook_concurrency: int = 16  # requests in flight per worker
+    webhook_secret_grace_seconds: int = 24 * 3600  # both secrets sign for this long after a rotation
+    webhook_allow_loopback: bool = False  # demo/test mode: http:// and loopback receivers
+    webhook_allow_private: bool = False  # receivers on private or link-local addresses
+    event_retention_days: int = 30  # events, finished deliveries and their attempts
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stockhub import __version__
-from stockhub.api import orders, problems, products, stock, tenancy, uploads
+from stockhub.api import orders, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
 
@@ -18,6 +18,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(stock.router)
     app.include_router(orders.router)
     app.include_router(products.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Row, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import orders, stock_levels, stores
+from stockhub.db.tables import event_streams, orders, stock_levels, stores
 
 _UPLOAD_INTAKE = 1  # advisory lock namespace
 
@@ -63,3 +65,18 @@ def lock_upload_intake(conn: Connection, store_id: int) -> None:
     """
     if is_postgres(conn):
         conn.execute(select(func.pg_advisory_xact_lock(_UPLOAD_INTAKE, store_id % 2**31)))
+
+
+def reserve_sequences(conn: Connection, stream: str, count: int) -> int:
+    """Take the next `count` sequence numbers of an event stream; returns the first.
+
+    The upsert locks the stream's row until commit, so a stream's events commit in sequence
+    order and a reader catching up `after=N` never skips one that commits late. Taken after the
+    store lock, like every stock writer's other locks.
+    """
+    dialect_insert = pg_insert if is_postgres(conn) else sqlite_insert
+    statement = dialect_insert(event_streams).values(stream=stream, last_sequence=count)
+    statement = statement.on_conflict_do_update(
+        index_elements=["stream"], set_={"last_sequence": event_streams.c.last_sequence + count}
+    ).returning(event_streams.c.last_sequence)
+    return conn.execute(statement).scalar_one() - count + 1

@@ -16,6 +16,7 @@ mention. The caller holds the store lock (db/locks.py) and the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -68,6 +69,7 @@ changes = _temp_table(  # its `quantity` is the new on_hand the reported count m
     *_reported_columns(),
     Column("on_hand_before", Integer),  # null: a product new to the store
     Column("committed_before", Integer),
+    Column("safety_stock_before", Integer),
     Column("differs", Boolean, nullable=False),
     Column("held_back", Boolean, nullable=False),  # reported fewer than orders hold: kept at committed
 )
@@ -88,10 +90,21 @@ class Applied:
         return self.inserted + self.updated
 
 
+ChangesHook = Callable[[Connection, Table, int], None]
+
+
 def apply_snapshot(
-    conn: Connection, store_id: int, upload_id: int | None, rows: pl.DataFrame, now: datetime, *, means_available: bool = False
+    conn: Connection,
+    store_id: int,
+    upload_id: int | None,
+    rows: pl.DataFrame,
+    now: datetime,
+    *,
+    means_available: bool = False,
+    on_changes: ChangesHook | None = None,
 ) -> Applied:
-    """`rows` hold reported counts in `quantity`; `means_available`: they count units available to sell."""
+    """`rows` hold reported counts in `quantity`; `means_available`: they count units available to
+    sell. `on_changes(conn, changes, count)` may read the changed rows (`differs`) before they go."""
     conn = conn.execution_options(preserve_rowcount=True)  # rowcount of INSERT ... SELECT too
     for table in (snapshot, changes):
         table.drop(conn, checkfirst=True)
@@ -161,6 +174,8 @@ def apply_snapshot(
         # A store's first big load: refresh statistics now rather than when autovacuum gets to it,
         # or the next upload's join is planned for a near-empty table.
         conn.exec_driver_sql(f"ANALYZE {stock_levels.name}")
+    if on_changes is not None:
+        on_changes(conn, changes, inserted + updated)
     for table in (snapshot, changes):
         table.drop(conn)
     return Applied(inserted, updated, touched, moved, held_back)
@@ -182,7 +197,7 @@ def _find_changes(conn: Connection, store_id: int, today, means_available: bool)
     joined = snapshot.outerjoin(stock_levels, and_(level.store_id == store_id, level.identifier == s.identifier))
     conn.execute(
         insert(changes).from_select(
-            [*REPORTED, "on_hand_before", "committed_before", "differs", "held_back"],
+            [*REPORTED, "on_hand_before", "committed_before", "safety_stock_before", "differs", "held_back"],
             select(
                 s.identifier,
                 on_hand,
@@ -191,6 +206,7 @@ def _find_changes(conn: Connection, store_id: int, today, means_available: bool)
                 s.promotion_minor,
                 level.on_hand,
                 level.committed,
+                level.safety_stock,
                 func.coalesce(differs, True),
                 func.coalesce(held_back, False),
             )

@@ -294,3 +294,103 @@ catalog_products = Table(
     Column("upload_id", Id),  # the upload that last described it
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
 )
+
+
+# --- Events and webhooks ---------------------------------------------------------------------
+# The outbox: events are written in the transaction of the change they describe, numbered per
+# stream (a store's, or an organization's for events with no store) so receivers can order them
+# and catch up by sequence. Deliveries are the work the webhook workers claim.
+
+event_streams = Table(
+    "event_streams",
+    metadata,
+    Column("stream", String(40), primary_key=True),  # "store:12", "organization:3"
+    Column("last_sequence", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("store_id", Id),
+    Column("type", String(40), nullable=False),
+    Column("stream", String(40), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("data", Text, nullable=False),  # JSON; an inventory batch's changes are in inventory_changes
+    Column("change_count", Integer),
+    Index("uq_events_stream_sequence", "stream", "sequence", unique=True),
+    Index("ix_events_occurred_at", "occurred_at"),
+)
+
+# The stock levels an inventory.updated event reports, as they were after the change: written
+# set-based from the ingest's changes table (no foreign keys, like the stock tables).
+inventory_changes = Table(
+    "inventory_changes",
+    metadata,
+    Column("event_id", Id, primary_key=True),
+    Column("identifier", String(40), primary_key=True),
+    Column("on_hand_before", Integer),  # null: new to the store
+    Column("on_hand", Integer, nullable=False),
+    Column("committed", Integer, nullable=False),
+    Column("safety_stock", Integer, nullable=False),
+    Column("expired", Boolean, nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("promotion_minor", BigInteger),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("url", String(2000), nullable=False),
+    Column("event_types", Text, nullable=False),  # JSON list
+    Column("store_ids", Text),  # JSON list of store numbers; null: every store
+    Column("description", String(500)),
+    Column("status", String(20), nullable=False, default="active"),  # active | paused | disabled | deleted
+    Column("disabled_reason", Text),
+    Column("failing_since", UTCDateTime),
+    Column("secret_salt", String(64), nullable=False),  # the secret is derived from it and the server secret
+    Column("previous_secret_salt", String(64)),
+    Column("previous_secret_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, nullable=False),
+    Column("subscription_id", Id, ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # pending | delivering | succeeded | failed | cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    # set while unfinished: when it is next due (while delivering: when its lease lapses); null once finished
+    Column("next_attempt_at", UTCDateTime),
+    Column("lease_until", UTCDateTime),
+    Column("worker_id", String(100)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
+    Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
+    Index("ix_webhook_deliveries_event_id", "event_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("delivery_id", Id, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer),
+    Column("response_excerpt", Text),
+    Column("error", Text),
+    Column("worker_id", String(100)),
+)

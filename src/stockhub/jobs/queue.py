@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 from stockhub.db.engine import transaction
 from stockhub.db.tables import uploads
 from stockhub.services.context import Hub
+from stockhub.services.ingest import emit_upload_processed
 
 MAX_ATTEMPTS = 3
 UNFINISHED = ("received", "processing")
@@ -56,13 +57,16 @@ def fail_upload(hub: Hub, upload_id: int, worker_id: str, error: str) -> None:
     with transaction(hub.engine) as conn:
         attempts = conn.execute(select(uploads.c.attempts).where(uploads.c.id == upload_id)).scalar_one()
         done = attempts >= MAX_ATTEMPTS
-        conn.execute(
+        now = datetime.now(UTC)
+        failed = conn.execute(
             uploads.update()
             .where(uploads.c.id == upload_id, uploads.c.worker_id == worker_id, uploads.c.status == "processing")
             .values(
                 status="failed" if done else "received",
                 error=error if done else None,
-                finished_at=datetime.now(UTC) if done else None,
+                finished_at=now if done else None,
                 lease_until=None,
             )
-        )
+        ).rowcount
+        if done and failed:
+            emit_upload_processed(conn, upload_id, now)

@@ -1,4 +1,5 @@
-"""The worker loop: claim an upload, process it, repeat; sweep now and then; sleep until woken."""
+"""The worker loop: claim an upload, process it; start due webhook deliveries; repeat; sweep now
+and then; sleep until woken."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import threading
 import time
 import uuid
 
+from stockhub.jobs.deliver import Deliverer
 from stockhub.jobs.queue import claim_upload, fail_upload
-from stockhub.jobs.sweeps import expire_stale_stock
+from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
 from stockhub.services.ingest import process_upload
 
@@ -18,14 +20,20 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, hub: Hub, name: str | None = None):
+    def __init__(self, hub: Hub, name: str | None = None, deliver_webhooks: bool = True):
         self.hub = hub
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._next_sweep = 0.0
+        self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
 
     def run_once(self) -> bool:
-        """Process one upload if one is claimable; True when it did."""
+        """Process one upload if one is claimable, and start the webhook deliveries that are due; True when it did either."""
+        processed = self._process_one_upload()
+        started = self.deliverer.deliver_due() if self.deliverer is not None else 0
+        return processed or started > 0
+
+    def _process_one_upload(self) -> bool:
         upload_id = claim_upload(self.hub, self.id)
         if upload_id is None:
             return False
@@ -53,12 +61,15 @@ class Worker:
                 busy = False
             if not busy:
                 self.hub.work_arrived.wait(self.hub.settings.worker_poll_seconds)
+        if self.deliverer is not None:
+            self.deliverer.close()
 
     def _sweep_when_due(self) -> None:
         if time.monotonic() >= self._next_sweep:
             expired = expire_stale_stock(self.hub)
             if expired:
                 log.info("expired %d stock levels not reported for %d days", expired, self.hub.settings.expiry_days)
+            purge_event_history(self.hub)
             self._next_sweep = time.monotonic() + self.hub.settings.sweep_interval_seconds
 
     def start(self) -> threading.Thread:

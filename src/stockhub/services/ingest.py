@@ -16,9 +16,11 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
 from stockhub.db.stock_apply import apply_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
+from stockhub.services import events
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
+from stockhub.services.uploads import render_upload
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,18 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         if fatal is None and upload.kind == "products":
             changed = apply_products(conn, upload.organization_id, upload_id, parsed.rows, now)
         elif fatal is None:
+
+            def inventory_updated(conn, changes, count):
+                events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
+
             applied = apply_snapshot(
-                conn, upload.store_id, upload_id, parsed.rows, now, means_available=store.feed_quantity_means == "available"
+                conn,
+                upload.store_id,
+                upload_id,
+                parsed.rows,
+                now,
+                means_available=store.feed_quantity_means == "available",
+                on_changes=inventory_updated,
             )
             changed = applied.changed
             if applied.held_back:
@@ -70,8 +82,18 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
                 )
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
+        emit_upload_processed(conn, upload_id, now)
+    hub.work_arrived.set()  # deliveries were committed with the events
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
+
+
+def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:
+    """upload.processed: the upload's final status, counts and warnings, in the transaction that records them."""
+    row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
+    record = render_upload(row)
+    data = {key: record[key] for key in ("status", "type", "source", "filename", "received_at", "finished_at", "counts", "warnings", "error")}
+    events.emit(conn, "upload.processed", row.organization_id, row.store_id, {"upload_id": record["id"], **data}, now=now)
 
 
 def _log_for_the_store(hub: Hub, store: int, upload_id: int) -> None:

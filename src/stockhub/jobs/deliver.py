@@ -1,0 +1,305 @@
+"""Delivering webhooks: claim due deliveries with leases, send them signed, record every attempt.
+
+A delivery is claimable when its `next_attempt_at` has come: a pending one when it is due, a
+delivering one when its lease lapsed (its worker died mid-request: it is sent again, at least
+once). Claims take `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers share the
+queue and no attempt is sent by two of them at once. Requests go out from a small thread pool
+so one slow receiver does not hold up the worker's other work.
+
+Messages follow Standard Webhooks: `webhook-id` is the event's id (stable across retries, to
+de-duplicate), `webhook-timestamp` the attempt's time, `webhook-signature` one `v1,…` per
+valid secret (two during a rotation's grace period).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx2
+from sqlalchemy import bindparam, select
+from standardwebhooks.webhooks import Webhook
+
+from stockhub import outbound
+from stockhub.db.engine import transaction
+from stockhub.db.tables import events, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from stockhub.domain.webhooks import Verdict, parse_retry_after, retry_delay, verdict
+from stockhub.services import webhooks
+from stockhub.services.context import Hub
+from stockhub.services.events import render_events
+from stockhub.timefmt import iso
+
+log = logging.getLogger(__name__)
+
+EXCERPT_BYTES = 1000
+RECORD_BATCH = 500
+_STOP = object()
+USER_AGENT = "stockhub-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    subscription_id: int
+    attempts: int  # including this one
+    url: str
+    keys: list[bytes]
+    message_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    excerpt: str | None
+    error: str | None
+    retry_after: str | None
+
+
+def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
+    now = datetime.now(UTC)
+    lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
+    d = webhook_deliveries.c
+    with transaction(hub.engine) as conn:
+        due = conn.execute(
+            select(d.id, d.status)
+            .where(d.next_attempt_at <= now)
+            .order_by(d.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            return []
+        lapsed = [row.id for row in due if row.status == "delivering"]
+        if lapsed:
+            conn.execute(
+                webhook_attempts.insert(),
+                [{"delivery_id": n, "attempted_at": now, "error": "no answer recorded: the worker stopped mid-delivery (lease expired)"} for n in lapsed],
+            )
+        numbers = [row.id for row in due]
+        conn.execute(
+            webhook_deliveries.update()
+            .where(d.id.in_(numbers))
+            .values(status="delivering", worker_id=worker_id, lease_until=lease_until, next_attempt_at=lease_until, attempts=d.attempts + 1)
+        )
+        s = webhook_subscriptions.c
+        rows = conn.execute(
+            select(d.id, d.subscription_id, d.attempts, d.event_id, s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at)
+            .join(webhook_subscriptions, s.id == d.subscription_id)
+            .where(d.id.in_(numbers))
+        ).all()
+        event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in rows}))).all()
+        rendered = render_events(conn, event_rows)
+    return [
+        Claimed(
+            delivery_id=row.id,
+            subscription_id=row.subscription_id,
+            attempts=row.attempts,
+            url=row.url,
+            keys=webhooks.signing_keys(hub, row, now),
+            message_id=rendered[row.event_id]["id"],
+            body=json.dumps(rendered[row.event_id], separators=(",", ":")),
+        )
+        for row in rows
+    ]
+
+
+def send(client: httpx2.Client, claimed: Claimed) -> Answer:
+    now = datetime.now(UTC)
+    signature = " ".join(Webhook(key).sign(claimed.message_id, now, claimed.body) for key in claimed.keys)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": claimed.message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    started = time.perf_counter()
+    status = excerpt = error = retry_after = None
+    try:
+        with client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
+            status, retry_after = response.status_code, response.headers.get("retry-after")
+            excerpt = _excerpt(response)
+    except httpx2.TimeoutException as timeout:
+        error = f"timed out ({type(timeout).__name__})"
+    except httpx2.HTTPError as failure:
+        error = f"{type(failure).__name__}: {failure}"[:500]
+    latency = int((time.perf_counter() - started) * 1000)
+    return Answer(now, status, latency, excerpt, error, retry_after)
+
+
+def _excerpt(response: httpx2.Response) -> str:
+    """The first bytes of the answer: enough to show people, never a receiver's whole page."""
+    taken = bytearray()
+    for chunk in response.iter_raw():
+        taken += chunk
+        if len(taken) >= EXCERPT_BYTES:
+            break
+    return bytes(taken[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+
+
+def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> None:
+    """Keep the attempts; then finish each delivery, schedule its retry, or hold it (only while it is
+    still ours: a lapsed lease means another worker owns it now). One transaction for the lot."""
+    now = datetime.now(UTC)
+    d, s = webhook_deliveries.c, webhook_subscriptions.c
+    with transaction(hub.engine) as conn:
+        conn.execute(
+            webhook_attempts.insert(),
+            [
+                {
+                    "delivery_id": claimed.delivery_id,
+                    "attempted_at": answer.attempted_at,
+                    "status_code": answer.status_code,
+                    "latency_ms": answer.latency_ms,
+                    "response_excerpt": answer.excerpt,
+                    "error": answer.error,
+                    "worker_id": worker_id,
+                }
+                for claimed, answer in answered
+            ],
+        )
+        subscription_ids = {claimed.subscription_id for claimed, _ in answered}
+        subscriptions = {row.id: row for row in conn.execute(select(s.id, s.status, s.failing_since).where(s.id.in_(subscription_ids)))}
+        changes = [_next_state(hub, claimed, answer, subscriptions[claimed.subscription_id].status, now) for claimed, answer in answered]
+        conn.execute(
+            webhook_deliveries.update()
+            .where(d.id == bindparam("b_id"), d.attempts == bindparam("b_attempts"), d.worker_id == worker_id, d.status == "delivering")
+            .values(
+                status=bindparam("b_status"),
+                next_attempt_at=bindparam("b_next", type_=d.next_attempt_at.type),
+                lease_until=None,
+                finished_at=bindparam("b_finished", type_=d.finished_at.type),
+                last_status_code=bindparam("b_code", type_=d.last_status_code.type),
+                last_error=bindparam("b_error", type_=d.last_error.type),
+            ),
+            changes,
+        )
+        for number, outcomes in _by_subscription(answered).items():
+            _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
+
+
+def _next_state(hub: Hub, claimed: Claimed, answer: Answer, subscription_status: str, now: datetime) -> dict:
+    outcome = verdict(answer.status_code)
+    error = answer.error or (None if outcome is Verdict.SUCCEEDED else f"HTTP {answer.status_code}")
+    state = {"b_id": claimed.delivery_id, "b_attempts": claimed.attempts, "b_code": answer.status_code, "b_error": error}
+    finished = state | {"b_next": None, "b_finished": now}
+    if outcome is Verdict.SUCCEEDED:
+        return finished | {"b_status": "succeeded"}
+    delay = retry_delay(claimed.attempts, hub.settings.webhook_retry_schedule, parse_retry_after(answer.retry_after, now))
+    if outcome is not Verdict.RETRY or delay is None:
+        return finished | {"b_status": "failed"}
+    if subscription_status == "deleted":
+        return finished | {"b_status": "cancelled"}
+    if subscription_status != "active":  # paused or disabled meanwhile: kept until resumed
+        return state | {"b_status": "held", "b_next": None, "b_finished": None}
+    return state | {"b_status": "pending", "b_next": now + timedelta(seconds=delay), "b_finished": None}
+
+
+def _by_subscription(answered: list[tuple[Claimed, Answer]]) -> dict[int, list[tuple[Verdict, Answer]]]:
+    found: dict[int, list[tuple[Verdict, Answer]]] = {}
+    for claimed, answer in answered:
+        found.setdefault(claimed.subscription_id, []).append((verdict(answer.status_code), answer))
+    return found
+
+
+def _note_outcomes(hub: Hub, conn, number: int, subscription, outcomes: list, now: datetime) -> None:
+    """A 410 disables the subscription; a success ends a failing spell; failing for too long disables it."""
+    if subscription.status != "active":
+        return
+    if any(outcome is Verdict.GONE for outcome, _ in outcomes):
+        webhooks.disable(conn, number, f"the receiver answered 410 Gone at {iso(now)}: it asked for no more deliveries", now)
+        return
+    where = webhook_subscriptions.update().where(webhook_subscriptions.c.id == number)
+    if any(outcome is Verdict.SUCCEEDED for outcome, _ in outcomes):
+        if subscription.failing_since is not None:
+            conn.execute(where.values(failing_since=None))
+        return
+    since = subscription.failing_since
+    if since is None:
+        conn.execute(where.values(failing_since=now))
+    elif (now - since).total_seconds() >= hub.settings.webhook_disable_after_seconds:
+        _, answer = outcomes[-1]
+        last = answer.error or f"HTTP {answer.status_code}"
+        webhooks.disable(conn, number, f"every delivery has failed since {iso(since)}; the last: {last}", now)
+
+
+class Deliverer:
+    """The worker's webhook side: claims as many deliveries as it has free senders and sends them from
+    a thread pool; one recorder thread writes the answers, as many as have arrived, per transaction."""
+
+    def __init__(self, hub: Hub, worker_id: str):
+        self.hub = hub
+        self.worker_id = worker_id
+        self.capacity = hub.settings.webhook_concurrency
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="stockhub-webhook")
+        self._client = outbound.client(hub.settings, max_connections=self.capacity)
+        self._answers: queue.Queue = queue.Queue()
+        self._recorder: threading.Thread | None = None
+
+    def deliver_due(self) -> int:
+        """Claim due deliveries up to the free senders and start sending them; returns how many."""
+        with self._lock:
+            free = self.capacity - self._in_flight
+        if free < max(self.capacity // 2, 1):
+            return 0  # claim in batches: a claim costs a transaction however few rows it takes
+        claimed = claim_deliveries(self.hub, self.worker_id, free)
+        if claimed and self._recorder is None:
+            self._recorder = threading.Thread(target=self._record_answers, name="stockhub-webhook-recorder", daemon=True)
+            self._recorder.start()
+        for delivery in claimed:
+            with self._lock:
+                self._in_flight += 1
+            self._pool.submit(self._send, delivery)
+        return len(claimed)
+
+    def _send(self, claimed: Claimed) -> None:
+        try:
+            answer = send(self._client, claimed)
+        except Exception:
+            log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
+            answer = None
+        self._answers.put((claimed, answer))
+
+    def _record_answers(self) -> None:
+        while True:
+            batch = [self._answers.get()]
+            while len(batch) < RECORD_BATCH:
+                try:
+                    batch.append(self._answers.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = _STOP in batch
+            answered = [item for item in batch if item is not _STOP and item[1] is not None]
+            try:
+                if answered:
+                    record(self.hub, self.worker_id, answered)
+            except Exception:
+                log.exception("recording %d webhook attempts failed; their leases will lapse and they are sent again", len(answered))
+            with self._lock:
+                self._in_flight -= len(batch) - stopping
+            self.hub.work_arrived.set()  # senders are free
+            if stopping:
+                return
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return self._in_flight == 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._recorder is not None:
+            self._answers.put(_STOP)
+            self._recorder.join()
+        self._client.close()

@@ -1,0 +1,91 @@
+"""Requests stockhub makes to other people's servers (webhook receivers), guarded against SSRF.
+
+A receiver URL is checked when it is subscribed (`check_url`) and again on every connection:
+the HTTP client's network backend resolves the host itself, refuses it if any address is
+loopback, private or link-local (unless settings allow), and connects to the address it
+checked, so a DNS answer that changes between the check and the connection cannot slip
+through.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import httpcore2
+import httpx2
+from httpcore2._backends.sync import SyncBackend
+
+from stockhub.domain.webhooks import AddressPolicy
+from stockhub.settings import Settings
+
+
+class Refused(Exception):
+    """The receiver's URL or address is not one stockhub sends to."""
+
+
+def policy(settings: Settings) -> AddressPolicy:
+    return AddressPolicy(allow_loopback=settings.webhook_allow_loopback, allow_private=settings.webhook_allow_private)
+
+
+def check_url(url: str, settings: Settings) -> None:
+    """Raise Refused (with the reason) unless stockhub may deliver to `url`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise Refused("must be an absolute https:// URL")
+    if parts.username or parts.password:
+        raise Refused("must not carry a user name or password")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise Refused("has an invalid port") from None
+    plain_http = "must use https (plain http is allowed only to loopback in demo/test mode)"
+    if parts.scheme == "http" and not settings.webhook_allow_loopback:
+        raise Refused(plain_http)
+    addresses = resolve(parts.hostname, port, policy(settings))
+    if parts.scheme == "http" and not all(_is_loopback(a) for a in addresses):
+        raise Refused(plain_http)
+
+
+def resolve(host: str, port: int, rules: AddressPolicy) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise Refused(f"host {host!r} does not resolve") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    for address in addresses:
+        if (why := rules.refusal(address)) is not None:
+            raise Refused(f"host {host!r} resolves to {why}")
+    return addresses
+
+
+def _is_loopback(address: str) -> bool:
+    return AddressPolicy(allow_loopback=False, allow_private=True).refusal(address) is not None
+
+
+class _GuardedBackend(SyncBackend):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = resolve(host, port, policy(self.settings))
+        except Refused as refused:
+            raise httpcore2.ConnectError(f"refused: {refused}") from None
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore2.ConnectError as error:
+                last = error
+        raise last or httpcore2.ConnectError(f"no address for {host}")
+
+
+def client(settings: Settings, max_connections: int = 100) -> httpx2.Client:
+    """An HTTP client for webhook receivers: no proxies from the environment, no redirects, SSRF-guarded."""
+    transport = httpx2.HTTPTransport(trust_env=False, limits=httpx2.Limits(max_connections=max_connections))
+    # httpx2 has no public hook for the network backend; its pool takes one, so set it there.
+    transport._pool._network_backend = _GuardedBackend(settings)
+    return httpx2.Client(
+        transport=transport, timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+    )

@@ -1,0 +1,383 @@
+"""Webhook subscriptions (subscribe, change, pause, resume, delete, rotate the secret) and their
+delivery history, including retrying a delivery by hand.
+
+A subscription's signing secret is never stored: it is derived from a random salt and the
+server secret (HMAC-SHA256), so it can be shown once, used to sign, and a leaked database
+reveals no usable secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, func, select
+
+from stockhub import ids, outbound
+from stockhub.db.engine import reading, transaction
+from stockhub.db.tables import events, stores, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from stockhub.domain.webhooks import EVENT_TYPES
+from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
+from stockhub.services.context import Hub
+from stockhub.services.paging import Page, page_of
+from stockhub.timefmt import iso
+
+SECRET_PREFIX = "whsec_"
+LIVE = ("active", "paused", "disabled")  # not deleted
+EXCERPT_CHARS = 1000
+
+Url = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class SubscriptionFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    url: Url
+    event_types: list[str] = Field(min_length=1, description=f"any of {', '.join(EVENT_TYPES)}")
+    store_ids: list[str] | None = Field(None, description="only events of these stores; default every store")
+    description: str | None = Field(None, max_length=500)
+
+
+class SubscriptionChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    url: Url | None = None
+    event_types: list[str] | None = Field(None, min_length=1)
+    store_ids: list[str] | None = None
+    description: str | None = Field(None, max_length=500)
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+
+def secret_for(server_secret: bytes, salt: str) -> bytes:
+    return hmac.new(server_secret, f"webhook-secret|{salt}".encode(), hashlib.sha256).digest()
+
+
+def shown_secret(key: bytes) -> str:
+    return SECRET_PREFIX + base64.b64encode(key).decode()
+
+
+def signing_keys(hub: Hub, row, now: datetime) -> list[bytes]:
+    """The keys that sign a delivery: the current one, and the previous one during its grace period."""
+    keys = [secret_for(hub.secret, row.secret_salt)]
+    if row.previous_secret_salt and row.previous_secret_expires_at and row.previous_secret_expires_at > now:
+        keys.append(secret_for(hub.secret, row.previous_secret_salt))
+    return keys
+
+
+# --- subscriptions -------------------------------------------------------------------------
+
+
+def create_subscription(hub: Hub, organization: int, fields: SubscriptionFields) -> dict:
+    """Subscribe a URL; the answer holds the signing `secret`, shown this once."""
+    _check_url(hub, fields.url)
+    types = _event_types(fields.event_types)
+    salt = secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        store_filter = _store_filter(conn, organization, fields.store_ids)
+        number = conn.execute(
+            webhook_subscriptions.insert().values(
+                organization_id=organization,
+                url=fields.url,
+                event_types=json.dumps(types),
+                store_ids=None if store_filter is None else json.dumps(store_filter),
+                description=fields.description,
+                status="active",
+                secret_salt=salt,
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        row = _subscription(conn, organization, number)
+    return render_subscription(row) | {"secret": shown_secret(secret_for(hub.secret, salt))}
+
+
+def list_subscriptions(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
+    with reading(hub.engine) as conn:
+        query = select(webhook_subscriptions).where(
+            webhook_subscriptions.c.organization_id == organization, webhook_subscriptions.c.status.in_(LIVE)
+        )
+        return page_of(conn, query, webhook_subscriptions.c.id, limit, token, render_subscription)
+
+
+def get_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        return render_subscription(_subscription(conn, organization, _number(subscription_id)))
+
+
+def update_subscription(hub: Hub, organization: int, subscription_id: str, changes: SubscriptionChanges) -> dict:
+    given = changes.model_dump(exclude_unset=True)
+    values: dict = {}
+    if given.get("url") is not None:
+        _check_url(hub, given["url"])
+        values["url"] = given["url"]
+    if given.get("event_types") is not None:
+        values["event_types"] = json.dumps(_event_types(given["event_types"]))
+    if "description" in given:
+        values["description"] = given["description"]
+    with transaction(hub.engine) as conn:
+        number = _subscription(conn, organization, _number(subscription_id)).id
+        if "store_ids" in given:
+            store_filter = _store_filter(conn, organization, given["store_ids"])
+            values["store_ids"] = None if store_filter is None else json.dumps(store_filter)
+        if values:
+            conn.execute(_where(number).values(**values, updated_at=datetime.now(UTC)))
+        return render_subscription(_subscription(conn, organization, number))
+
+
+def pause_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
+    """Stop sending; new events keep being kept for the subscription and go out on resume."""
+    with transaction(hub.engine) as conn:
+        row = _subscription(conn, organization, _number(subscription_id))
+        if row.status == "active":
+            conn.execute(_where(row.id).values(status="paused", updated_at=datetime.now(UTC)))
+            _hold_pending(conn, row.id)
+        return render_subscription(_subscription(conn, organization, row.id))
+
+
+def resume_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
+    """Send again, a paused or a disabled subscription; what was kept meanwhile goes out now."""
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        row = _subscription(conn, organization, _number(subscription_id))
+        if row.status != "active":
+            conn.execute(_where(row.id).values(status="active", disabled_reason=None, failing_since=None, updated_at=now))
+            conn.execute(
+                webhook_deliveries.update()
+                .where(webhook_deliveries.c.subscription_id == row.id, webhook_deliveries.c.status == "held")
+                .values(status="pending", next_attempt_at=now)
+            )
+        result = render_subscription(_subscription(conn, organization, row.id))
+    hub.work_arrived.set()
+    return result
+
+
+def delete_subscription(hub: Hub, organization: int, subscription_id: str) -> None:
+    """Stop and forget the subscription; its delivery history is kept for the retention period."""
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        row = _subscription(conn, organization, _number(subscription_id))
+        conn.execute(_where(row.id).values(status="deleted", updated_at=now))
+        conn.execute(
+            webhook_deliveries.update()
+            .where(webhook_deliveries.c.subscription_id == row.id, webhook_deliveries.c.status.in_(("pending", "held")))
+            .values(status="cancelled", next_attempt_at=None, finished_at=now)
+        )
+
+
+def rotate_secret(hub: Hub, organization: int, subscription_id: str, grace_seconds: int | None) -> dict:
+    """A new signing secret (shown this once); the old one keeps signing too for the grace period."""
+    grace = hub.settings.webhook_secret_grace_seconds if grace_seconds is None else grace_seconds
+    if not 0 <= grace <= 7 * 24 * 3600:
+        raise invalid("grace_seconds must be between 0 and 604800 (7 days)", [FieldError("grace_seconds", "out of range")])
+    now = datetime.now(UTC)
+    salt = secrets.token_urlsafe(24)
+    with transaction(hub.engine) as conn:
+        row = _subscription(conn, organization, _number(subscription_id))
+        conn.execute(
+            _where(row.id).values(
+                secret_salt=salt,
+                previous_secret_salt=row.secret_salt if grace else None,
+                previous_secret_expires_at=now + timedelta(seconds=grace) if grace else None,
+                updated_at=now,
+            )
+        )
+        result = render_subscription(_subscription(conn, organization, row.id))
+    return result | {"secret": shown_secret(secret_for(hub.secret, salt))}
+
+
+def _hold_pending(conn: Connection, subscription: int) -> None:
+    conn.execute(
+        webhook_deliveries.update()
+        .where(webhook_deliveries.c.subscription_id == subscription, webhook_deliveries.c.status == "pending")
+        .values(status="held", next_attempt_at=None)
+    )
+
+
+def disable(conn: Connection, subscription: int, reason: str, now: datetime) -> None:
+    """Disable a failing subscription and say why; its deliveries are held until it is resumed."""
+    conn.execute(_where(subscription).where(webhook_subscriptions.c.status == "active").values(status="disabled", disabled_reason=reason, updated_at=now))
+    _hold_pending(conn, subscription)
+
+
+# --- delivery history ----------------------------------------------------------------------
+
+
+def list_deliveries(hub: Hub, organization: int, subscription_id: str, limit: int, token: str | None) -> Page:
+    """The subscription's deliveries, newest first, each with its latest attempt."""
+    with reading(hub.engine) as conn:
+        number = _subscription(conn, organization, _number(subscription_id)).id
+        query = _deliveries_query().where(webhook_deliveries.c.subscription_id == number)
+        page = page_of(conn, query, webhook_deliveries.c.id, limit, token, lambda row: row, descending=True)
+        attempts = _attempts(conn, [row.id for row in page.items])
+    items = [render_delivery(row, attempts.get(row.id, [])[-1:], "last_attempt") for row in page.items]
+    return Page(items, page.next_token)
+
+
+def get_delivery(hub: Hub, organization: int, delivery_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        row = _delivery(conn, organization, delivery_id)
+        return render_delivery(row, _attempts(conn, [row.id]).get(row.id, []), "attempts")
+
+
+def retry_delivery(hub: Hub, organization: int, delivery_id: str) -> dict:
+    """Send a delivery again now, whatever became of it (a replay: same event id, a new attempt)."""
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        row = _delivery(conn, organization, delivery_id)
+        if row.status == "delivering":
+            raise conflict("this delivery is being attempted right now")
+        subscription = conn.execute(select(webhook_subscriptions.c.status).where(webhook_subscriptions.c.id == row.subscription_id)).scalar_one()
+        if subscription == "deleted":
+            raise conflict("the subscription of this delivery was deleted")
+        active = subscription == "active"
+        conn.execute(
+            webhook_deliveries.update()
+            .where(webhook_deliveries.c.id == row.id)
+            .values(
+                status="pending" if active else "held",
+                attempts=0,  # a replay gets the whole retry schedule again
+                next_attempt_at=now if active else None,
+                finished_at=None,
+            )
+        )
+        result = render_delivery(_delivery(conn, organization, delivery_id), [], "attempts")
+    hub.work_arrived.set()
+    return result
+
+
+def _deliveries_query():
+    d = webhook_deliveries.c
+    return select(webhook_deliveries, events.c.type.label("event_type")).join(events, events.c.id == d.event_id)
+
+
+def _delivery(conn: Connection, organization: int, delivery_id: str):
+    number = ids.decode("webhook_delivery", delivery_id)
+    row = conn.execute(
+        _deliveries_query().where(webhook_deliveries.c.id == number, webhook_deliveries.c.organization_id == organization)
+    ).first()
+    if number is None or row is None:
+        raise not_found(f"webhook delivery {delivery_id}")
+    return row
+
+
+def _attempts(conn: Connection, delivery_ids: list[int]) -> dict[int, list[dict]]:
+    found: dict[int, list[dict]] = {}
+    if not delivery_ids:
+        return found
+    rows = conn.execute(
+        select(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(delivery_ids)).order_by(webhook_attempts.c.id)
+    )
+    for row in rows:
+        found.setdefault(row.delivery_id, []).append(
+            {
+                "attempted_at": iso(row.attempted_at),
+                "status_code": row.status_code,
+                "latency_ms": row.latency_ms,
+                "response_excerpt": row.response_excerpt,
+                "error": row.error,
+            }
+        )
+    return found
+
+
+def render_delivery(row, attempts: list[dict], key: str) -> dict:
+    body = {
+        "id": ids.encode("webhook_delivery", row.id),
+        "subscription_id": ids.encode("webhook_subscription", row.subscription_id),
+        "event_id": ids.encode("event", row.event_id),
+        "event_type": row.event_type,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at) if row.status in ("pending", "delivering") else None,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "finished_at": iso(row.finished_at),
+    }
+    if key == "last_attempt":
+        body[key] = attempts[0] if attempts else None
+    else:
+        body[key] = attempts
+    return body
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _check_url(hub: Hub, url: str) -> None:
+    try:
+        outbound.check_url(url, hub.settings)
+    except outbound.Refused as refused:
+        raise invalid(f"the URL {refused}", [FieldError("url", str(refused))]) from None
+
+
+def _event_types(types: list[str]) -> list[str]:
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise invalid(
+            f"unknown event types: {', '.join(unknown)}",
+            [FieldError("event_types", f"{t!r} is not one of {', '.join(EVENT_TYPES)}") for t in unknown],
+        )
+    return sorted(set(types))
+
+
+def _store_filter(conn: Connection, organization: int, store_ids: list[str] | None) -> list[int] | None:
+    if store_ids is None:
+        return None
+    numbers = []
+    for i, store_id in enumerate(store_ids):
+        number = ids.decode("store", store_id)
+        owned = number is not None and conn.execute(
+            select(func.count()).where(stores.c.id == number, stores.c.organization_id == organization)
+        ).scalar()
+        if not owned:
+            raise invalid(f"store {store_id} was not found", [FieldError(f"store_ids.{i}", "no such store")])
+        numbers.append(number)
+    return sorted(set(numbers))
+
+
+def _number(subscription_id: str) -> int:
+    number = ids.decode("webhook_subscription", subscription_id)
+    if number is None:
+        raise not_found(f"webhook subscription {subscription_id}")
+    return number
+
+
+def _subscription(conn: Connection, organization: int, number: int):
+    row = conn.execute(
+        select(webhook_subscriptions).where(
+            webhook_subscriptions.c.id == number,
+            webhook_subscriptions.c.organization_id == organization,
+            webhook_subscriptions.c.status.in_(LIVE),
+        )
+    ).first()
+    if row is None:
+        raise not_found(f"webhook subscription {ids.encode('webhook_subscription', number)}")
+    return row
+
+
+def _where(number: int):
+    return webhook_subscriptions.update().where(webhook_subscriptions.c.id == number)
+
+
+def render_subscription(row) -> dict:
+    return {
+        "id": ids.encode("webhook_subscription", row.id),
+        "url": row.url,
+        "event_types": json.loads(row.event_types),
+        "store_ids": None if row.store_ids is None else [ids.encode("store", n) for n in json.loads(row.store_ids)],
+        "description": row.description,
+        "status": row.status,
+        "disabled_reason": row.disabled_reason,
+        "failing_since": iso(row.failing_since),
+        "previous_secret_expires_at": iso(row.previous_secret_expires_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
