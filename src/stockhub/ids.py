@@ -12,7 +12,7 @@ import string
 from sqids import Sqids
 
 _ALPHABET = string.ascii_letters + string.digits
-PREFIXES = {"organization": "org", "brand": "brd", "store": "str", "upload": "upl", "token": "tok"}
+PREFIXES = {"organization": "org", "brand": "brd", "store": "str", "upload": "upl", "token": "tok", "user": "usr", "partner": "app"}
 
 
 def _codec(kind: str) -> Sqids:

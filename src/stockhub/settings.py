@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: int = 300
     sweep_interval_seconds: int = 3600
 
+    oauth_access_token_seconds: int = 20 * 3600
+    oauth_refresh_token_days: int = 30
+    oauth_code_seconds: int = 600
+    session_hours: int = 12  # a signed-in user's session cookie
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stockhub import __version__
-from stockhub.api import problems, stock, tenancy, uploads
+from stockhub.api import admin, oauth, organization, problems, stock, tenancy, uploads
 from stockhub.services.context import Hub
 
 
@@ -16,6 +16,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(tenancy.router)
     app.include_router(uploads.router)
     app.include_router(stock.router)
+    app.include_router(oauth.router)
+    app.include_router(organization.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
+from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body, store_organization
 from stockhub.services import stock
 
 router = APIRouter(prefix="/v1", tags=["stock"])
@@ -10,13 +10,18 @@ router = APIRouter(prefix="/v1", tags=["stock"])
 
 @router.get("/stores/{store_id}/stock")
 def list_stock(
-    hub: HubDep, organization: Organization, store_id: str, limit: Limit = 100, token: Token = None, status: str | None = None
+    hub: HubDep,
+    principal: Scoped("stock.read"),
+    store_id: str,
+    limit: Limit = 100,
+    token: Token = None,
+    status: str | None = None,
 ) -> dict:
     """The store's stock levels by identifier; `status` filters to in_stock, out_of_stock or expired."""
-    return page_body(stock.list_stock(hub, organization, store_id, limit, token, status))
+    return page_body(stock.list_stock(hub, store_organization(principal, store_id), store_id, limit, token, status))
 
 
 @router.get("/stores/{store_id}/stock/{identifier}")
-def get_stock(hub: HubDep, organization: Organization, store_id: str, identifier: str) -> dict:
+def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, identifier: str) -> dict:
     """One product's level; any spelling of its barcode (UPC-A, EAN-13, ISBN-10...) finds it."""
-    return stock.get_stock(hub, organization, store_id, identifier)
+    return stock.get_stock(hub, store_organization(principal, store_id), store_id, identifier)

@@ -14,6 +14,7 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import api_tokens, brands, organizations, stores, utcnow
 from stockhub.domain import places
 from stockhub.errors import FieldError, invalid, not_found
+from stockhub.services import vault
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
@@ -140,7 +141,9 @@ def organization_for_token(hub: Hub, token: str) -> int | None:
     with reading(hub.engine) as conn:
         return conn.execute(
             select(api_tokens.c.organization_id).where(
-                api_tokens.c.token_hash == security.key_hash(hub.secret, token), api_tokens.c.revoked_at.is_(None)
+                api_tokens.c.token_hash == security.key_hash(hub.secret, token),
+                api_tokens.c.revoked_at.is_(None),
+                api_tokens.c.kind == "api",
             )
         ).scalar()
 
@@ -217,6 +220,7 @@ def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields
                 organization_id=organization,
                 brand_id=brand,
                 upload_key_hash=security.key_hash(hub.secret, upload_key),
+                upload_key_sealed=vault.seal(hub.secret, upload_key),
                 **fields.model_dump(),
             )
         ).inserted_primary_key[0]
@@ -269,7 +273,11 @@ def rotate_upload_key(hub: Hub, organization: int | None, store_id: str) -> str:
         conn.execute(
             stores.update()
             .where(stores.c.id == number)
-            .values(upload_key_hash=security.key_hash(hub.secret, upload_key), upload_key_rotated_at=utcnow())
+            .values(
+                upload_key_hash=security.key_hash(hub.secret, upload_key),
+                upload_key_sealed=vault.seal(hub.secret, upload_key),
+                upload_key_rotated_at=utcnow(),
+            )
         )
     return upload_key
 
