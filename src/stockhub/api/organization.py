@@ -45,8 +45,9 @@ def _organization(principal: Principal) -> int:
     return organization
 
 
-def _partner(principal: Principal) -> int:
+def _partner(hub, principal: Principal, brand_id: str, store_id: str) -> int:
     if principal.partner is None:
+        connections.get_store(hub, _organization(principal), brand_id, store_id)  # a foreign store is 404 first
         raise Problem(403, "Forbidden", "only a partner application's token has store connections")
     return principal.partner
 
@@ -86,7 +87,7 @@ def get_store(hub: HubDep, principal: Reader, brand_id: str, store_id: str) -> d
 @router.get("/brands/{brand_id}/stores/{store_id}/connection")
 def get_connection(hub: HubDep, principal: Integrator, brand_id: str, store_id: str) -> dict:
     """200 with the partner's `storeId` for this store, or 404 when it is not connected."""
-    return connections.get_connection(hub, _organization(principal), _partner(principal), brand_id, store_id)
+    return connections.get_connection(hub, _organization(principal), _partner(hub, principal, brand_id, store_id), brand_id, store_id)
 
 
 @router.post("/brands/{brand_id}/stores/{store_id}/connection", status_code=204)
@@ -98,11 +99,11 @@ def connect(
     store_ref: Annotated[str, Body(alias="storeId", embed=True, description="your own id for this store")],
 ) -> Response:
     """Connect the store to your application under your own `storeId`; 409 if it is connected already."""
-    connections.connect(hub, _organization(principal), _partner(principal), brand_id, store_id, store_ref)
+    connections.connect(hub, _organization(principal), _partner(hub, principal, brand_id, store_id), brand_id, store_id, store_ref)
     return Response(status_code=204)
 
 
 @router.delete("/brands/{brand_id}/stores/{store_id}/connection", status_code=204)
 def disconnect(hub: HubDep, principal: Integrator, brand_id: str, store_id: str) -> Response:
-    connections.disconnect(hub, _organization(principal), _partner(principal), brand_id, store_id)
+    connections.disconnect(hub, _organization(principal), _partner(hub, principal, brand_id, store_id), brand_id, store_id)
     return Response(status_code=204)
