@@ -137,17 +137,6 @@ def create_api_token(hub: Hub, organization_id: str, label: str | None = None) -
     return Created(ids.encode("token", token_id), token)
 
 
-def organization_for_token(hub: Hub, token: str) -> int | None:
-    with reading(hub.engine) as conn:
-        return conn.execute(
-            select(api_tokens.c.organization_id).where(
-                api_tokens.c.token_hash == security.key_hash(hub.secret, token),
-                api_tokens.c.revoked_at.is_(None),
-                api_tokens.c.kind == "api",
-            )
-        ).scalar()
-
-
 def _organization_number(hub: Hub, organization_id: str) -> int:
     number = ids.decode("organization", organization_id)
     with reading(hub.engine) as conn:
