@@ -180,9 +180,19 @@ def test_the_consent_form_needs_the_sessions_csrf_token(server, hub, tenant):
         assert "Till Co POS" in consent.text and "Acme Books store" in consent.text and "stock.read" in consent.text
         cookie = consent.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie  # plain http here
+        behind_tls = browser.http.get("/signin", headers={"X-Forwarded-Proto": "https"})  # a TLS proxy on loopback
+        assert "secure" in behind_tls.headers["set-cookie"].lower()
         forged = browser.http.post("/oauth/authorize", data={"decision": "allow", "csrf_token": "forged"})
         assert forged.status_code == 403
         wrong_password = browser.sign_in(browser.get("/signin"), email, "not the password")
         assert wrong_password.status_code == 401 and "Wrong email or password" in wrong_password.text
     finally:
         browser.close()
+
+
+def test_oauth_is_refused_over_plain_http_off_loopback(client, hub):
+    partner = make_partner(hub)
+    response = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=partner.basic, headers={"Host": "stockhub.example"}
+    )
+    assert response.status_code == 400 and "https" in response.json()["detail"]

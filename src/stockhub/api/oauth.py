@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749 import InsecureTransportError, OAuth2Payload, OAuth2Request
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from stockhub.api import sessions
 from stockhub.api.deps import get_hub
 from stockhub.domain.access import ALL_SCOPES
+from stockhub.errors import Problem
 from stockhub.services import accounts, oauth
 from stockhub.services.context import Hub
 
@@ -89,7 +90,10 @@ def authorization_server(request: Request) -> FastAPIAuthorizationServer:
 
 async def _read(request: Request) -> ReadRequest:
     form = list((await request.form()).multi_items()) if request.method == "POST" else []
-    return ReadRequest(request, [(k, v) for k, v in form if isinstance(v, str)])
+    try:
+        return ReadRequest(request, [(k, v) for k, v in form if isinstance(v, str)])
+    except InsecureTransportError:
+        raise Problem(400, "Bad request", "OAuth 2 is served over https only (plain http on loopback addresses)") from None
 
 
 def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
