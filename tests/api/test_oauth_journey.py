@@ -105,3 +105,23 @@ def test_metadata_describes_the_server(client):
     metadata.validate()  # authlib's RFC 8414 checks (the issuer is loopback http here)
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert "uploads.read" in metadata["scopes_supported"]
+
+
+def test_the_partner_reads_the_current_upload_key_even_after_rotation(server, client, hub, tenant, partner_client):
+    from sqlalchemy import update
+
+    from stockhub.db.tables import stores
+
+    authorize(server, partner_client, make_user(hub, tenant))
+    connection = f"/organization/v1/organization/brands/{tenant.brand}/stores/{tenant.store}/connection"
+    assert partner_client.post(connection, json={"storeId": "till-7"}).status_code == 204
+    key_url, as_store = f"/v1/stores/{tenant.store}/upload-key", {"X-Store-Id": "till-7"}
+
+    with hub.engine.begin() as conn:  # a key made before keys were sealed
+        conn.execute(update(stores).values(upload_key_sealed=None))
+    before = partner_client.get(key_url, headers=as_store)
+    assert before.status_code == 409 and "rotate" in before.json()["detail"]
+
+    rotated = client.post(key_url, headers=tenant.auth).json()["upload_key"]
+    assert partner_client.get(key_url, headers=as_store).json()["upload_key"] == rotated
+    assert partner_client.post(key_url, headers=as_store).status_code == 404  # rotating is the retailer's
