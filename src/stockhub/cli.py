@@ -195,6 +195,62 @@ def token_create(org_id: str, label: str | None, as_json: bool) -> None:
     _emit(as_json, {"id": made.id, "token": made.secret}, f"token {made.id}\n{made.secret}  (shown once)")
 
 
+@main.group()
+def user() -> None:
+    """Organization users (they sign in to authorize partner applications)."""
+
+
+@user.command("create")
+@click.option("--org", "org_id", required=True)
+@click.option("--role", type=click.Choice(["owner", "staff"]), default="staff", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input instead of prompting")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
+def user_create(org_id: str, role: str, password_stdin: bool, email: str, as_json: bool) -> None:
+    from stockhub.services import accounts
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    made = accounts.create_user(_hub(), org_id, email, password, role)
+    _emit(as_json, {"id": made.id, "email": email.strip().lower(), "role": role}, f"user {made.id} ({role})")
+
+
+@main.group()
+def partner() -> None:
+    """Partner applications (OAuth clients)."""
+
+
+@partner.command("create")
+@click.argument("name")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="exact redirect URI; repeat for several")
+@click.option("--scope", "scopes", multiple=True, help="a scope it may ask for; repeat; default: all")
+@click.option("--public", is_flag=True, help="a public client: no secret, PKCE required")
+@click.option("--json", "as_json", is_flag=True)
+def partner_create(name: str, redirect_uris: tuple[str, ...], scopes: tuple[str, ...], public: bool, as_json: bool) -> None:
+    from stockhub.services import accounts
+
+    made = accounts.create_partner(_hub(), name, list(redirect_uris), [s for x in scopes for s in x.split()] or None, public)
+    secret = f"\nclient secret {made.secret}  (shown once)" if made.secret else "\n(public client: no secret)"
+    _emit(as_json, {"client_id": made.id, "client_secret": made.secret}, f"client id {made.id}{secret}")
+
+
+@main.group("admin-token")
+def admin_token() -> None:
+    """Platform admin tokens (register partners over the admin API)."""
+
+
+@admin_token.command("create")
+@click.option("--label", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def admin_token_create(label: str | None, as_json: bool) -> None:
+    from stockhub.services import accounts
+
+    made = accounts.create_admin_token(_hub(), label)
+    _emit(as_json, {"id": made.id, "token": made.secret}, f"admin token {made.id}\n{made.secret}  (shown once)")
+
+
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", "store_id", required=True)

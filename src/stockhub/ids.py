@@ -23,6 +23,8 @@ PREFIXES = {
     "event": "evt",
     "webhook_subscription": "whk",
     "webhook_delivery": "dlv",
+    "user": "usr",
+    "partner": "app",
 }
 
 

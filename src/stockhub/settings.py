@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # receivers on private or link-local addresses
     event_retention_days: int = 30  # events, finished deliveries and their attempts
 
+    # accounts and OAuth
+    oauth_access_token_seconds: int = 20 * 3600
+    oauth_refresh_token_days: int = 30
+    oauth_code_seconds: int = 600
+    session_hours: int = 12  # a signed-in user's session cookie
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stockhub import __version__
-from stockhub.api import orders, problems, products, stock, tenancy, uploads, webhooks
+from stockhub.api import admin, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
 
@@ -19,6 +19,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(products.router)
     app.include_router(webhooks.router)
+    app.include_router(oauth.router)
+    app.include_router(organization.router)
+    app.include_router(admin.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -1,15 +1,24 @@
-"""What routes depend on: the hub, and the organization a bearer token speaks for."""
+"""What routes depend on: the hub, and the principal a bearer token stands for.
+
+`Scoped("stock.read")` gives a route the caller if its token holds the scope. A store's
+route then asks `store_organization(principal, store_id)` which organization to scope by: a
+partner reaches only the store its `X-Store-Id` names (any other store is 404).
+`Organization` remains for routes that take an organization's own API token only.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stockhub.errors import Problem
+from stockhub import ids
+from stockhub.domain.access import Principal
+from stockhub.errors import Problem, not_found
+from stockhub.services.accounts import principal_for_token
 from stockhub.services.context import Hub
-from stockhub.services.tenancy import organization_for_token
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -18,15 +27,64 @@ def get_hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-def current_organization(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> int:
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_store_id: Annotated[str | None, Header(description="a partner's own id of a connected store")] = None,
+) -> Principal:
     if credentials is None:
-        raise Problem(401, "Unauthorized", "send an API token as 'Authorization: Bearer <token>'")
-    organization = organization_for_token(get_hub(request), credentials.credentials)
-    if organization is None:
-        raise Problem(401, "Unauthorized", "the API token is unknown or revoked")
-    return organization
+        raise Problem(401, "Unauthorized", "send a token as 'Authorization: Bearer <token>'")
+    principal = await run_in_threadpool(principal_for_token, get_hub(request), credentials.credentials, x_store_id)
+    if principal is None:
+        raise Problem(401, "Unauthorized", "the token is unknown, expired or revoked")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
+    def holding(principal: CurrentPrincipal) -> Principal:
+        if not principal.has(scope):
+            raise Problem(403, "Forbidden", f"the token lacks the scope {scope}", extra={"required_scope": scope})
+        return principal
+
+    return Annotated[Principal, Depends(holding)]
+
+
+def store_organization(principal: Principal, store_id: str) -> int:
+    """The organization to scope a store's route by; a partner must be connected to it."""
+    if principal.is_partner and (principal.store is None or ids.decode("store", store_id) != principal.store):
+        raise not_found(f"store {store_id}")
+    if principal.organization is None:
+        raise not_found(f"store {store_id}")
+    return principal.organization
+
+
+def own_organization(principal: Principal, what: str | None = None) -> int:
+    """Routes over a whole organization take its own API token; partners use /organization/v1."""
+    if principal.kind != "organization":
+        if what:
+            raise not_found(what)
+        raise Problem(403, "Forbidden", "this route takes an organization's API token (partners: see /organization/v1)")
+    return principal.organization
+
+
+def current_organization(principal: CurrentPrincipal, request: Request) -> int:
+    """An organization's own API token; to anyone else a route naming a thing is 404 (no existence leak)."""
+    return own_organization(principal, "this" if request.path_params else None)
+
+
+def connected_store(principal: Principal) -> tuple[int, int | None]:
+    """(organization, store) for routes across a store's things: an organization's token reaches all
+    its stores (store None); a partner only the connected store its `X-Store-Id` names."""
+    if principal.is_partner:
+        if principal.store is None or principal.organization is None:
+            raise not_found("a connected store (send X-Store-Id)")
+        return principal.organization, principal.store
+    if principal.organization is None:
+        raise not_found("this")
+    return principal.organization, None
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]

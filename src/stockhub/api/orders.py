@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
+from stockhub.api.deps import HubDep, Limit, Organization, Scoped, Token, connected_store, page_body
 from stockhub.domain.orders import Action
 from stockhub.services import customers, orders
 
@@ -13,45 +13,52 @@ router = APIRouter(prefix="/v1", tags=["orders"])
 
 
 @router.post("/orders", status_code=201)
-def book_order(hub: HubDep, organization: Organization, body: orders.Booking, response: Response) -> dict:
+def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking, response: Response) -> dict:
     """Book an order against live availability: every line's stock is committed, or none (409
     with the short lines). The same `external_id` and body again returns the order (200)."""
-    order, created = orders.book(hub, organization, body)
+    organization, store = connected_store(principal)
+    order, created = orders.book(hub, organization, body, store)
     if not created:
         response.status_code = 200
     return order
 
 
 @router.get("/orders")
-def list_orders(hub: HubDep, organization: Organization, limit: Limit = 50, token: Token = None, status: str | None = None) -> dict:
-    return page_body(orders.list_orders(hub, organization, limit, token, status))
+def list_orders(hub: HubDep, principal: Scoped("orders.read"), limit: Limit = 50, token: Token = None, status: str | None = None) -> dict:
+    organization, store = connected_store(principal)
+    return page_body(orders.list_orders(hub, organization, limit, token, status, store))
 
 
 @router.get("/orders/{order_id}")
-def get_order(hub: HubDep, organization: Organization, order_id: str) -> dict:
-    return orders.get(hub, organization, order_id)
+def get_order(hub: HubDep, principal: Scoped("orders.read"), order_id: str) -> dict:
+    organization, store = connected_store(principal)
+    return orders.get(hub, organization, order_id, store)
 
 
 @router.patch("/orders/{order_id}")
-def update_order(hub: HubDep, organization: Organization, order_id: str, body: orders.OrderChanges) -> dict:
+def update_order(hub: HubDep, principal: Scoped("orders.write"), order_id: str, body: orders.OrderChanges) -> dict:
     """Change the invoice number, planned dates, payment; everything else is read-only."""
-    return orders.update(hub, organization, order_id, body)
+    organization, store = connected_store(principal)
+    return orders.update(hub, organization, order_id, body, store)
 
 
 @router.post("/orders/{order_id}/confirm")
-def confirm(hub: HubDep, organization: Organization, order_id: str) -> dict:
+def confirm(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
     """The held units leave the store's count: on_hand and committed both drop."""
-    return orders.step(hub, organization, order_id, Action.CONFIRM)
+    organization, store = connected_store(principal)
+    return orders.step(hub, organization, order_id, Action.CONFIRM, store=store)
 
 
 @router.post("/orders/{order_id}/dispatch")
-def dispatch(hub: HubDep, organization: Organization, order_id: str) -> dict:
-    return orders.step(hub, organization, order_id, Action.DISPATCH)
+def dispatch(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
+    organization, store = connected_store(principal)
+    return orders.step(hub, organization, order_id, Action.DISPATCH, store=store)
 
 
 @router.post("/orders/{order_id}/deliver")
-def deliver(hub: HubDep, organization: Organization, order_id: str) -> dict:
-    return orders.step(hub, organization, order_id, Action.DELIVER)
+def deliver(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
+    organization, store = connected_store(principal)
+    return orders.step(hub, organization, order_id, Action.DELIVER, store=store)
 
 
 class Cancellation(BaseModel):
@@ -61,10 +68,11 @@ class Cancellation(BaseModel):
 
 
 @router.post("/orders/{order_id}/cancel")
-def cancel(hub: HubDep, organization: Organization, order_id: str, body: Annotated[Cancellation | None, Body()] = None) -> dict:
+def cancel(hub: HubDep, principal: Scoped("orders.write"), order_id: str, body: Annotated[Cancellation | None, Body()] = None) -> dict:
     """Unconfirmed: the held units are released. Confirmed or dispatched: `restock` decides."""
     body = body or Cancellation()
-    return orders.step(hub, organization, order_id, Action.CANCEL, reason=body.reason, restock=body.restock)
+    organization, store = connected_store(principal)
+    return orders.step(hub, organization, order_id, Action.CANCEL, reason=body.reason, restock=body.restock, store=store)
 
 
 @router.post("/customers", status_code=201)

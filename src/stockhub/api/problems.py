@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stockhub.errors import FieldError, Problem
@@ -31,24 +32,35 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, media_type="application/problem+json", headers=headers)
 
 
+# Paths that speak another error dialect (e.g. the Otter-style organization API): prefix → renderer.
+DIALECTS: dict[str, Callable[[Problem], Response]] = {}
+
+
+def _render(request: Request, problem: Problem) -> Response:
+    for prefix, render in DIALECTS.items():
+        if request.url.path.startswith(prefix):
+            return render(problem)
+    return problem_response(problem)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
-    async def on_problem(_request: Request, problem: Problem):
-        return problem_response(problem)
+    async def on_problem(request: Request, problem: Problem):
+        return _render(request, problem)
 
     @app.exception_handler(RequestValidationError)
-    async def on_invalid(_request: Request, error: RequestValidationError):
+    async def on_invalid(request: Request, error: RequestValidationError):
         errors = [
             FieldError(field=".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), message=e["msg"])
             for e in error.errors()
         ]
-        return problem_response(Problem(422, "Invalid request", "the request has invalid fields", errors))
+        return _render(request, Problem(422, "Invalid request", "the request has invalid fields", errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request: Request, error: StarletteHTTPException):
-        return problem_response(Problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail)))
+    async def on_http(request: Request, error: StarletteHTTPException):
+        return _render(request, Problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail)))
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(Problem(500, "Internal error", "something went wrong on our side; it has been logged"))
+        return _render(request, Problem(500, "Internal error", "something went wrong on our side; it has been logged"))

@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
-from stockhub.services import tenancy
+from stockhub.api.deps import CurrentPrincipal, HubDep, Limit, Scoped, Token, own_organization, page_body, store_organization
+from stockhub.services import connections, tenancy
 
 router = APIRouter(prefix="/v1", tags=["organization"])
 
@@ -15,38 +15,47 @@ class BrandFields(BaseModel):
 
 
 @router.post("/brands", status_code=201)
-def create_brand(hub: HubDep, organization: Organization, body: BrandFields) -> dict:
-    return tenancy.create_brand(hub, organization, body.name)
+def create_brand(hub: HubDep, principal: CurrentPrincipal, body: BrandFields) -> dict:
+    return tenancy.create_brand(hub, own_organization(principal), body.name)
 
 
 @router.get("/brands")
-def list_brands(hub: HubDep, organization: Organization, limit: Limit = 100, token: Token = None) -> dict:
-    return page_body(tenancy.list_brands(hub, organization, limit, token))
+def list_brands(hub: HubDep, principal: Scoped("organization.read"), limit: Limit = 100, token: Token = None) -> dict:
+    return page_body(tenancy.list_brands(hub, own_organization(principal), limit, token))
 
 
 @router.post("/brands/{brand_id}/stores", status_code=201)
-def create_store(hub: HubDep, organization: Organization, brand_id: str, body: tenancy.StoreFields) -> dict:
+def create_store(hub: HubDep, principal: CurrentPrincipal, brand_id: str, body: tenancy.StoreFields) -> dict:
     """Create a store. The response holds its `upload_key`: shown this once, stored only as a hash."""
-    store, upload_key = tenancy.create_store(hub, organization, brand_id, body)
+    store, upload_key = tenancy.create_store(hub, own_organization(principal, f"brand {brand_id}"), brand_id, body)
     return store | {"upload_key": upload_key}
 
 
 @router.get("/brands/{brand_id}/stores")
-def list_stores(hub: HubDep, organization: Organization, brand_id: str, limit: Limit = 100, token: Token = None) -> dict:
-    return page_body(tenancy.list_stores(hub, organization, brand_id, limit, token))
+def list_stores(
+    hub: HubDep, principal: Scoped("organization.read"), brand_id: str, limit: Limit = 100, token: Token = None
+) -> dict:
+    return page_body(tenancy.list_stores(hub, own_organization(principal, f"brand {brand_id}"), brand_id, limit, token))
 
 
 @router.get("/stores/{store_id}")
-def get_store(hub: HubDep, organization: Organization, store_id: str) -> dict:
-    return tenancy.get_store(hub, organization, store_id)
+def get_store(hub: HubDep, principal: Scoped("organization.read"), store_id: str) -> dict:
+    return tenancy.get_store(hub, store_organization(principal, store_id), store_id)
 
 
 @router.patch("/stores/{store_id}")
-def update_store(hub: HubDep, organization: Organization, store_id: str, body: tenancy.StoreChanges) -> dict:
-    return tenancy.update_store(hub, organization, store_id, body)
+def update_store(hub: HubDep, principal: CurrentPrincipal, store_id: str, body: tenancy.StoreChanges) -> dict:
+    return tenancy.update_store(hub, own_organization(principal, f"store {store_id}"), store_id, body)
 
 
 @router.post("/stores/{store_id}/upload-key")
-def rotate_upload_key(hub: HubDep, organization: Organization, store_id: str) -> dict:
+def rotate_upload_key(hub: HubDep, principal: CurrentPrincipal, store_id: str) -> dict:
     """Replace the store's upload key; the old one stops working at once. The new key is shown this once."""
+    organization = own_organization(principal, f"store {store_id}")
     return {"store_id": store_id, "upload_key": tenancy.rotate_upload_key(hub, organization, store_id)}
+
+
+@router.get("/stores/{store_id}/upload-key")
+def get_upload_key(hub: HubDep, principal: Scoped("uploads.read"), store_id: str) -> dict:
+    """The store's current upload key, for a connected partner to configure FTP or HTTP uploads."""
+    return {"store_id": store_id, "upload_key": connections.current_upload_key(hub, store_organization(principal, store_id), store_id)}

@@ -93,22 +93,30 @@ stores = Table(
     Column("upload_key_rotated_at", UTCDateTime, nullable=False, default=utcnow),
     # what a feed's quantity means: "on_hand" (a physical count) or "available" (to sell)
     Column("feed_quantity_means", String(20), nullable=False, default="on_hand", server_default="on_hand"),
+    Column("upload_key_sealed", Text),  # the key encrypted for connected partners (services/vault.py)
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     # custom product data (products.csv) is on: stock rows may use any alphanumeric identifier
     Column("custom_products", Boolean, nullable=False, default=False, server_default=false()),
 )
 
+# Every bearer credential: kind `api` (an organization's CLI-made token, all its scopes),
+# `admin` (platform administration), and the OAuth kinds `access` and `refresh`.
 api_tokens = Table(
     "api_tokens",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), index=True),  # none: admin, partner-level
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("kind", String(20), nullable=False, default="api"),
     Column("label", String(200)),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("revoked_at", UTCDateTime),
+    Column("partner_id", Id, ForeignKey("partners.id"), index=True),
+    Column("user_id", Id, ForeignKey("users.id")),
+    Column("scope", Text),  # space-separated; none: every scope of the organization (kind api)
+    Column("family", String(32), index=True),  # tokens of one grant, revoked together
+    Column("expires_at", UTCDateTime),
 )
 
 uploads = Table(
@@ -393,4 +401,59 @@ webhook_attempts = Table(
     Column("response_excerpt", Text),
     Column("error", Text),
     Column("worker_id", String(100)),
+)
+
+
+# --- accounts and OAuth (partner onboarding) ------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
+    Column("password_hash", String(200), nullable=False),  # Argon2id
+    Column("role", String(20), nullable=False, default="staff"),  # owner | staff
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("client_secret_hash", String(64)),  # none: a public client (PKCE only)
+    Column("redirect_uris", Text, nullable=False),  # JSON list, matched exactly
+    Column("scopes", Text, nullable=False),  # space-separated scopes it may ask for
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("partner_id", Id, ForeignKey("partners.id"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("code_challenge", String(128)),
+    Column("code_challenge_method", String(10)),
+    Column("family", String(32), nullable=False),  # the tokens it is exchanged for
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+store_connections = Table(
+    "store_connections",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("partner_id", Id, ForeignKey("partners.id"), nullable=False),
+    Column("store_id", Id, ForeignKey("stores.id"), nullable=False, index=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("partner_store_id", String(200), nullable=False),  # the partner's own id for the store
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("partner_id", "store_id", name="uq_store_connections_partner_store"),
+    UniqueConstraint("partner_id", "partner_store_id", name="uq_store_connections_partner_store_id"),
 )

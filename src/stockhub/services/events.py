@@ -144,6 +144,34 @@ def emit_inventory_changes(
     return batches
 
 
+def emit_level_changes(conn: Connection, organization_id: int, store_id: int, changes: list[dict], now: datetime) -> int:
+    """inventory.updated for a few levels changed one by one (orders, direct writes).
+
+    Each change is a dict of inventory_changes' columns except event_id. Returns events written.
+    """
+    if not changes:
+        return 0
+    batches = [changes[i : i + INVENTORY_BATCH] for i in range(0, len(changes), INVENTORY_BATCH)]
+    stream = stream_of(organization_id, store_id)
+    first = reserve_sequences(conn, stream, len(batches))
+    for n, batch in enumerate(batches):
+        event_id = conn.execute(
+            events.insert().values(
+                organization_id=organization_id,
+                store_id=store_id,
+                type="inventory.updated",
+                stream=stream,
+                sequence=first + n,
+                occurred_at=now,
+                data=json.dumps({"upload_id": None, "batch": n + 1, "batches": len(batches)}, separators=(",", ":")),
+                change_count=len(batch),
+            )
+        ).inserted_primary_key[0]
+        conn.execute(inventory_changes.insert(), [change | {"event_id": event_id} for change in batch])
+    _fan_out(conn, organization_id, store_id, "inventory.updated", stream, first, first + len(batches) - 1, now)
+    return len(batches)
+
+
 def _fan_out(conn: Connection, organization_id: int, store_id: int | None, type: str, stream: str, first: int, last: int, now: datetime) -> None:
     """One delivery per matching subscription for events first..last of the stream (few subscriptions, set-based rows)."""
     s = webhook_subscriptions.c

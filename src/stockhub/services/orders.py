@@ -22,7 +22,7 @@ from stockhub.domain.money import to_decimal_string
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
-from stockhub.services import customers, stock_moves
+from stockhub.services import customers, events, stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.timefmt import iso
@@ -85,17 +85,24 @@ class OrderChanges(BaseModel):
 # --- booking ---------------------------------------------------------------------------------
 
 
-def book(hub: Hub, organization: int, booking: Booking) -> tuple[dict, bool]:
-    """Book an order: commit every line's stock or none. Returns (order, created now)."""
+def book(hub: Hub, organization: int, booking: Booking, store: int | None = None) -> tuple[dict, bool]:
+    """Book an order: commit every line's stock or none. Returns (order, created now).
+
+    `store`: the caller reaches only this store (a partner's connected store); None: any of the
+    organization's."""
     fingerprint = booking.fingerprint()
     existing = _by_external_id(hub, organization, booking.external_id)
     if existing is not None:
+        if store is not None and existing.fulfilment_store_id != store:
+            raise conflict(f"order {booking.external_id} was booked with a different request; an external_id names one order")
         return _replayed(hub, organization, existing, fingerprint)
-    lines = _resolved_lines(hub, organization, booking)
+    lines = _resolved_lines(hub, organization, booking, store)
     try:
         with transaction(hub.engine) as conn:
             order_id = _book(conn, organization, booking, fingerprint, lines)
-            return render(conn, _order_row(conn, organization, order_id)), True
+            rendered = render(conn, _order_row(conn, organization, order_id))
+        hub.work_arrived.set()  # the order's events are committed: deliver them
+        return rendered, True
     except IntegrityError:  # the same external id booked concurrently: that one won
         existing = _by_external_id(hub, organization, booking.external_id)
         if existing is None:
@@ -144,8 +151,17 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
         order_lines.insert(),
         [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)],
     )
-    stock_moves.write(conn, changes, reason, now, order_id=order_id)
+    stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
+    _announce(conn, "order.created", organization, order_id, now)
     return order_id
+
+
+def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> None:
+    """order.created / order.updated, in the order's own sequence (per order, so bookings of one
+    store do not queue behind each other for a store-wide sequence number)."""
+    row = _order_row(conn, organization, order_id)
+    data = {"order": render(conn, row)} | ({"changed": changed} if changed is not None else {})
+    events.emit(conn, type, organization, row.fulfilment_store_id, data, sequence_key=f"order:{order_id}", now=now)
 
 
 def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) -> dict:
@@ -158,12 +174,14 @@ def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) ->
     }
 
 
-def _resolved_lines(hub: Hub, organization: int, booking: Booking) -> list[dict]:
+def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | None) -> list[dict]:
     """Lines with canonical identifiers, store row ids and prices in minor units; every error at once."""
     errors: list[FieldError] = []
     exponent = places.currency_exponent(booking.currency)
     with reading(hub.engine) as conn:
         owned = _store_numbers(conn, organization, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
+    if store is not None:  # a partner books only at its connected store
+        owned = {pid: number for pid, number in owned.items() if number == store}
     fulfilment_store = owned.get(booking.fulfilment.store_id)
     if fulfilment_store is None:
         errors.append(FieldError("fulfilment.store_id", f"no store {booking.fulfilment.store_id} in your organization"))
@@ -221,11 +239,13 @@ def _replayed(hub: Hub, organization: int, existing, fingerprint: str) -> tuple[
 # --- after booking ---------------------------------------------------------------------------
 
 
-def step(hub: Hub, organization: int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False) -> dict:
+def step(
+    hub: Hub, organization: int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False, store: int | None = None
+) -> dict:
     """Move an order on (confirm, dispatch, deliver, cancel), with its stock effect."""
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
-        order = _locked(conn, organization, order_id)
+        order = _locked(conn, organization, order_id, store)
         status = OrderStatus(order.status)
         try:
             new_status = next_status(status, action)
@@ -237,18 +257,21 @@ def step(hub: Hub, organization: int, order_id: str, action: Action, *, reason: 
             for line in conn.execute(select(order_lines).where(order_lines.c.order_id == order.id)):
                 wanted[(line.store_id, line.identifier)] += line.quantity
             levels = stock_moves.lock(conn, wanted)
-            stock_moves.write(conn, stock_moves.plan(levels, wanted, effect[0]), effect[1], now, order_id=order.id)
+            stock_moves.write(conn, organization, stock_moves.plan(levels, wanted, effect[0]), effect[1], now, order_id=order.id)
         values = {"status": new_status.value, STAMPS[new_status]: now, "updated_at": now}
         if action is Action.CANCEL:
             values |= {"cancellation_reason": reason, "restocked": effect is not None and status is not OrderStatus.REQUESTED}
         conn.execute(orders.update().where(orders.c.id == order.id).values(**values))
-        return render(conn, _order_row(conn, organization, order.id))
+        _announce(conn, "order.updated", organization, order.id, now, changed=sorted(values))
+        rendered = render(conn, _order_row(conn, organization, order.id))
+    hub.work_arrived.set()
+    return rendered
 
 
-def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges) -> dict:
+def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges, store: int | None = None) -> dict:
     given = changes.model_dump(exclude_unset=True)
     with transaction(hub.engine) as conn:
-        order = _locked(conn, organization, order_id)
+        order = _locked(conn, organization, order_id, store)
         errors = []
         if "custom_invoice_number" in given and order.confirmed_at is not None and order.custom_invoice_number:
             errors.append(FieldError("custom_invoice_number", "already set on a confirmed order: it can no longer change"))
@@ -257,32 +280,46 @@ def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges) ->
         if errors:
             raise invalid("some fields cannot be changed", errors)
         if given:
-            conn.execute(orders.update().where(orders.c.id == order.id).values(**given, updated_at=datetime.now(UTC)))
-        return render(conn, _order_row(conn, organization, order.id))
+            now = datetime.now(UTC)
+            conn.execute(orders.update().where(orders.c.id == order.id).values(**given, updated_at=now))
+            _announce(conn, "order.updated", organization, order.id, now, changed=sorted(given))
+        rendered = render(conn, _order_row(conn, organization, order.id))
+    hub.work_arrived.set()
+    return rendered
 
 
-def get(hub: Hub, organization: int, order_id: str) -> dict:
+def get(hub: Hub, organization: int, order_id: str, store: int | None = None) -> dict:
     with reading(hub.engine) as conn:
-        row = conn.execute(select(orders).where(orders.c.id == ids.decode("order", order_id), orders.c.organization_id == organization)).first()
+        row = conn.execute(
+            select(orders).where(orders.c.id == ids.decode("order", order_id), *_reachable(organization, store))
+        ).first()
         if row is None:
             raise not_found(f"order {order_id}")
         return render(conn, row)
 
 
-def list_orders(hub: Hub, organization: int, limit: int, token: str | None, status: str | None) -> Page:
-    query = select(orders).where(orders.c.organization_id == organization)
+def list_orders(hub: Hub, organization: int, limit: int, token: str | None, status: str | None, store: int | None = None) -> Page:
+    query = select(orders).where(*_reachable(organization, store))
     if status:
         query = query.where(orders.c.status == status)
     with reading(hub.engine) as conn:
         return page_of(conn, query, orders.c.id, limit, token, lambda row: render(conn, row), descending=True)
 
 
-def _locked(conn: Connection, organization: int, order_id: str):
+def _locked(conn: Connection, organization: int, order_id: str, store: int | None):
     number = ids.decode("order", order_id)
     order = lock_order(conn, organization, number) if number is not None else None
-    if order is None:
+    if order is None or (store is not None and order.fulfilment_store_id != store):
         raise not_found(f"order {order_id}")
     return order
+
+
+def _reachable(organization: int, store: int | None) -> list:
+    """The orders a caller may see: its organization's, or only its connected store's."""
+    conditions = [orders.c.organization_id == organization]
+    if store is not None:
+        conditions.append(orders.c.fulfilment_store_id == store)
+    return conditions
 
 
 def _order_row(conn: Connection, organization: int, number: int):

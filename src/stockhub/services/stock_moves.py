@@ -7,6 +7,7 @@ single level and its movement.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, update
 from stockhub.db.locks import lock_levels, share_stores
 from stockhub.db.tables import stock_levels, stock_movements
 from stockhub.domain.stock import MovementReason, StockLevel
+from stockhub.services import events
 
 Key = tuple[int, str]  # (store id, canonical identifier)
 
@@ -38,15 +40,22 @@ class Change:
     key: Key
     before: StockLevel
     after: StockLevel
+    row: Row | None = None  # the locked level (price, currency) when the store has the product
 
 
 def plan(rows: dict[Key, Row], quantities: dict[Key, int], effect: Callable[[StockLevel, int], StockLevel]) -> list[Change]:
     """Apply `effect` to each locked level; domain exceptions (Shortfall...) propagate per key."""
-    return [Change(key, level_of(rows.get(key)), effect(level_of(rows.get(key)), qty)) for key, qty in sorted(quantities.items())]
+    return [
+        Change(key, level_of(rows.get(key)), effect(level_of(rows.get(key)), qty), rows.get(key))
+        for key, qty in sorted(quantities.items())
+    ]
 
 
-def write(conn: Connection, changes: list[Change], reason: MovementReason, now: datetime, *, order_id: int | None = None) -> None:
-    """Store the new on_hand and committed of existing levels, and append their movements."""
+def write(
+    conn: Connection, organization: int, changes: list[Change], reason: MovementReason, now: datetime, *, order_id: int | None = None
+) -> None:
+    """Store the new on_hand and committed of existing levels, append their movements, and tell
+    subscribers (inventory.updated), all in the caller's transaction."""
     moved = [c for c in changes if (c.before.on_hand, c.before.committed) != (c.after.on_hand, c.after.committed)]
     if not moved:
         return
@@ -76,3 +85,21 @@ def write(conn: Connection, changes: list[Change], reason: MovementReason, now: 
             for c in moved
         ],
     )
+
+    by_store: dict[int, list[dict]] = defaultdict(list)
+    for c in moved:
+        by_store[c.key[0]].append(
+            {
+                "identifier": c.key[1],
+                "on_hand_before": c.before.on_hand,
+                "on_hand": c.after.on_hand,
+                "committed": c.after.committed,
+                "safety_stock": c.after.safety_stock,
+                "expired": c.after.expired,
+                "price_minor": c.row.price_minor,
+                "currency": c.row.currency,
+                "promotion_minor": c.row.promotion_minor,
+            }
+        )
+    for store, store_changes in sorted(by_store.items()):
+        events.emit_level_changes(conn, organization, store, store_changes, now)

@@ -12,12 +12,12 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from stockhub import feeds
-from stockhub.db.engine import transaction
+from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import idempotency_keys, stock_levels, stock_movements, stores
 from stockhub.domain import places, stock
 from stockhub.domain.stock import BelowCommitted, MovementReason
 from stockhub.errors import FieldError, Problem, conflict, invalid
-from stockhub.services import stock_moves
+from stockhub.services import events, stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.stock import get_stock
 from stockhub.services.tenancy import store_number
@@ -62,18 +62,20 @@ def _set_count(hub: Hub, organization: int, store_id: str, canonical: str, count
         if count.change_from is not None and count.change_from != current.on_hand:
             raise conflict(f"on_hand is {current.on_hand}, not {count.change_from}: it changed since you read it", on_hand=current.on_hand)
         if row is None:
-            _new_level(conn, store, canonical, count, now)
+            _new_level(conn, organization, store, canonical, count, now)
         else:
             try:
                 after = stock.count(current, count.on_hand)
             except BelowCommitted as error:
                 raise conflict(str(error), on_hand=current.on_hand, committed=current.committed) from None
             _reprice(conn, key, row, count)
-            stock_moves.write(conn, [stock_moves.Change(key, current, after)], MovementReason.COUNT, now)
+            stock_moves.write(conn, organization, [stock_moves.Change(key, current, after, row)], MovementReason.COUNT, now)
 
 
 def adjust(hub: Hub, organization: int, store_id: str, body: Adjustments, idempotency_key: str | None) -> dict:
     """Apply every delta or none; the same Idempotency-Key and body get the same answer."""
+    with reading(hub.engine) as conn:
+        store_number(conn, organization, store_id)  # someone else's store is not found, whatever was sent
     if not idempotency_key or len(idempotency_key) > 255:
         raise Problem(400, "Bad request", "send an Idempotency-Key header (up to 255 characters)", [FieldError("Idempotency-Key", "missing")])
     fingerprint = hashlib.sha256(json.dumps([store_id, body.model_dump()], sort_keys=True).encode()).hexdigest()
@@ -112,7 +114,7 @@ def _adjust(conn: Connection, organization: int, store_id: str, deltas: dict[str
         changes = stock_moves.plan(rows, keys, stock.adjust)
     except BelowCommitted as error:
         raise conflict(f"an adjustment would leave {error}") from None
-    stock_moves.write(conn, changes, MovementReason.ADJUSTMENT, now)
+    stock_moves.write(conn, organization, changes, MovementReason.ADJUSTMENT, now)
     return {
         "store_id": store_id,
         "adjusted": [{"identifier": c.key[1], "on_hand": c.after.on_hand, "delta": deltas[c.key[1]]} for c in changes],
@@ -132,7 +134,7 @@ def _answered(conn: Connection, organization: int, key: str, fingerprint: str) -
     return json.loads(row.response)
 
 
-def _new_level(conn: Connection, store: int, identifier: str, count: Count, now: datetime) -> None:
+def _new_level(conn: Connection, organization: int, store: int, identifier: str, count: Count, now: datetime) -> None:
     if count.price is None:
         raise invalid("a product new to the store needs a price", [FieldError("price", "required for a new product")])
     store_currency = conn.execute(select(stores.c.currency).where(stores.c.id == store)).scalar_one()
@@ -152,6 +154,9 @@ def _new_level(conn: Connection, store: int, identifier: str, count: Count, now:
             updated_at=now,
         )
     )
+    level = conn.execute(select(stock_levels).where(stock_levels.c.store_id == store, stock_levels.c.identifier == identifier)).one()
+    change = {name: getattr(level, name) for name in ("identifier", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor")}
+    events.emit_level_changes(conn, organization, store, [change | {"on_hand_before": None}], now)
     if count.on_hand != 0:
         conn.execute(
             stock_movements.insert().values(

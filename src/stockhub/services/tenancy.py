@@ -14,6 +14,7 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import api_tokens, brands, organizations, stores, utcnow
 from stockhub.domain import places
 from stockhub.errors import FieldError, invalid, not_found
+from stockhub.services import vault
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
@@ -142,15 +143,6 @@ def create_api_token(hub: Hub, organization_id: str, label: str | None = None) -
     return Created(ids.encode("token", token_id), token)
 
 
-def organization_for_token(hub: Hub, token: str) -> int | None:
-    with reading(hub.engine) as conn:
-        return conn.execute(
-            select(api_tokens.c.organization_id).where(
-                api_tokens.c.token_hash == security.key_hash(hub.secret, token), api_tokens.c.revoked_at.is_(None)
-            )
-        ).scalar()
-
-
 def _organization_number(hub: Hub, organization_id: str) -> int:
     number = ids.decode("organization", organization_id)
     with reading(hub.engine) as conn:
@@ -223,6 +215,7 @@ def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields
                 organization_id=organization,
                 brand_id=brand,
                 upload_key_hash=security.key_hash(hub.secret, upload_key),
+                upload_key_sealed=vault.seal(hub.secret, upload_key),
                 **fields.model_dump(),
             )
         ).inserted_primary_key[0]
@@ -275,7 +268,11 @@ def rotate_upload_key(hub: Hub, organization: int | None, store_id: str) -> str:
         conn.execute(
             stores.update()
             .where(stores.c.id == number)
-            .values(upload_key_hash=security.key_hash(hub.secret, upload_key), upload_key_rotated_at=utcnow())
+            .values(
+                upload_key_hash=security.key_hash(hub.secret, upload_key),
+                upload_key_sealed=vault.seal(hub.secret, upload_key),
+                upload_key_rotated_at=utcnow(),
+            )
         )
     return upload_key
 

@@ -114,8 +114,10 @@ def get_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
 def update_subscription(hub: Hub, organization: int, subscription_id: str, changes: SubscriptionChanges) -> dict:
     given = changes.model_dump(exclude_unset=True)
     values: dict = {}
+    with reading(hub.engine) as conn:  # someone else's subscription is not found, whatever the body says
+        _subscription(conn, organization, _number(subscription_id))
     if given.get("url") is not None:
-        _check_url(hub, given["url"])
+        _check_url(hub, given["url"])  # resolves the host: outside any transaction
         values["url"] = given["url"]
     if given.get("event_types") is not None:
         values["event_types"] = json.dumps(_event_types(given["event_types"]))

@@ -1,0 +1,196 @@
+"""Organization users (Argon2 passwords), partner applications, platform admin tokens, and the
+principal a bearer token stands for."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from stockhub import ids, security
+from stockhub.db.engine import reading, transaction
+from stockhub.db.tables import api_tokens, organizations, partners, store_connections, users, utcnow
+from stockhub.domain.access import ALL_SCOPES, Principal, scope_list
+from stockhub.errors import FieldError, conflict, invalid, not_found
+from stockhub.services.context import Hub
+from stockhub.services.tenancy import Created, validated_name
+from stockhub.timefmt import iso
+
+ROLES = ("owner", "staff")
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so an unknown email costs as much as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    organization: int
+    email: str
+    role: str
+
+
+def create_user(hub: Hub, organization_id: str, email: str, password: str, role: str = "staff") -> Created:
+    email = _valid_email(email)
+    if role not in ROLES:
+        raise invalid(f"role must be one of {', '.join(ROLES)}", [FieldError("role", "unknown role")])
+    if len(password) < 10:
+        raise invalid("the password is too short", [FieldError("password", "must have at least 10 characters")])
+    organization = ids.decode("organization", organization_id)
+    try:
+        with transaction(hub.engine) as conn:
+            if organization is None or conn.execute(select(organizations.c.id).where(organizations.c.id == organization)).first() is None:
+                raise not_found(f"organization {organization_id}")
+            number = conn.execute(
+                users.insert().values(organization_id=organization, email=email, password_hash=_hasher.hash(password), role=role)
+            ).inserted_primary_key[0]
+    except IntegrityError:
+        raise conflict(f"a user with the email {email} exists already") from None
+    return Created(ids.encode("user", number))
+
+
+def authenticate_user(hub: Hub, email: str, password: str) -> User | None:
+    with reading(hub.engine) as conn:
+        row = conn.execute(select(users).where(users.c.email == email.strip().lower())).first()
+    try:
+        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return _user(row) if row else None
+
+
+def get_user(hub: Hub, number: int) -> User | None:
+    with reading(hub.engine) as conn:
+        row = conn.execute(select(users).where(users.c.id == number)).first()
+    return _user(row) if row else None
+
+
+def _user(row) -> User:
+    return User(row.id, row.organization_id, row.email, row.role)
+
+
+def _valid_email(email: str) -> str:
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if not (at and local and "." in domain and len(email) <= 320 and " " not in email):
+        raise invalid("the email address is not valid", [FieldError("email", "not an email address")])
+    return email
+
+
+# --- partner applications --------------------------------------------------------------------
+
+
+def create_partner(hub: Hub, name: str, redirect_uris: list[str], scopes: list[str] | None, public: bool) -> Created:
+    """Register a partner application; the client secret (confidential clients) is shown only now."""
+    name = validated_name(name)
+    uris = [_valid_redirect_uri(uri) for uri in redirect_uris]
+    if not uris:
+        raise invalid("give at least one redirect URI", [FieldError("redirect_uris", "required")])
+    wanted = scopes or sorted(ALL_SCOPES)
+    unknown = [s for s in wanted if s not in ALL_SCOPES]
+    if unknown:
+        raise invalid(f"unknown scopes: {', '.join(unknown)}", [FieldError("scopes", f"unknown scope {s}") for s in unknown])
+    secret = None if public else security.new_key("shs_")
+    with transaction(hub.engine) as conn:
+        number = conn.execute(
+            partners.insert().values(
+                name=name,
+                client_secret_hash=None if secret is None else security.key_hash(hub.secret, secret),
+                redirect_uris=json.dumps(uris),
+                scopes=" ".join(wanted),
+            )
+        ).inserted_primary_key[0]
+    return Created(ids.encode("partner", number), secret)
+
+
+def list_partners(hub: Hub) -> list[dict]:
+    with reading(hub.engine) as conn:
+        return [render_partner(row) for row in conn.execute(select(partners).order_by(partners.c.id))]
+
+
+def render_partner(row) -> dict:
+    return {
+        "client_id": ids.encode("partner", row.id),
+        "name": row.name,
+        "redirect_uris": json.loads(row.redirect_uris),
+        "scopes": scope_list(row.scopes),
+        "public": row.client_secret_hash is None,
+        "created_at": iso(row.created_at),
+    }
+
+
+def _valid_redirect_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.fragment or not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise invalid(
+            "a redirect URI must be an absolute https URL (http only on loopback) without a fragment",
+            [FieldError("redirect_uris", f"{uri!r} is not allowed")],
+        )
+    return uri
+
+
+# --- tokens and principals -------------------------------------------------------------------
+
+
+def create_admin_token(hub: Hub, label: str | None = None) -> Created:
+    token = security.new_key("sha_")
+    with transaction(hub.engine) as conn:
+        number = conn.execute(
+            api_tokens.insert().values(token_hash=security.key_hash(hub.secret, token), kind="admin", label=label)
+        ).inserted_primary_key[0]
+    return Created(ids.encode("token", number), token)
+
+
+def principal_for_token(hub: Hub, token: str, partner_store_id: str | None = None) -> Principal | None:
+    """The caller a bearer token stands for, or None if it is unknown, revoked or expired.
+
+    For a partner, `partner_store_id` (the `X-Store-Id` header) is resolved to the connected
+    store; a store the partner is not connected to (or, for a token a user granted, one outside
+    that user's organization) is not found (404), whatever the route.
+    """
+    with reading(hub.engine) as conn:
+        row = conn.execute(
+            select(api_tokens).where(
+                api_tokens.c.token_hash == security.key_hash(hub.secret, token),
+                api_tokens.c.revoked_at.is_(None),
+                api_tokens.c.kind.in_(("api", "admin", "access")),
+            )
+        ).first()
+        if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
+            return None
+        if row.kind == "api":
+            return Principal("organization", ALL_SCOPES, organization=row.organization_id, token_id=row.id)
+        if row.kind == "admin":
+            return Principal("admin", frozenset(), token_id=row.id)
+        scopes = frozenset(scope_list(row.scope))
+        principal = Principal(
+            "partner", scopes, organization=row.organization_id, partner=row.partner_id, token_id=row.id, grantor=row.organization_id
+        )
+        if partner_store_id is None:
+            return principal
+        query = select(store_connections.c.store_id, store_connections.c.organization_id).where(
+            store_connections.c.partner_id == row.partner_id, store_connections.c.partner_store_id == partner_store_id
+        )
+        if row.organization_id is not None:
+            query = query.where(store_connections.c.organization_id == row.organization_id)
+        connection = conn.execute(query).first()
+    if connection is None:
+        raise not_found(f"a store connected as {partner_store_id!r}")
+    return Principal(
+        "partner",
+        scopes,
+        organization=connection.organization_id,
+        partner=row.partner_id,
+        store=connection.store_id,
+        token_id=row.id,
+        grantor=row.organization_id,
+    )

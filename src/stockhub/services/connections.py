@@ -1,0 +1,149 @@
+"""A partner's view of an organization (the Otter-style organization API) and its store
+connections: a partner connects one of the organization's stores to its own store id, then
+acts on it with `X-Store-Id`."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from stockhub import ids
+from stockhub.db.engine import reading, transaction
+from stockhub.db.tables import brands, organizations, store_connections, stores
+from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
+from stockhub.services import vault
+from stockhub.services.context import Hub
+from stockhub.services.paging import Page, page_of
+from stockhub.services.tenancy import brand_number, store_number
+
+
+def organization(hub: Hub, organization: int) -> dict:
+    with reading(hub.engine) as conn:
+        row = conn.execute(select(organizations).where(organizations.c.id == organization)).one()
+    return {"id": ids.encode("organization", row.id), "name": row.name}
+
+
+def list_brands(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
+    query = select(brands).where(brands.c.organization_id == organization)
+    with reading(hub.engine) as conn:
+        return page_of(conn, query, brands.c.id, limit, token, _brand)
+
+
+def get_brand(hub: Hub, organization: int, brand_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        number = brand_number(conn, organization, brand_id)
+        return _brand(conn.execute(select(brands).where(brands.c.id == number)).one())
+
+
+def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: str | None) -> Page:
+    with reading(hub.engine) as conn:
+        brand = brand_number(conn, organization, brand_id)
+        query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
+        return page_of(conn, query, stores.c.id, limit, token, _store)
+
+
+def get_store(hub: Hub, organization: int, brand_id: str, store_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        return _store(conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
+
+
+def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id: str) -> int:
+    brand = brand_number(conn, organization, brand_id)
+    number = store_number(conn, organization, store_id)
+    if conn.execute(select(stores.c.brand_id).where(stores.c.id == number)).scalar() != brand:
+        raise not_found(f"store {store_id}")
+    return number
+
+
+def _brand(row) -> dict:
+    return {"id": ids.encode("brand", row.id), "name": row.name}
+
+
+def _store(row) -> dict:
+    address = ", ".join(part for part in (row.address, row.city, row.postcode) if part) or None
+    return {
+        "id": ids.encode("store", row.id),
+        "brandId": ids.encode("brand", row.brand_id),
+        "name": row.name,
+        "address": address,
+        "country": row.country,
+        "currency": row.currency,
+        "timezone": row.timezone,
+    }
+
+
+# --- connections -----------------------------------------------------------------------------
+
+
+def get_connection(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> dict:
+    with reading(hub.engine) as conn:
+        number = _store_of_brand(conn, organization, brand_id, store_id)
+        partner_store_id = conn.execute(
+            select(store_connections.c.partner_store_id).where(
+                store_connections.c.partner_id == partner, store_connections.c.store_id == number
+            )
+        ).scalar()
+    if partner_store_id is None:
+        raise not_found(f"a connection of store {store_id}")
+    return {"storeId": partner_store_id}
+
+
+def connect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str, partner_store_id: str) -> None:
+    partner_store_id = _valid_partner_store_id(partner_store_id)
+    try:
+        with transaction(hub.engine) as conn:
+            number = _store_of_brand(conn, organization, brand_id, store_id)
+            connection_id = conn.execute(
+                store_connections.insert().values(
+                    partner_id=partner, store_id=number, organization_id=organization, partner_store_id=partner_store_id
+                )
+            ).inserted_primary_key[0]
+            on_store_connected(conn, connection_id=connection_id, partner=partner, store=number, partner_store_id=partner_store_id)
+    except IntegrityError:
+        raise conflict(
+            f"store {store_id} is already connected to this application, or {partner_store_id!r} names another of "
+            "your connected stores: DELETE the connection first to replace it"
+        ) from None
+
+
+def disconnect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> None:
+    with transaction(hub.engine) as conn:
+        number = _store_of_brand(conn, organization, brand_id, store_id)
+        conn.execute(
+            store_connections.delete().where(store_connections.c.partner_id == partner, store_connections.c.store_id == number)
+        )
+
+
+def on_store_connected(conn: Connection, *, connection_id: int, partner: int, store: int, partner_store_id: str) -> None:
+    """EVENTS HOOK — the single call site for the `store.connected` event.
+
+    Called inside the connecting transaction, so an outbox row written here commits with the
+    connection (transactional outbox, design invariant 5). The events outbox is being built
+    separately: wire it here (event type `store.connected`, for the partner `partner`, with
+    `partner_store_id` as the store id the partner knows). Until then, nothing is emitted.
+    """
+
+
+def _valid_partner_store_id(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200:
+        raise invalid("storeId must be a string of 1 to 200 characters", [FieldError("storeId", "must be 1 to 200 characters")])
+    return value.strip()
+
+
+# --- the upload key, for a connected partner ---------------------------------------------------
+
+
+def current_upload_key(hub: Hub, organization: int, store_id: str) -> str:
+    """The store's current upload key, unsealed (see services/vault.py for why it can be)."""
+    with reading(hub.engine) as conn:
+        number = store_number(conn, organization, store_id)
+        sealed = conn.execute(select(stores.c.upload_key_sealed).where(stores.c.id == number)).scalar()
+    key = vault.unseal(hub.secret, sealed) if sealed else None
+    if key is None:
+        raise Problem(
+            409,
+            "Conflict",
+            "this store's upload key predates key sealing (or the server secret changed): "
+            "the retailer must rotate it once (POST /v1/stores/{id}/upload-key or `stockhub store rotate-key`)",
+        )
+    return key
