@@ -18,7 +18,7 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_order
 from stockhub.db.tables import order_lines, orders, stores
 from stockhub.domain import places
-from stockhub.domain.money import to_decimal_string
+from stockhub.domain.money import to_decimal_string, to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
@@ -177,7 +177,6 @@ def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) ->
 def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | None) -> list[dict]:
     """Lines with canonical identifiers, store row ids and prices in minor units; every error at once."""
     errors: list[FieldError] = []
-    exponent = places.currency_exponent(booking.currency)
     with reading(hub.engine) as conn:
         owned = _store_numbers(conn, organization, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
     if store is not None:  # a partner books only at its connected store
@@ -196,16 +195,18 @@ def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | 
         except feeds.InvalidIdentifier as error:
             errors.append(FieldError(f"lines.{n}.identifier", str(error)))
             identifier = None
-        minor = line.unit_price.scaleb(exponent)
-        if minor != minor.to_integral_value():
-            errors.append(FieldError(f"lines.{n}.unit_price", f"{booking.currency} allows {exponent} decimal places"))
+        try:
+            minor = to_minor(line.unit_price, booking.currency)
+        except ValueError as error:
+            errors.append(FieldError(f"lines.{n}.unit_price", str(error)))
+            minor = 0
         resolved.append(
             {
                 "store_id": store,
                 "identifier": identifier,
                 "identifier_given": line.identifier,
                 "quantity": line.quantity,
-                "unit_price_minor": int(minor),
+                "unit_price_minor": minor,
                 "fulfilment_store": fulfilment_store,
             }
         )

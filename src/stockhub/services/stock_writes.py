@@ -15,6 +15,7 @@ from stockhub import feeds
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import idempotency_keys, stock_levels, stock_movements, stores
 from stockhub.domain import places, stock
+from stockhub.domain.money import to_minor
 from stockhub.domain.stock import BelowCommitted, MovementReason
 from stockhub.errors import FieldError, Problem, conflict, invalid
 from stockhub.services import events, stock_moves
@@ -189,10 +190,10 @@ def _minor(amount: Decimal | None, currency: str, field: str) -> int | None:
         return None
     if not places.is_currency(currency):
         raise invalid("unknown currency", [FieldError("currency", f"{currency!r} is not an ISO 4217 currency code")])
-    minor = amount.scaleb(places.currency_exponent(currency))
-    if minor != minor.to_integral_value():
-        raise invalid("too many decimal places", [FieldError(field, f"{currency} allows {places.currency_exponent(currency)} decimal places")])
-    return int(minor)
+    try:
+        return to_minor(amount, currency)
+    except ValueError as error:
+        raise invalid("too many decimal places", [FieldError(field, str(error))]) from None
 
 
 def _canonical(identifier: str, field: str) -> str:
