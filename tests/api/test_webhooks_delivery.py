@@ -273,3 +273,29 @@ def test_the_address_is_checked_again_when_delivering(client, server, tenant, re
     upload_and_wait(client, tenant, STOCK)
     [delivery] = wait_deliveries(client, tenant, subscription, lambda d: d[0]["attempts"] >= 1 and d[0]["last_error"])
     assert "loopback" in delivery["last_error"] and receiver.received == []
+
+
+def test_order_events_reach_a_subscriber_with_the_stock_they_moved(client, tenant, receiver):
+    upload_and_wait(client, tenant, STOCK)
+    subscribe(client, tenant, receiver, types=("order.created", "order.updated", "inventory.updated"))
+    booking = {
+        "external_id": "web-77",
+        "channel": {"type": "web", "name": "shop"},
+        "currency": "GBP",
+        "lines": [{"identifier": "9780141383743", "quantity": 2, "unit_price": "6.99"}],
+        "fulfilment": {"type": "pickup", "store_id": tenant.store},
+    }
+    order = client.post("/v1/orders", json=booking, headers=tenant.auth).json()
+    client.post(f"/v1/orders/{order['id']}/confirm", headers=tenant.auth)
+    got = receiver.wait_for(lambda r: len(r) == 4)
+    assert all(r.payload is not None for r in got), "every message verifies with standardwebhooks"
+
+    [created] = receiver.accepted_of("order.created")
+    [updated] = receiver.accepted_of("order.updated")
+    assert created["data"]["order"]["id"] == order["id"] and created["data"]["order"]["status"] == "requested"
+    assert updated["data"]["order"]["status"] == "confirmed" and "confirmed_at" in updated["data"]["changed"]
+    assert (created["sequence"], updated["sequence"]) == (1, 2)  # the order's own sequence
+    held, shipped = sorted(receiver.accepted_of("inventory.updated"), key=lambda e: e["sequence"])
+    [held_change], [shipped_change] = held["data"]["changes"], shipped["data"]["changes"]
+    assert (held_change["on_hand"], held_change["committed"], held_change["available"]) == (3, 2, 1)
+    assert (shipped_change["on_hand"], shipped_change["committed"], shipped_change["available"]) == (1, 0, 1)
