@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Connection, select
@@ -38,7 +39,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         store = conn.execute(
             select(stores.c.currency, stores.c.custom_products, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)
         ).one()
-    data = open(upload.path, "rb").read()
+    data = Path(upload.path).read_bytes()
     threshold = hub.settings.invalid_threshold
     if upload.kind == "products":
         parsed = feeds.read_product_file(data, custom_identifiers=store.custom_products, invalid_threshold=threshold)

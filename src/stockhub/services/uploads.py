@@ -166,6 +166,8 @@ def record_upload(
             ).inserted_primary_key[0]
     except IntegrityError:
         final.unlink(missing_ok=True)
+        if grant.nonce is None:  # not through a signed URL: nothing a client could have reused
+            raise
         raise conflict("this upload URL has been used already: ask for a new URL for each upload") from None
     hub.work_arrived.set()
     return {"upload_id": ids.encode("upload", upload_id), "status": "received"}
