@@ -2,52 +2,63 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockhub.api.deps import HubDep, Limit, Organization, Token, page_body
+from stockhub.api.deps import HubDep, Limit, Scoped, Token, connected_store, page_body
+from stockhub.domain.access import Owner
 from stockhub.services import events, webhooks
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
+def webhook_owner(principal: Scoped("webhooks.manage")) -> Owner:
+    """An organization's token: its own subscriptions. A partner's (with `X-Store-Id`): its own,
+    for that connected store only; without a connected store named, nothing here is found."""
+    organization, store = connected_store(principal)
+    return Owner(organization, principal.partner if principal.is_partner else None, store)
+
+
+WebhookOwner = Annotated[Owner, Depends(webhook_owner)]
+
+
 @router.post("/webhook-subscriptions", status_code=201)
-def create_subscription(hub: HubDep, organization: Organization, body: webhooks.SubscriptionFields) -> dict:
+def create_subscription(hub: HubDep, owner: WebhookOwner, body: webhooks.SubscriptionFields) -> dict:
     """Subscribe a URL to event types (optionally of some stores only). The answer's `secret`
     (`whsec_…`, for any Standard Webhooks library) is shown this once."""
-    return webhooks.create_subscription(hub, organization, body)
+    return webhooks.create_subscription(hub, owner, body)
 
 
 @router.get("/webhook-subscriptions")
-def list_subscriptions(hub: HubDep, organization: Organization, limit: Limit = 100, token: Token = None) -> dict:
-    return page_body(webhooks.list_subscriptions(hub, organization, limit, token))
+def list_subscriptions(hub: HubDep, owner: WebhookOwner, limit: Limit = 100, token: Token = None) -> dict:
+    return page_body(webhooks.list_subscriptions(hub, owner, limit, token))
 
 
 @router.get("/webhook-subscriptions/{subscription_id}")
-def get_subscription(hub: HubDep, organization: Organization, subscription_id: str) -> dict:
-    return webhooks.get_subscription(hub, organization, subscription_id)
+def get_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> dict:
+    return webhooks.get_subscription(hub, owner, subscription_id)
 
 
 @router.patch("/webhook-subscriptions/{subscription_id}")
-def update_subscription(hub: HubDep, organization: Organization, subscription_id: str, body: webhooks.SubscriptionChanges) -> dict:
-    return webhooks.update_subscription(hub, organization, subscription_id, body)
+def update_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str, body: webhooks.SubscriptionChanges) -> dict:
+    return webhooks.update_subscription(hub, owner, subscription_id, body)
 
 
 @router.post("/webhook-subscriptions/{subscription_id}/pause")
-def pause_subscription(hub: HubDep, organization: Organization, subscription_id: str) -> dict:
+def pause_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> dict:
     """Stop sending; events meanwhile are kept and sent on resume."""
-    return webhooks.pause_subscription(hub, organization, subscription_id)
+    return webhooks.pause_subscription(hub, owner, subscription_id)
 
 
 @router.post("/webhook-subscriptions/{subscription_id}/resume")
-def resume_subscription(hub: HubDep, organization: Organization, subscription_id: str) -> dict:
+def resume_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> dict:
     """Send again (after a pause, or after it was disabled for failing); what was kept goes out now."""
-    return webhooks.resume_subscription(hub, organization, subscription_id)
+    return webhooks.resume_subscription(hub, owner, subscription_id)
 
 
 @router.delete("/webhook-subscriptions/{subscription_id}", status_code=204)
-def delete_subscription(hub: HubDep, organization: Organization, subscription_id: str) -> Response:
-    webhooks.delete_subscription(hub, organization, subscription_id)
+def delete_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> Response:
+    webhooks.delete_subscription(hub, owner, subscription_id)
     return Response(status_code=204)
 
 
@@ -57,37 +68,37 @@ class Rotation(BaseModel):
 
 
 @router.post("/webhook-subscriptions/{subscription_id}/secret")
-def rotate_secret(hub: HubDep, organization: Organization, subscription_id: str, body: Rotation | None = None) -> dict:
+def rotate_secret(hub: HubDep, owner: WebhookOwner, subscription_id: str, body: Rotation | None = None) -> dict:
     """A new signing secret, shown this once; both sign deliveries until the grace period ends."""
-    return webhooks.rotate_secret(hub, organization, subscription_id, body.grace_seconds if body else None)
+    return webhooks.rotate_secret(hub, owner, subscription_id, body.grace_seconds if body else None)
 
 
 @router.get("/webhook-subscriptions/{subscription_id}/deliveries")
-def list_deliveries(hub: HubDep, organization: Organization, subscription_id: str, limit: Limit = 50, token: Token = None) -> dict:
+def list_deliveries(hub: HubDep, owner: WebhookOwner, subscription_id: str, limit: Limit = 50, token: Token = None) -> dict:
     """Every delivery to the subscription, newest first, with its latest attempt."""
-    return page_body(webhooks.list_deliveries(hub, organization, subscription_id, limit, token))
+    return page_body(webhooks.list_deliveries(hub, owner, subscription_id, limit, token))
 
 
 @router.get("/webhook-deliveries/{delivery_id}")
-def get_delivery(hub: HubDep, organization: Organization, delivery_id: str) -> dict:
+def get_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
     """A delivery with every attempt: time, status code, latency, response excerpt, error."""
-    return webhooks.get_delivery(hub, organization, delivery_id)
+    return webhooks.get_delivery(hub, owner, delivery_id)
 
 
 @router.post("/webhook-deliveries/{delivery_id}/retry", status_code=202)
-def retry_delivery(hub: HubDep, organization: Organization, delivery_id: str) -> dict:
+def retry_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
     """Send the delivery's event again now (same event id), with a fresh retry schedule."""
-    return webhooks.retry_delivery(hub, organization, delivery_id)
+    return webhooks.retry_delivery(hub, owner, delivery_id)
 
 
 @router.get("/events", tags=["events"])
 def list_events(
     hub: HubDep,
-    organization: Organization,
-    store_id: Annotated[str | None, Query(description="the store's events; omitted: the organization's own")] = None,
+    owner: WebhookOwner,
+    store_id: Annotated[str | None, Query(description="the store's events; omitted: the organization's own (a partner: its connected store's)")] = None,
     after: Annotated[int, Query(description="the last sequence number already seen (0: from the start)")] = 0,
     limit: Annotated[int, Query(description="events per page, at most 100")] = 20,
 ) -> dict:
     """Catch up without webhooks: a stream's events after sequence `after`, oldest first.
     Ask again with `after` = the answer's `next_after` until `items` is empty."""
-    return events.list_events(hub, organization, store_id, after, limit)
+    return events.list_events(hub, owner, store_id, after, limit)

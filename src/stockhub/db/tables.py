@@ -328,6 +328,7 @@ events = Table(
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("data", Text, nullable=False),  # JSON; an inventory batch's changes are in inventory_changes
     Column("change_count", Integer),
+    Column("partner_id", Id, ForeignKey("partners.id")),  # set: the event is that partner's (store.connected)
     Index("uq_events_stream_sequence", "stream", "sequence", unique=True),
     Index("ix_events_occurred_at", "occurred_at"),
 )
@@ -354,6 +355,7 @@ webhook_subscriptions = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("partner_id", Id, ForeignKey("partners.id")),  # set: a partner's, for its one connected store
     Column("url", String(2000), nullable=False),
     Column("event_types", Text, nullable=False),  # JSON list
     Column("store_ids", Text),  # JSON list of store numbers; null: every store

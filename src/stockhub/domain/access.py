@@ -51,3 +51,20 @@ class Principal:
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose webhook subscriptions (and event stream) a call is about.
+
+    An organization's own (`partner` None, every store of it), or a partner's: then `store`
+    is the one connected store its `X-Store-Id` names, and everything is filtered to it.
+    """
+
+    organization: int
+    partner: int | None = None
+    store: int | None = None
+
+    @property
+    def is_partner(self) -> bool:
+        return self.partner is not None

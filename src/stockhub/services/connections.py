@@ -11,7 +11,7 @@ from stockhub import ids
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import brands, organizations, store_connections, stores
 from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
-from stockhub.services import vault
+from stockhub.services import events, vault
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.services.tenancy import brand_number, store_number
@@ -98,12 +98,15 @@ def connect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: 
                     partner_id=partner, store_id=number, organization_id=organization, partner_store_id=partner_store_id
                 )
             ).inserted_primary_key[0]
-            on_store_connected(conn, connection_id=connection_id, partner=partner, store=number, partner_store_id=partner_store_id)
+            on_store_connected(
+                conn, connection_id=connection_id, organization=organization, partner=partner, store=number, partner_store_id=partner_store_id
+            )
     except IntegrityError:
         raise conflict(
             f"store {store_id} is already connected to this application, or {partner_store_id!r} names another of "
             "your connected stores: DELETE the connection first to replace it"
         ) from None
+    hub.work_arrived.set()  # the store.connected event's deliveries go out now
 
 
 def disconnect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> None:
@@ -114,14 +117,18 @@ def disconnect(hub: Hub, organization: int, partner: int, brand_id: str, store_i
         )
 
 
-def on_store_connected(conn: Connection, *, connection_id: int, partner: int, store: int, partner_store_id: str) -> None:
-    """EVENTS HOOK — the single call site for the `store.connected` event.
+def on_store_connected(
+    conn: Connection, *, connection_id: int, organization: int, partner: int, store: int, partner_store_id: str
+) -> None:
+    """The single call site for the `store.connected` event, on the store's stream.
 
-    Called inside the connecting transaction, so an outbox row written here commits with the
-    connection (transactional outbox, design invariant 5). The events outbox is being built
-    separately: wire it here (event type `store.connected`, for the partner `partner`, with
-    `partner_store_id` as the store id the partner knows). Until then, nothing is emitted.
+    Called inside the connecting transaction, so the outbox row commits with the connection
+    (transactional outbox, design invariant 5). The event is the partner's: it reaches the
+    organization's subscriptions and that partner's (e.g. from an earlier connection of the
+    store), never another partner's; the partner reads it with `GET /v1/events` and X-Store-Id.
     """
+    data = {"store_id": ids.encode("store", store), "partner_id": ids.encode("partner", partner), "partner_store_id": partner_store_id}
+    events.emit(conn, "store.connected", organization, store, data, partner_id=partner)
 
 
 def _valid_partner_store_id(value: object) -> str:

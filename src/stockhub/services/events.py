@@ -23,16 +23,17 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from math import ceil
 
-from sqlalchemy import Connection, Table, func, insert, literal, select
+from sqlalchemy import Connection, Table, func, insert, literal, or_, select
 
 from stockhub import ids
 from stockhub.db.engine import reading
 from stockhub.db.locks import reserve_sequences
-from stockhub.db.tables import events, inventory_changes, webhook_deliveries, webhook_subscriptions
+from stockhub.db.tables import events, inventory_changes, store_connections, webhook_deliveries, webhook_subscriptions
+from stockhub.domain.access import Owner
 from stockhub.domain.money import to_decimal_string
 from stockhub.domain.stock import StockLevel
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
-from stockhub.errors import FieldError, Problem
+from stockhub.errors import FieldError, Problem, not_found
 from stockhub.services.context import Hub
 from stockhub.services.tenancy import store_number
 from stockhub.timefmt import iso
@@ -53,12 +54,14 @@ def emit(
     data: dict,
     sequence_key: str | None = None,
     now: datetime | None = None,
+    partner_id: int | None = None,
 ) -> int:
     """Write one event (and its deliveries) in the caller's transaction; returns its number.
 
     `data` is rendered as given (public ids, decimal strings). The sequence is per store by
     default (`sequence_key` may name another stream, e.g. "order:12"; then `GET /v1/events`
-    by store does not list it).
+    by store does not list it). `partner_id` makes the event that partner's (store.connected):
+    it goes to the organization's subscriptions and that partner's, never another partner's.
     """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
@@ -74,9 +77,10 @@ def emit(
             sequence=sequence,
             occurred_at=now,
             data=json.dumps(data, separators=(",", ":")),
+            partner_id=partner_id,
         )
     ).inserted_primary_key[0]
-    _fan_out(conn, organization_id, store_id, type, stream, sequence, sequence, now)
+    _fan_out(conn, organization_id, store_id, type, stream, sequence, sequence, now, partner_id)
     return event_id
 
 
@@ -172,19 +176,40 @@ def emit_level_changes(conn: Connection, organization_id: int, store_id: int, ch
     return len(batches)
 
 
-def _fan_out(conn: Connection, organization_id: int, store_id: int | None, type: str, stream: str, first: int, last: int, now: datetime) -> None:
-    """One delivery per matching subscription for events first..last of the stream (few subscriptions, set-based rows)."""
+def _fan_out(
+    conn: Connection,
+    organization_id: int,
+    store_id: int | None,
+    type: str,
+    stream: str,
+    first: int,
+    last: int,
+    now: datetime,
+    partner_id: int | None = None,
+) -> None:
+    """One delivery per matching subscription for events first..last of the stream (few subscriptions, set-based rows).
+
+    A partner's subscription (always for one store) gets the store's events only while the partner
+    is connected to it; a partner's own event goes to no other partner.
+    """
     s = webhook_subscriptions.c
-    subscriptions = conn.execute(
-        select(s.id, s.status, s.event_types, s.store_ids).where(
-            s.organization_id == organization_id, s.status.in_(("active", "paused", "disabled"))
-        )
-    ).all()
+    query = select(s.id, s.status, s.event_types, s.store_ids, s.partner_id).where(
+        s.organization_id == organization_id, s.status.in_(("active", "paused", "disabled"))
+    )
+    if partner_id is not None:
+        query = query.where(or_(s.partner_id.is_(None), s.partner_id == partner_id))
+    subscriptions = conn.execute(query).all()
+    connected: set[int] | None = None
     for subscription in subscriptions:
         if type not in json.loads(subscription.event_types):
             continue
         if subscription.store_ids is not None and store_id not in json.loads(subscription.store_ids):
             continue
+        if subscription.partner_id is not None:
+            if connected is None:
+                connected = _partners_connected(conn, store_id)
+            if subscription.partner_id not in connected:
+                continue
         active = subscription.status == "active"
         conn.execute(
             insert(webhook_deliveries).from_select(
@@ -200,6 +225,13 @@ def _fan_out(conn: Connection, organization_id: int, store_id: int | None, type:
                 ).where(events.c.stream == stream, events.c.sequence.between(first, last)),
             )
         )
+
+
+def _partners_connected(conn: Connection, store_id: int | None) -> set[int]:
+    if store_id is None:
+        return set()
+    c = store_connections.c
+    return set(conn.execute(select(c.partner_id).where(c.store_id == store_id)).scalars())
 
 
 # --- reading events ------------------------------------------------------------------------
@@ -252,20 +284,32 @@ def _render_change(event_id: str, change) -> dict:
     }
 
 
-def list_events(hub: Hub, organization: int, store_id: str | None, after: int, limit: int) -> dict:
-    """A stream's events after sequence `after`, oldest first: the store's, or the organization's own."""
+def list_events(hub: Hub, owner: Owner | int, store_id: str | None, after: int, limit: int) -> dict:
+    """A stream's events after sequence `after`, oldest first: the store's, or the organization's own.
+
+    A partner reads only its connected store's stream (another store is not found), without the
+    events of other partners (their store.connected): it sees gaps in the sequence there.
+    """
+    owner = owner if isinstance(owner, Owner) else Owner(owner)
     if not 1 <= limit <= MAX_EVENTS_PAGE:
         raise Problem(400, "Bad request", f"limit must be between 1 and {MAX_EVENTS_PAGE}", [FieldError("limit", "out of range")])
     if after < 0:
         raise Problem(400, "Bad request", "after must be 0 or a sequence number", [FieldError("after", "negative")])
     with reading(hub.engine) as conn:
-        store = store_number(conn, organization, store_id) if store_id is not None else None
-        rows = conn.execute(
-            select(events)
-            .where(events.c.stream == stream_of(organization, store), events.c.sequence > after)
-            .order_by(events.c.sequence)
-            .limit(limit)
-        ).all()
+        store = _stream_store(conn, owner, store_id)
+        query = select(events).where(events.c.stream == stream_of(owner.organization, store), events.c.sequence > after)
+        if owner.is_partner:
+            query = query.where(or_(events.c.partner_id.is_(None), events.c.partner_id == owner.partner))
+        rows = conn.execute(query.order_by(events.c.sequence).limit(limit)).all()
         rendered = render_events(conn, rows)
     items = [rendered[row.id] for row in rows]
     return {"items": items, "next_after": items[-1]["sequence"] if items else after}
+
+
+def _stream_store(conn: Connection, owner: Owner, store_id: str | None) -> int | None:
+    """The store whose stream to read (None: the organization's own); a partner reads its connected store's."""
+    if not owner.is_partner:
+        return store_number(conn, owner.organization, store_id) if store_id is not None else None
+    if store_id is not None and ids.decode("store", store_id) != owner.store:
+        raise not_found(f"store {store_id}")
+    return owner.store

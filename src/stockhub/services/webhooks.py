@@ -4,6 +4,10 @@ delivery history, including retrying a delivery by hand.
 A subscription's signing secret is never stored: it is derived from a random salt and the
 server secret (HMAC-SHA256), so it can be shown once, used to sign, and a leaked database
 reveals no usable secret.
+
+Every call is on behalf of an `Owner`: an organization's own subscriptions (partner_id null),
+or a partner's for one connected store (partner_id set, `store_ids` exactly that store). Each
+sees only its own; a plain organization number stands for the organization's own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy import Connection, func, select
 from stockhub import ids, outbound
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import events, stores, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from stockhub.domain.access import Owner
 from stockhub.domain.webhooks import EVENT_TYPES
 from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
 from stockhub.services.context import Hub
@@ -73,17 +78,19 @@ def signing_keys(hub: Hub, row, now: datetime) -> list[bytes]:
 # --- subscriptions -------------------------------------------------------------------------
 
 
-def create_subscription(hub: Hub, organization: int, fields: SubscriptionFields) -> dict:
+def create_subscription(hub: Hub, owner: Owner | int, fields: SubscriptionFields) -> dict:
     """Subscribe a URL; the answer holds the signing `secret`, shown this once."""
+    owner = as_owner(owner)
     _check_url(hub, fields.url)
     types = _event_types(fields.event_types)
     salt = secrets.token_urlsafe(24)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
-        store_filter = _store_filter(conn, organization, fields.store_ids)
+        store_filter = _store_filter(conn, owner, fields.store_ids)
         number = conn.execute(
             webhook_subscriptions.insert().values(
-                organization_id=organization,
+                organization_id=owner.organization,
+                partner_id=owner.partner,
                 url=fields.url,
                 event_types=json.dumps(types),
                 store_ids=None if store_filter is None else json.dumps(store_filter),
@@ -94,28 +101,29 @@ def create_subscription(hub: Hub, organization: int, fields: SubscriptionFields)
                 updated_at=now,
             )
         ).inserted_primary_key[0]
-        row = _subscription(conn, organization, number)
+        row = _subscription(conn, owner, number)
     return render_subscription(row) | {"secret": shown_secret(secret_for(hub.secret, salt))}
 
 
-def list_subscriptions(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
+def list_subscriptions(hub: Hub, owner: Owner | int, limit: int, token: str | None) -> Page:
+    owner = as_owner(owner)
     with reading(hub.engine) as conn:
-        query = select(webhook_subscriptions).where(
-            webhook_subscriptions.c.organization_id == organization, webhook_subscriptions.c.status.in_(LIVE)
-        )
+        query = select(webhook_subscriptions).where(*_owned_by(owner), webhook_subscriptions.c.status.in_(LIVE))
         return page_of(conn, query, webhook_subscriptions.c.id, limit, token, render_subscription)
 
 
-def get_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
+def get_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> dict:
+    owner = as_owner(owner)
     with reading(hub.engine) as conn:
-        return render_subscription(_subscription(conn, organization, _number(subscription_id)))
+        return render_subscription(_subscription(conn, owner, _number(subscription_id)))
 
 
-def update_subscription(hub: Hub, organization: int, subscription_id: str, changes: SubscriptionChanges) -> dict:
+def update_subscription(hub: Hub, owner: Owner | int, subscription_id: str, changes: SubscriptionChanges) -> dict:
+    owner = as_owner(owner)
     given = changes.model_dump(exclude_unset=True)
     values: dict = {}
     with reading(hub.engine) as conn:  # someone else's subscription is not found, whatever the body says
-        _subscription(conn, organization, _number(subscription_id))
+        _subscription(conn, owner, _number(subscription_id))
     if given.get("url") is not None:
         _check_url(hub, given["url"])  # resolves the host: outside any transaction
         values["url"] = given["url"]
@@ -124,30 +132,32 @@ def update_subscription(hub: Hub, organization: int, subscription_id: str, chang
     if "description" in given:
         values["description"] = given["description"]
     with transaction(hub.engine) as conn:
-        number = _subscription(conn, organization, _number(subscription_id)).id
+        number = _subscription(conn, owner, _number(subscription_id)).id
         if "store_ids" in given:
-            store_filter = _store_filter(conn, organization, given["store_ids"])
+            store_filter = _store_filter(conn, owner, given["store_ids"])
             values["store_ids"] = None if store_filter is None else json.dumps(store_filter)
         if values:
             conn.execute(_where(number).values(**values, updated_at=datetime.now(UTC)))
-        return render_subscription(_subscription(conn, organization, number))
+        return render_subscription(_subscription(conn, owner, number))
 
 
-def pause_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
+def pause_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> dict:
     """Stop sending; new events keep being kept for the subscription and go out on resume."""
+    owner = as_owner(owner)
     with transaction(hub.engine) as conn:
-        row = _subscription(conn, organization, _number(subscription_id))
+        row = _subscription(conn, owner, _number(subscription_id))
         if row.status == "active":
             conn.execute(_where(row.id).values(status="paused", updated_at=datetime.now(UTC)))
             _hold_pending(conn, row.id)
-        return render_subscription(_subscription(conn, organization, row.id))
+        return render_subscription(_subscription(conn, owner, row.id))
 
 
-def resume_subscription(hub: Hub, organization: int, subscription_id: str) -> dict:
+def resume_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> dict:
     """Send again, a paused or a disabled subscription; what was kept meanwhile goes out now."""
+    owner = as_owner(owner)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
-        row = _subscription(conn, organization, _number(subscription_id))
+        row = _subscription(conn, owner, _number(subscription_id))
         if row.status != "active":
             conn.execute(_where(row.id).values(status="active", disabled_reason=None, failing_since=None, updated_at=now))
             conn.execute(
@@ -155,16 +165,17 @@ def resume_subscription(hub: Hub, organization: int, subscription_id: str) -> di
                 .where(webhook_deliveries.c.subscription_id == row.id, webhook_deliveries.c.status == "held")
                 .values(status="pending", next_attempt_at=now)
             )
-        result = render_subscription(_subscription(conn, organization, row.id))
+        result = render_subscription(_subscription(conn, owner, row.id))
     hub.work_arrived.set()
     return result
 
 
-def delete_subscription(hub: Hub, organization: int, subscription_id: str) -> None:
+def delete_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> None:
     """Stop and forget the subscription; its delivery history is kept for the retention period."""
+    owner = as_owner(owner)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
-        row = _subscription(conn, organization, _number(subscription_id))
+        row = _subscription(conn, owner, _number(subscription_id))
         conn.execute(_where(row.id).values(status="deleted", updated_at=now))
         conn.execute(
             webhook_deliveries.update()
@@ -173,15 +184,16 @@ def delete_subscription(hub: Hub, organization: int, subscription_id: str) -> No
         )
 
 
-def rotate_secret(hub: Hub, organization: int, subscription_id: str, grace_seconds: int | None) -> dict:
+def rotate_secret(hub: Hub, owner: Owner | int, subscription_id: str, grace_seconds: int | None) -> dict:
     """A new signing secret (shown this once); the old one keeps signing too for the grace period."""
+    owner = as_owner(owner)
     grace = hub.settings.webhook_secret_grace_seconds if grace_seconds is None else grace_seconds
     if not 0 <= grace <= 7 * 24 * 3600:
         raise invalid("grace_seconds must be between 0 and 604800 (7 days)", [FieldError("grace_seconds", "out of range")])
     now = datetime.now(UTC)
     salt = secrets.token_urlsafe(24)
     with transaction(hub.engine) as conn:
-        row = _subscription(conn, organization, _number(subscription_id))
+        row = _subscription(conn, owner, _number(subscription_id))
         conn.execute(
             _where(row.id).values(
                 secret_salt=salt,
@@ -190,7 +202,7 @@ def rotate_secret(hub: Hub, organization: int, subscription_id: str, grace_secon
                 updated_at=now,
             )
         )
-        result = render_subscription(_subscription(conn, organization, row.id))
+        result = render_subscription(_subscription(conn, owner, row.id))
     return result | {"secret": shown_secret(secret_for(hub.secret, salt))}
 
 
@@ -211,10 +223,11 @@ def disable(conn: Connection, subscription: int, reason: str, now: datetime) -> 
 # --- delivery history ----------------------------------------------------------------------
 
 
-def list_deliveries(hub: Hub, organization: int, subscription_id: str, limit: int, token: str | None) -> Page:
+def list_deliveries(hub: Hub, owner: Owner | int, subscription_id: str, limit: int, token: str | None) -> Page:
     """The subscription's deliveries, newest first, each with its latest attempt."""
+    owner = as_owner(owner)
     with reading(hub.engine) as conn:
-        number = _subscription(conn, organization, _number(subscription_id)).id
+        number = _subscription(conn, owner, _number(subscription_id)).id
         query = _deliveries_query().where(webhook_deliveries.c.subscription_id == number)
         page = page_of(conn, query, webhook_deliveries.c.id, limit, token, lambda row: row, descending=True)
         attempts = _attempts(conn, [row.id for row in page.items])
@@ -222,17 +235,19 @@ def list_deliveries(hub: Hub, organization: int, subscription_id: str, limit: in
     return Page(items, page.next_token)
 
 
-def get_delivery(hub: Hub, organization: int, delivery_id: str) -> dict:
+def get_delivery(hub: Hub, owner: Owner | int, delivery_id: str) -> dict:
+    owner = as_owner(owner)
     with reading(hub.engine) as conn:
-        row = _delivery(conn, organization, delivery_id)
+        row = _delivery(conn, owner, delivery_id)
         return render_delivery(row, _attempts(conn, [row.id]).get(row.id, []), "attempts")
 
 
-def retry_delivery(hub: Hub, organization: int, delivery_id: str) -> dict:
+def retry_delivery(hub: Hub, owner: Owner | int, delivery_id: str) -> dict:
     """Send a delivery again now, whatever became of it (a replay: same event id, a new attempt)."""
+    owner = as_owner(owner)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
-        row = _delivery(conn, organization, delivery_id)
+        row = _delivery(conn, owner, delivery_id)
         if row.status == "delivering":
             raise conflict("this delivery is being attempted right now")
         subscription = conn.execute(select(webhook_subscriptions.c.status).where(webhook_subscriptions.c.id == row.subscription_id)).scalar_one()
@@ -249,7 +264,7 @@ def retry_delivery(hub: Hub, organization: int, delivery_id: str) -> dict:
                 finished_at=None,
             )
         )
-        result = render_delivery(_delivery(conn, organization, delivery_id), [], "attempts")
+        result = render_delivery(_delivery(conn, owner, delivery_id), [], "attempts")
     hub.work_arrived.set()
     return result
 
@@ -259,10 +274,12 @@ def _deliveries_query():
     return select(webhook_deliveries, events.c.type.label("event_type")).join(events, events.c.id == d.event_id)
 
 
-def _delivery(conn: Connection, organization: int, delivery_id: str):
+def _delivery(conn: Connection, owner: Owner, delivery_id: str):
     number = ids.decode("webhook_delivery", delivery_id)
     row = conn.execute(
-        _deliveries_query().where(webhook_deliveries.c.id == number, webhook_deliveries.c.organization_id == organization)
+        _deliveries_query()
+        .join(webhook_subscriptions, webhook_subscriptions.c.id == webhook_deliveries.c.subscription_id)
+        .where(webhook_deliveries.c.id == number, webhook_deliveries.c.organization_id == owner.organization, *_owned_by(owner))
     ).first()
     if number is None or row is None:
         raise not_found(f"webhook delivery {delivery_id}")
@@ -330,14 +347,16 @@ def _event_types(types: list[str]) -> list[str]:
     return sorted(set(types))
 
 
-def _store_filter(conn: Connection, organization: int, store_ids: list[str] | None) -> list[int] | None:
+def _store_filter(conn: Connection, owner: Owner, store_ids: list[str] | None) -> list[int] | None:
+    if owner.is_partner:
+        return _partner_store_filter(owner, store_ids)
     if store_ids is None:
         return None
     numbers = []
     for i, store_id in enumerate(store_ids):
         number = ids.decode("store", store_id)
         owned = number is not None and conn.execute(
-            select(func.count()).where(stores.c.id == number, stores.c.organization_id == organization)
+            select(func.count()).where(stores.c.id == number, stores.c.organization_id == owner.organization)
         ).scalar()
         if not owned:
             raise invalid(f"store {store_id} was not found", [FieldError(f"store_ids.{i}", "no such store")])
@@ -352,13 +371,35 @@ def _number(subscription_id: str) -> int:
     return number
 
 
-def _subscription(conn: Connection, organization: int, number: int):
+def _partner_store_filter(owner: Owner, store_ids: list[str] | None) -> list[int]:
+    """A partner's subscription is always for exactly its connected store; naming another is refused."""
+    connected = ids.encode("store", owner.store)
+    for i, store_id in enumerate(store_ids or []):
+        if store_id != connected:
+            raise invalid(
+                f"store {store_id} is not the connected store this call names with X-Store-Id",
+                [FieldError(f"store_ids.{i}", f"a partner subscribes for its connected store {connected} only")],
+            )
+    return [owner.store]
+
+
+def as_owner(owner: Owner | int) -> Owner:
+    """A plain organization number stands for the organization's own subscriptions."""
+    return owner if isinstance(owner, Owner) else Owner(owner)
+
+
+def _owned_by(owner: Owner) -> tuple:
+    """The conditions selecting the owner's subscriptions, and no one else's."""
+    s = webhook_subscriptions.c
+    if not owner.is_partner:
+        return (s.organization_id == owner.organization, s.partner_id.is_(None))
+    # a partner's store_ids is always written as json.dumps([store]) (see _partner_store_filter)
+    return (s.organization_id == owner.organization, s.partner_id == owner.partner, s.store_ids == json.dumps([owner.store]))
+
+
+def _subscription(conn: Connection, owner: Owner, number: int):
     row = conn.execute(
-        select(webhook_subscriptions).where(
-            webhook_subscriptions.c.id == number,
-            webhook_subscriptions.c.organization_id == organization,
-            webhook_subscriptions.c.status.in_(LIVE),
-        )
+        select(webhook_subscriptions).where(webhook_subscriptions.c.id == number, *_owned_by(owner), webhook_subscriptions.c.status.in_(LIVE))
     ).first()
     if row is None:
         raise not_found(f"webhook subscription {ids.encode('webhook_subscription', number)}")
