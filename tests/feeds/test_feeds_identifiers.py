@@ -2,7 +2,7 @@
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from stdnum import ean, isbn
 
@@ -122,3 +122,25 @@ def test_hyphenated_isbn10_gives_the_same_identifier(values):
 @given(st.lists(st.sampled_from([8, 12, 13]).flatmap(valid_gtin), min_size=1, max_size=200))
 def test_leading_zeros_do_not_change_a_gtin(values):
     assert canonical([v.zfill(14) for v in values]) == canonical(values)
+
+
+_SAMPLES = st.one_of(
+    st.text(alphabet="0123456789", min_size=0, max_size=16),
+    st.text(alphabet="0123456789Xx -", min_size=8, max_size=16),
+    st.text(alphabet="abcXYZ0123456789", min_size=4, max_size=36),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40),
+    st.builds(lambda body: body + "X", st.text(alphabet="0123456789", min_size=9, max_size=9)),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(_SAMPLES, min_size=1, max_size=40))
+@example(["abcde", "abcdef", "ab12" * 8, "ab12" * 8 + "c", "0141383747", "014138374X", "96385074", "96385075", " 978-0-14-138374-3 ", "", "é" * 8])
+def test_one_value_at_a_time_gives_the_columnar_answer(values):
+    columnar = canonical_identifiers(pl.Series(values, dtype=pl.String)).to_dicts()
+    for value, expected in zip(values, columnar, strict=True):
+        try:
+            got = {"identifier": canonical_identifier(value), "reason": None}
+        except InvalidIdentifier as error:
+            got = {"identifier": None, "reason": str(error)}
+        assert got == expected, value

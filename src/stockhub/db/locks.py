@@ -33,7 +33,7 @@ def lock_store(conn: Connection, store_id: int) -> None:
 def share_stores(conn: Connection, store_ids: Iterable[int]) -> None:
     """For a single-product writer: waits for an upload being applied, not for other writers."""
     ids = sorted(set(store_ids))
-    conn.execute(select(stores.c.id).where(stores.c.id.in_(ids)).order_by(stores.c.id).with_for_update(key_share=True)).all()
+    conn.execute(select(stores.c.id).where(stores.c.id.in_(ids)).order_by(stores.c.id).with_for_update(read=True, key_share=True)).all()
 
 
 def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Row]:
