@@ -99,8 +99,7 @@ def book(hub: Hub, organization: int, booking: Booking, store: int | None = None
     lines = _resolved_lines(hub, organization, booking, store)
     try:
         with transaction(hub.engine) as conn:
-            order_id = _book(conn, organization, booking, fingerprint, lines)
-            rendered = render(conn, _order_row(conn, organization, order_id))
+            rendered = _book(conn, organization, booking, fingerprint, lines)
         hub.work_arrived.set()  # the order's events are committed: deliver them
         return rendered, True
     except IntegrityError:  # the same external id booked concurrently: that one won
@@ -110,7 +109,7 @@ def book(hub: Hub, organization: int, booking: Booking, store: int | None = None
         return _replayed(hub, organization, existing, fingerprint)
 
 
-def _book(conn: Connection, organization: int, booking: Booking, fingerprint: str, lines: list[dict]) -> int:
+def _book(conn: Connection, organization: int, booking: Booking, fingerprint: str, lines: list[dict]) -> dict:
     now = datetime.now(UTC)
     wanted: dict[stock_moves.Key, int] = defaultdict(int)
     for line in lines:  # lines naming one product at one store are checked as one
@@ -151,17 +150,21 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
         order_lines.insert(),
         [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)],
     )
+    rendered = _announce(conn, "order.created", organization, order_id, now)
+    # Last: the stock effect takes the store's event sequence, which other writers of the store
+    # wait for until this transaction commits.
     stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
-    _announce(conn, "order.created", organization, order_id, now)
-    return order_id
+    return rendered
 
 
-def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> None:
+def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> dict:
     """order.created / order.updated, in the order's own sequence (per order, so bookings of one
-    store do not queue behind each other for a store-wide sequence number)."""
+    store do not queue behind each other for a store-wide sequence number). Returns the order."""
     row = _order_row(conn, organization, order_id)
-    data = {"order": render(conn, row)} | ({"changed": changed} if changed is not None else {})
+    order = render(conn, row)
+    data = {"order": order} | ({"changed": changed} if changed is not None else {})
     events.emit(conn, type, organization, row.fulfilment_store_id, data, sequence_key=f"order:{order_id}", now=now)
+    return order
 
 
 def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) -> dict:
@@ -253,18 +256,17 @@ def step(
         except IllegalTransition as error:
             raise conflict(f"{error}; allowed: {', '.join(error.allowed) or 'nothing, it is final'}", allowed=error.allowed) from None
         effect = stock_effect(status, action, restock)
-        if effect is not None:
+        values = {"status": new_status.value, STAMPS[new_status]: now, "updated_at": now}
+        if action is Action.CANCEL:
+            values |= {"cancellation_reason": reason, "restocked": effect is not None and status is not OrderStatus.REQUESTED}
+        conn.execute(orders.update().where(orders.c.id == order.id).values(**values))
+        rendered = _announce(conn, "order.updated", organization, order.id, now, changed=sorted(values))
+        if effect is not None:  # last, as in booking: it takes the store's event sequence
             wanted: dict[stock_moves.Key, int] = defaultdict(int)
             for line in conn.execute(select(order_lines).where(order_lines.c.order_id == order.id)):
                 wanted[(line.store_id, line.identifier)] += line.quantity
             levels = stock_moves.lock(conn, wanted)
             stock_moves.write(conn, organization, stock_moves.plan(levels, wanted, effect[0]), effect[1], now, order_id=order.id)
-        values = {"status": new_status.value, STAMPS[new_status]: now, "updated_at": now}
-        if action is Action.CANCEL:
-            values |= {"cancellation_reason": reason, "restocked": effect is not None and status is not OrderStatus.REQUESTED}
-        conn.execute(orders.update().where(orders.c.id == order.id).values(**values))
-        _announce(conn, "order.updated", organization, order.id, now, changed=sorted(values))
-        rendered = render(conn, _order_row(conn, organization, order.id))
     hub.work_arrived.set()
     return rendered
 
