@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -153,3 +154,32 @@ def client(server):
 @pytest.fixture
 def tenant(hub) -> Tenant:
     return make_tenant(hub)
+
+
+@pytest.fixture
+def run(settings):
+    """Run the `stockhub` command against the test's database and data folder."""
+    stockhub = str(Path(sys.executable).parent / "stockhub")
+    env = os.environ | {
+        "STOCKHUB_DATABASE_URL": settings.database_url,
+        "STOCKHUB_DATA_DIR": str(settings.data_dir),
+        "STOCKHUB_SECRET_KEY": settings.secret_key,
+    }
+
+    def run(*args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run([stockhub, *args], env=env, capture_output=True, text=True, timeout=120, input=stdin)
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback that verifies what it gets with standardwebhooks."""
+    from receiver import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()

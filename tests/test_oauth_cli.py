@@ -3,33 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
 
 from oauth_support import PASSWORD, REDIRECT_URI, Browser
-
-STOCKHUB = str(Path(sys.executable).parent / "stockhub")
-
-
-@pytest.fixture
-def run(settings):
-    env = os.environ | {
-        "STOCKHUB_DATABASE_URL": settings.database_url,
-        "STOCKHUB_DATA_DIR": str(settings.data_dir),
-        "STOCKHUB_SECRET_KEY": settings.secret_key,
-    }
-
-    def run(*args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
-        done = subprocess.run([STOCKHUB, *args], env=env, capture_output=True, text=True, timeout=120, input=stdin)
-        if ok:
-            assert done.returncode == 0, done.stderr
-        return done
-
-    return run
 
 
 def test_an_operator_creates_a_user_who_can_sign_in(run, server):

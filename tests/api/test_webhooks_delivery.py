@@ -28,13 +28,6 @@ def settings(database_url, tmp_path) -> Settings:
     )
 
 
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
-
-
 def subscribe(client, tenant, receiver, types=("inventory.updated", "upload.processed"), **fields) -> dict:
     answer = client.post("/v1/webhook-subscriptions", json={"url": receiver.url, "event_types": list(types), **fields}, headers=tenant.auth)
     assert answer.status_code == 201, answer.text

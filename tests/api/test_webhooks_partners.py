@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from oauth_support import bearer, make_partner, make_user, partner_tokens
-from receiver import Receiver
 from stockhub.services import tenancy
 from stockhub.settings import Settings
 from support import make_tenant, upload, upload_and_wait, wait_for_upload
@@ -31,13 +30,6 @@ def settings(database_url, tmp_path) -> Settings:
         webhook_retry_schedule=[0] + [0.3] * 40,
         webhook_timeout_seconds=1.0,
     )
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

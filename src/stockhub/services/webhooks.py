@@ -28,7 +28,7 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import events, stores, webhook_attempts, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Owner
 from stockhub.domain.webhooks import EVENT_TYPES
-from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
+from stockhub.errors import FieldError, conflict, invalid, not_found
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.timefmt import iso
