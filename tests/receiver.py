@@ -127,3 +127,19 @@ class Receiver:
 
     def accepted_of(self, type: str) -> list[dict]:
         return [p for p in self.accepted() if p["type"] == type]
+
+
+def webhook_settings(database_url: str, tmp_path, **overrides):
+    """Test settings for webhook delivery: loopback receivers, quick retries, short timeouts."""
+    from stockhub.settings import Settings
+
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key="test-secret",
+        worker_poll_seconds=0.1,
+        webhook_allow_loopback=True,
+        webhook_retry_schedule=[0] + [0.3] * 40,
+        webhook_timeout_seconds=1.0,
+        **overrides,
+    )

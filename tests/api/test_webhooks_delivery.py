@@ -9,23 +9,14 @@ import time
 
 import pytest
 
-from receiver import Receiver, Reply
+from receiver import Receiver, Reply, webhook_settings
 from stockhub.settings import Settings
 from support import upload_and_wait
 
 
 @pytest.fixture
 def settings(database_url, tmp_path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key="test-secret",
-        worker_poll_seconds=0.1,
-        webhook_allow_loopback=True,
-        webhook_retry_schedule=[0] + [0.3] * 40,
-        webhook_timeout_seconds=1.0,
-        webhook_lease_seconds=10,
-    )
+    return webhook_settings(database_url, tmp_path, webhook_lease_seconds=10)
 
 
 def subscribe(client, tenant, receiver, types=("inventory.updated", "upload.processed"), **fields) -> dict:

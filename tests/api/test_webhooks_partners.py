@@ -8,6 +8,7 @@ import pytest
 
 from oauth_support import bearer, make_partner, make_user, partner_tokens
 from stockhub.services import tenancy
+from receiver import webhook_settings
 from stockhub.settings import Settings
 from support import make_tenant, upload, upload_and_wait, wait_for_upload
 
@@ -21,15 +22,7 @@ TYPES = ["inventory.updated", "upload.processed", "store.connected"]
 
 @pytest.fixture
 def settings(database_url, tmp_path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key="test-secret",
-        worker_poll_seconds=0.1,
-        webhook_allow_loopback=True,
-        webhook_retry_schedule=[0] + [0.3] * 40,
-        webhook_timeout_seconds=1.0,
-    )
+    return webhook_settings(database_url, tmp_path)
 
 
 @pytest.fixture

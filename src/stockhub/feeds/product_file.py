@@ -14,7 +14,7 @@ import polars as pl
 from stockhub.feeds.decode import UnreadableFile, read_table
 from stockhub.feeds.headers import normalise
 from stockhub.feeds.identifiers import with_canonical_identifier, with_custom_identifier
-from stockhub.feeds.stock_file import NO_DATA_ROWS, REJECTION_SCHEMA
+from stockhub.feeds.stock_file import NO_DATA_ROWS, unusable, verdict
 
 FIELDS = (
     "barcode", "brand", "title", "image_url", "description", "link", "condition",
@@ -90,7 +90,7 @@ def read_product_file(data: bytes, *, custom_identifiers: bool = False, invalid_
         line_count=cells.height,
         superseded_count=superseded.height,
         warnings=warnings,
-        invalid_reason=_verdict(rejected.height, cells.height, invalid_threshold),
+        invalid_reason=verdict(rejected.height, cells.height, invalid_threshold),
     )
 
 
@@ -193,18 +193,5 @@ def _superseded(duplicates: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _verdict(rejected: int, line_count: int, threshold: float) -> str | None:
-    if rejected <= threshold * line_count:
-        return None
-    return f"{rejected} of {line_count} rows were rejected (more than {threshold:.0%} of the file)"
-
-
 def _unusable(reason: str, line_count: int = 0, warnings: tuple[str, ...] = ()) -> ProductFile:
-    return ProductFile(
-        rows=pl.DataFrame(schema=PRODUCT_SCHEMA),
-        rejections=pl.DataFrame(schema=REJECTION_SCHEMA),
-        line_count=line_count,
-        superseded_count=0,
-        warnings=warnings,
-        invalid_reason=reason,
-    )
+    return unusable(ProductFile, PRODUCT_SCHEMA, reason, line_count, warnings)

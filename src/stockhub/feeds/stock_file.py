@@ -84,7 +84,7 @@ def read_stock_file(
         line_count=cells.height,
         superseded_count=superseded.height,
         warnings=warnings,
-        invalid_reason=_verdict(rejected.height, cells.height, invalid_threshold, layout.has_header),
+        invalid_reason=verdict(rejected.height, cells.height, invalid_threshold, layout.has_header),
     )
 
 
@@ -154,7 +154,8 @@ def _superseded(duplicates: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _verdict(rejected: int, line_count: int, threshold: float, has_header: bool) -> str | None:
+def verdict(rejected: int, line_count: int, threshold: float, has_header: bool = True) -> str | None:
+    """Why a whole file must not be applied (most of its rows rejected), or None."""
     if rejected <= threshold * line_count:
         return None
     reason = f"{rejected} of {line_count} rows were rejected (more than {threshold:.0%} of the file)"
@@ -167,8 +168,13 @@ def _verdict(rejected: int, line_count: int, threshold: float, has_header: bool)
 
 
 def _unusable(reason: str, line_count: int = 0, warnings: tuple[str, ...] = ()) -> StockFile:
-    return StockFile(
-        rows=pl.DataFrame(schema=ROW_SCHEMA),
+    return unusable(StockFile, ROW_SCHEMA, reason, line_count, warnings)
+
+
+def unusable(kind: type, schema: dict, reason: str, line_count: int = 0, warnings: tuple[str, ...] = ()):
+    """A parsed file (StockFile, ProductFile) with no rows, refused whole for `reason`."""
+    return kind(
+        rows=pl.DataFrame(schema=schema),
         rejections=pl.DataFrame(schema=REJECTION_SCHEMA),
         line_count=line_count,
         superseded_count=0,
