@@ -106,7 +106,6 @@ def connect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: 
             f"store {store_id} is already connected to this application, or {partner_store_id!r} names another of "
             "your connected stores: DELETE the connection first to replace it"
         ) from None
-    hub.work_arrived.set()  # the store.connected event's deliveries go out now
 
 
 def disconnect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> None:

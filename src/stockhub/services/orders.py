@@ -25,6 +25,7 @@ from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
 from stockhub.services import customers, events, stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
+from stockhub.services.tenancy import identifier_rules
 from stockhub.timefmt import iso
 
 
@@ -100,7 +101,6 @@ def book(hub: Hub, organization: int, booking: Booking, store: int | None = None
     try:
         with transaction(hub.engine) as conn:
             rendered = _book(conn, organization, booking, fingerprint, lines)
-        hub.work_arrived.set()  # the order's events are committed: deliver them
         return rendered, True
     except IntegrityError:  # the same external id booked concurrently: that one won
         existing = _by_external_id(hub, organization, booking.external_id)
@@ -151,19 +151,16 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
         [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)],
     )
     rendered = _announce(conn, "order.created", organization, order_id, now)
-    # Last: the stock effect takes the store's event sequence, which other writers of the store
-    # wait for until this transaction commits.
     stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
     return rendered
 
 
 def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> dict:
-    """order.created / order.updated, in the order's own sequence (per order, so bookings of one
-    store do not queue behind each other for a store-wide sequence number). Returns the order."""
+    """order.created / order.updated on the fulfilling store's events. Returns the order."""
     row = _order_row(conn, organization, order_id)
     order = render(conn, row)
     data = {"order": order} | ({"changed": changed} if changed is not None else {})
-    events.emit(conn, type, organization, row.fulfilment_store_id, data, sequence_key=f"order:{order_id}", now=now)
+    events.emit(conn, type, organization, row.fulfilment_store_id, data, now=now)
     return order
 
 
@@ -182,6 +179,7 @@ def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | 
     errors: list[FieldError] = []
     with reading(hub.engine) as conn:
         owned = _store_numbers(conn, organization, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
+        rules = identifier_rules(conn, owned.values())
     if store is not None:  # a partner books only at its connected store
         owned = {pid: number for pid, number in owned.items() if number == store}
     fulfilment_store = owned.get(booking.fulfilment.store_id)
@@ -194,7 +192,7 @@ def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | 
         if store is None and line.store_id:
             errors.append(FieldError(f"lines.{n}.store_id", f"no store {store_id} in your organization"))
         try:
-            identifier = feeds.canonical_identifier(line.identifier)
+            identifier = rules.get(store, feeds.rule_for(False)).one(line.identifier)
         except feeds.InvalidIdentifier as error:
             errors.append(FieldError(f"lines.{n}.identifier", str(error)))
             identifier = None
@@ -261,13 +259,12 @@ def step(
             values |= {"cancellation_reason": reason, "restocked": effect is not None and status is not OrderStatus.REQUESTED}
         conn.execute(orders.update().where(orders.c.id == order.id).values(**values))
         rendered = _announce(conn, "order.updated", organization, order.id, now, changed=sorted(values))
-        if effect is not None:  # last, as in booking: it takes the store's event sequence
+        if effect is not None:
             wanted: dict[stock_moves.Key, int] = defaultdict(int)
             for line in conn.execute(select(order_lines).where(order_lines.c.order_id == order.id)):
                 wanted[(line.store_id, line.identifier)] += line.quantity
             levels = stock_moves.lock(conn, wanted)
             stock_moves.write(conn, organization, stock_moves.plan(levels, wanted, effect[0]), effect[1], now, order_id=order.id)
-    hub.work_arrived.set()
     return rendered
 
 
@@ -287,7 +284,6 @@ def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges, st
             conn.execute(orders.update().where(orders.c.id == order.id).values(**given, updated_at=now))
             _announce(conn, "order.updated", organization, order.id, now, changed=sorted(given))
         rendered = render(conn, _order_row(conn, organization, order.id))
-    hub.work_arrived.set()
     return rendered
 
 

@@ -13,15 +13,15 @@ from sqlalchemy.exc import IntegrityError
 
 from stockhub import feeds
 from stockhub.db.engine import reading, transaction
-from stockhub.db.tables import idempotency_keys, stock_levels, stock_movements, stores
+from stockhub.db.tables import idempotency_keys, stores
 from stockhub.domain import places, stock
 from stockhub.domain.money import to_minor
 from stockhub.domain.stock import BelowCommitted, MovementReason
 from stockhub.errors import FieldError, Problem, conflict, invalid
-from stockhub.services import events, stock_moves
+from stockhub.services import stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.stock import get_stock
-from stockhub.services.tenancy import store_number
+from stockhub.services.tenancy import identifier_rules, store_number
 
 
 class Count(BaseModel):
@@ -45,7 +45,7 @@ class Adjustments(BaseModel):
 
 
 def set_count(hub: Hub, organization: int, store_id: str, identifier: str, count: Count) -> dict:
-    canonical = _canonical(identifier, "identifier")
+    canonical = _canonical(_rule(hub, organization, store_id), identifier, "identifier")
     try:
         _set_count(hub, organization, store_id, canonical, count)
     except IntegrityError:  # two first counts of one product at once: this one lost
@@ -62,27 +62,23 @@ def _set_count(hub: Hub, organization: int, store_id: str, canonical: str, count
         current = stock_moves.level_of(row)
         if count.change_from is not None and count.change_from != current.on_hand:
             raise conflict(f"on_hand is {current.on_hand}, not {count.change_from}: it changed since you read it", on_hand=current.on_hand)
-        if row is None:
-            _new_level(conn, organization, store, canonical, count, now)
-        else:
-            try:
-                after = stock.count(current, count.on_hand)
-            except BelowCommitted as error:
-                raise conflict(str(error), on_hand=current.on_hand, committed=current.committed) from None
-            _reprice(conn, key, row, count)
-            stock_moves.write(conn, organization, [stock_moves.Change(key, current, after, row)], MovementReason.COUNT, now)
+        try:
+            after = stock.count(current, count.on_hand)
+        except BelowCommitted as error:
+            raise conflict(str(error), on_hand=current.on_hand, committed=current.committed) from None
+        price = _price(conn, store, row, count)
+        stock_moves.write(conn, organization, [stock_moves.Change(key, current, after, row, price)], MovementReason.COUNT, now)
 
 
 def adjust(hub: Hub, organization: int, store_id: str, body: Adjustments, idempotency_key: str | None) -> dict:
     """Apply every delta or none; the same Idempotency-Key and body get the same answer."""
-    with reading(hub.engine) as conn:
-        store_number(conn, organization, store_id)  # someone else's store is not found, whatever was sent
+    rule = _rule(hub, organization, store_id)  # someone else's store is not found, whatever was sent
     if not idempotency_key or len(idempotency_key) > 255:
         raise Problem(400, "Bad request", "send an Idempotency-Key header (up to 255 characters)", [FieldError("Idempotency-Key", "missing")])
     fingerprint = hashlib.sha256(json.dumps([store_id, body.model_dump()], sort_keys=True).encode()).hexdigest()
     deltas: dict[str, int] = {}
     for n, item in enumerate(body.adjustments):
-        canonical = _canonical(item.identifier, f"adjustments.{n}.identifier")
+        canonical = _canonical(rule, item.identifier, f"adjustments.{n}.identifier")
         deltas[canonical] = deltas.get(canonical, 0) + item.delta
     try:
         with transaction(hub.engine) as conn:
@@ -135,54 +131,19 @@ def _answered(conn: Connection, organization: int, key: str, fingerprint: str) -
     return json.loads(row.response)
 
 
-def _new_level(conn: Connection, organization: int, store: int, identifier: str, count: Count, now: datetime) -> None:
-    if count.price is None:
+def _price(conn: Connection, store: int, row, count: Count) -> stock_moves.Price | None:
+    """The price a count sets: required for a product new to the store; None keeps the current one."""
+    if row is None and count.price is None:
         raise invalid("a product new to the store needs a price", [FieldError("price", "required for a new product")])
-    store_currency = conn.execute(select(stores.c.currency).where(stores.c.id == store)).scalar_one()
-    currency = (count.currency or store_currency).upper()
-    conn.execute(
-        stock_levels.insert().values(
-            store_id=store,
-            identifier=identifier,
-            on_hand=count.on_hand,
-            committed=0,
-            safety_stock=0,
-            price_minor=_minor(count.price, currency, "price"),
-            currency=currency,
-            promotion_minor=_minor(count.promotion_amount, currency, "promotion_amount"),
-            last_reported_on=now.date(),
-            expired=False,
-            updated_at=now,
-        )
-    )
-    level = conn.execute(select(stock_levels).where(stock_levels.c.store_id == store, stock_levels.c.identifier == identifier)).one()
-    change = {name: getattr(level, name) for name in ("identifier", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor")}
-    events.emit_level_changes(conn, organization, store, [change | {"on_hand_before": None}], now)
-    if count.on_hand != 0:
-        conn.execute(
-            stock_movements.insert().values(
-                store_id=store,
-                identifier=identifier,
-                reason=MovementReason.COUNT.value,
-                on_hand_before=0,
-                on_hand_after=count.on_hand,
-                committed_before=0,
-                committed_after=0,
-                created_at=now,
-            )
-        )
-
-
-def _reprice(conn: Connection, key: stock_moves.Key, row, count: Count) -> None:
     if count.price is None and count.promotion_amount is None and count.currency is None:
-        return
+        return None
+    if row is None:
+        currency = (count.currency or conn.execute(select(stores.c.currency).where(stores.c.id == store)).scalar_one()).upper()
+        return stock_moves.Price(_minor(count.price, currency, "price"), currency, _minor(count.promotion_amount, currency, "promotion_amount"))
     currency = (count.currency or row.currency).upper()
-    values = {"currency": currency}
-    if count.price is not None:
-        values["price_minor"] = _minor(count.price, currency, "price")
-    if count.promotion_amount is not None:
-        values["promotion_minor"] = _minor(count.promotion_amount, currency, "promotion_amount")
-    conn.execute(stock_levels.update().where(stock_levels.c.store_id == key[0], stock_levels.c.identifier == key[1]).values(**values))
+    price_minor = _minor(count.price, currency, "price") if count.price is not None else row.price_minor
+    promotion = _minor(count.promotion_amount, currency, "promotion_amount") if count.promotion_amount is not None else row.promotion_minor
+    return stock_moves.Price(price_minor, currency, promotion)
 
 
 def _minor(amount: Decimal | None, currency: str, field: str) -> int | None:
@@ -196,9 +157,15 @@ def _minor(amount: Decimal | None, currency: str, field: str) -> int | None:
         raise invalid("too many decimal places", [FieldError(field, str(error))]) from None
 
 
-def _canonical(identifier: str, field: str) -> str:
+def _rule(hub: Hub, organization: int, store_id: str) -> feeds.IdentifierRule:
+    with reading(hub.engine) as conn:
+        number = store_number(conn, organization, store_id)
+        return identifier_rules(conn, [number])[number]
+
+
+def _canonical(rule: feeds.IdentifierRule, identifier: str, field: str) -> str:
     try:
-        return feeds.canonical_identifier(identifier)
+        return rule.one(identifier)
     except feeds.InvalidIdentifier as error:
         raise invalid("invalid product identifier", [FieldError(field, str(error))]) from None
 

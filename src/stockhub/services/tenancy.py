@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,7 @@ from stockhub import ids, security
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import api_tokens, brands, organizations, stores, utcnow
 from stockhub.domain import places
+from stockhub.feeds import IdentifierRule, rule_for
 from stockhub.errors import FieldError, invalid, not_found
 from stockhub.services import vault
 from stockhub.services.context import Hub
@@ -293,6 +295,13 @@ def store_number(conn: Connection, organization: int | None, store_id: str) -> i
     if number is None or conn.execute(query).scalar() is None:
         raise not_found(f"store {store_id}")
     return number
+
+
+def identifier_rules(conn: Connection, store_numbers: Iterable[int]) -> dict[int, IdentifierRule]:
+    """How each store names its products (see feeds.IdentifierRule)."""
+    wanted = sorted(set(store_numbers))
+    rows = conn.execute(select(stores.c.id, stores.c.custom_products).where(stores.c.id.in_(wanted))).all() if wanted else []
+    return {row.id: rule_for(row.custom_products) for row in rows}
 
 
 def _store(conn: Connection, organization: int, number: int) -> dict:

@@ -19,7 +19,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from stockhub import ids, security
-from stockhub.db.engine import reading, transaction
+from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.locks import lock_upload_intake
 from stockhub.db.tables import stores, upload_rejections, uploads
 from stockhub.errors import FieldError, Problem, conflict, not_found
@@ -164,12 +164,12 @@ def record_upload(
                     status="received",
                 )
             ).inserted_primary_key[0]
+            new_work(conn)
     except IntegrityError:
         final.unlink(missing_ok=True)
         if grant.nonce is None:  # not through a signed URL: nothing a client could have reused
             raise
         raise conflict("this upload URL has been used already: ask for a new URL for each upload") from None
-    hub.work_arrived.set()
     return {"upload_id": ids.encode("upload", upload_id), "status": "received"}
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, func, select
 
 from stockhub import ids, outbound
-from stockhub.db.engine import reading, transaction
+from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.tables import events, stores, webhook_attempts, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Owner
 from stockhub.domain.webhooks import EVENT_TYPES
@@ -165,8 +165,8 @@ def resume_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> d
                 .where(webhook_deliveries.c.subscription_id == row.id, webhook_deliveries.c.status == "held")
                 .values(status="pending", next_attempt_at=now)
             )
+            new_work(conn)
         result = render_subscription(_subscription(conn, owner, row.id))
-    hub.work_arrived.set()
     return result
 
 
@@ -264,8 +264,8 @@ def retry_delivery(hub: Hub, owner: Owner | int, delivery_id: str) -> dict:
                 finished_at=None,
             )
         )
+        new_work(conn)
         result = render_delivery(_delivery(conn, owner, delivery_id), [], "attempts")
-    hub.work_arrived.set()
     return result
 
 
