@@ -60,7 +60,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
             return None
         changed, warnings = 0, []
         if fatal is None and upload.kind == "products":
-            changed = apply_products(conn, upload.organization_id, upload_id, parsed.rows, now)
+            changed = apply_products(conn, upload.organization_id, upload.store_id, upload_id, parsed.rows, now)
         elif fatal is None:
 
             def inventory_updated(conn, changes, count):
