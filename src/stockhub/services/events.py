@@ -34,13 +34,13 @@ from stockhub import ids
 from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.locks import lock_sequencer
 from stockhub.db.tables import events, inventory_changes, store_connections, webhook_deliveries, webhook_subscriptions
-from stockhub.domain.access import Owner
-from stockhub.domain.money import to_decimal_string
-from stockhub.domain.stock import StockLevel
+from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
-from stockhub.errors import FieldError, Problem, not_found
+from stockhub.errors import FieldError, Malformed
 from stockhub.services.context import Hub
-from stockhub.services.tenancy import store_number
+from stockhub.services.levels import render_level
+from stockhub.services.paging import check_limit
+from stockhub.services.scope import as_scope, store_number
 from stockhub.timefmt import iso
 
 MAX_EVENTS_PAGE = 100
@@ -296,33 +296,25 @@ def render_event(row, changes: list) -> dict:
 
 
 def _render_change(event_id: str, change) -> dict:
-    level = StockLevel(on_hand=change.on_hand, committed=change.committed, safety_stock=change.safety_stock, expired=change.expired)
     return {
         "change_id": f"{event_id}.{change.identifier}",
         "identifier": change.identifier,
         "on_hand_before": change.on_hand_before,
-        "on_hand": level.on_hand,
-        "committed": level.committed,
-        "available": level.available,
-        "status": level.status.value,
-        "price": to_decimal_string(change.price_minor, change.currency),
-        "currency": change.currency,
-        "promotion_amount": to_decimal_string(change.promotion_minor, change.currency),
+        **render_level(change),
     }
 
 
-def list_events(hub: Hub, owner: Owner | int, store_id: str | None, after: int, limit: int) -> dict:
+def list_events(hub: Hub, owner: Scope | int, store_id: str | None, after: int, limit: int) -> dict:
     """Events numbered after `after`, oldest first: one store's, or (no store) all of the
     organization's, its own and every store's.
 
     A partner reads only its connected store's events (another store is not found; no store:
     its connected store), without other partners' own events (their store.connected).
     """
-    owner = owner if isinstance(owner, Owner) else Owner(owner)
-    if not 1 <= limit <= MAX_EVENTS_PAGE:
-        raise Problem(400, "Bad request", f"limit must be between 1 and {MAX_EVENTS_PAGE}", [FieldError("limit", "out of range")])
+    owner = as_scope(owner)
+    check_limit(limit, MAX_EVENTS_PAGE)
     if after < 0:
-        raise Problem(400, "Bad request", "after must be 0 or a sequence number", [FieldError("after", "negative")])
+        raise Malformed("after must be 0 or a sequence number", [FieldError("after", "negative")])
     while sequence_events(hub.engine) == SEQUENCER_BATCH:  # read your writes: what committed before this call is listed
         pass
     with reading(hub.engine) as conn:
@@ -338,10 +330,6 @@ def list_events(hub: Hub, owner: Owner | int, store_id: str | None, after: int, 
     return {"items": items, "next_after": items[-1]["sequence"] if items else after}
 
 
-def _stream_store(conn: Connection, owner: Owner, store_id: str | None) -> int | None:
-    """The store whose events to read (None: the whole organization's); a partner reads its connected store's."""
-    if not owner.is_partner:
-        return store_number(conn, owner.organization, store_id) if store_id is not None else None
-    if store_id is not None and ids.decode("store", store_id) != owner.store:
-        raise not_found(f"store {store_id}")
-    return owner.store
+def _stream_store(conn: Connection, scope: Scope, store_id: str | None) -> int | None:
+    """The store whose events to read (None: the whole organization's; a partner: its connected store's)."""
+    return store_number(conn, scope, store_id) if store_id is not None else scope.store

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,15 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from stockhub import feeds, ids
 from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_order
-from stockhub.db.tables import order_lines, orders, stores
+from stockhub.db.tables import order_lines, orders
 from stockhub.domain import places
+from stockhub.domain.access import Scope
 from stockhub.domain.money import to_decimal_string, to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
-from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
-from stockhub.services import customers, events, stock_moves
+from stockhub.errors import FieldError, InsufficientStock, conflict, invalid, not_found
+from stockhub.services import customers, events, idempotency, stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
+from stockhub.services.scope import as_scope, store_numbers, visible
 from stockhub.services.tenancy import identifier_rules
 from stockhub.timefmt import iso
 
@@ -69,7 +69,7 @@ class Booking(BaseModel):
         return value.upper()
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        return idempotency.fingerprint(self.model_dump(mode="json"))
 
 
 class OrderChanges(BaseModel):
@@ -86,18 +86,18 @@ class OrderChanges(BaseModel):
 # --- booking ---------------------------------------------------------------------------------
 
 
-def book(hub: Hub, organization: int, booking: Booking, store: int | None = None) -> tuple[dict, bool]:
-    """Book an order: commit every line's stock or none. Returns (order, created now).
-
-    `store`: the caller reaches only this store (a partner's connected store); None: any of the
-    organization's."""
+def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]:
+    """Book an order at stores the scope reaches: commit every line's stock or none. Returns
+    (order, created now)."""
+    scope = as_scope(scope)
+    organization = scope.organization
     fingerprint = booking.fingerprint()
     existing = _by_external_id(hub, organization, booking.external_id)
     if existing is not None:
-        if store is not None and existing.fulfilment_store_id != store:
+        if not scope.reaches(existing.fulfilment_store_id):
             raise conflict(f"order {booking.external_id} was booked with a different request; an external_id names one order")
         return _replayed(hub, organization, existing, fingerprint)
-    lines = _resolved_lines(hub, organization, booking, store)
+    lines = _resolved_lines(hub, scope, booking)
     try:
         with transaction(hub.engine) as conn:
             rendered = _book(conn, organization, booking, fingerprint, lines)
@@ -123,7 +123,7 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
         except Shortfall as shortfall:
             short.append(_shortfall(key, shortfall, lines))
     if short:
-        raise Problem(409, "Insufficient stock", "some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
+        raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
 
     customer_id = customers.find_or_make(conn, organization, booking.customer)[0] if booking.customer else None
     status = OrderStatus.CONFIRMED if booking.is_preconfirmed else OrderStatus.REQUESTED
@@ -174,14 +174,12 @@ def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) ->
     }
 
 
-def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | None) -> list[dict]:
+def _resolved_lines(hub: Hub, scope: Scope, booking: Booking) -> list[dict]:
     """Lines with canonical identifiers, store row ids and prices in minor units; every error at once."""
     errors: list[FieldError] = []
     with reading(hub.engine) as conn:
-        owned = _store_numbers(conn, organization, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
+        owned = store_numbers(conn, scope, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
         rules = identifier_rules(conn, owned.values())
-    if store is not None:  # a partner books only at its connected store
-        owned = {pid: number for pid, number in owned.items() if number == store}
     fulfilment_store = owned.get(booking.fulfilment.store_id)
     if fulfilment_store is None:
         errors.append(FieldError("fulfilment.store_id", f"no store {booking.fulfilment.store_id} in your organization"))
@@ -216,16 +214,6 @@ def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | 
     return resolved
 
 
-def _store_numbers(conn: Connection, organization: int, public_ids: list[str]) -> dict[str, int]:
-    numbers = {pid: ids.decode("store", pid) for pid in public_ids}
-    found = set(
-        conn.execute(
-            select(stores.c.id).where(stores.c.organization_id == organization, stores.c.id.in_([n for n in numbers.values() if n]))
-        ).scalars()
-    )
-    return {pid: n for pid, n in numbers.items() if n in found}
-
-
 def _by_external_id(hub: Hub, organization: int, external_id: str):
     with reading(hub.engine) as conn:
         return conn.execute(select(orders).where(orders.c.organization_id == organization, orders.c.external_id == external_id)).first()
@@ -241,13 +229,13 @@ def _replayed(hub: Hub, organization: int, existing, fingerprint: str) -> tuple[
 # --- after booking ---------------------------------------------------------------------------
 
 
-def step(
-    hub: Hub, organization: int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False, store: int | None = None
-) -> dict:
+def step(hub: Hub, scope: Scope | int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False) -> dict:
     """Move an order on (confirm, dispatch, deliver, cancel), with its stock effect."""
     now = datetime.now(UTC)
+    scope = as_scope(scope)
+    organization = scope.organization
     with transaction(hub.engine) as conn:
-        order = _locked(conn, organization, order_id, store)
+        order = _locked(conn, scope, order_id)
         status = OrderStatus(order.status)
         try:
             new_status = next_status(status, action)
@@ -268,10 +256,12 @@ def step(
     return rendered
 
 
-def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges, store: int | None = None) -> dict:
+def update(hub: Hub, scope: Scope | int, order_id: str, changes: OrderChanges) -> dict:
     given = changes.model_dump(exclude_unset=True)
+    scope = as_scope(scope)
+    organization = scope.organization
     with transaction(hub.engine) as conn:
-        order = _locked(conn, organization, order_id, store)
+        order = _locked(conn, scope, order_id)
         errors = []
         if "custom_invoice_number" in given and order.confirmed_at is not None and order.custom_invoice_number:
             errors.append(FieldError("custom_invoice_number", "already set on a confirmed order: it can no longer change"))
@@ -287,38 +277,33 @@ def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges, st
     return rendered
 
 
-def get(hub: Hub, organization: int, order_id: str, store: int | None = None) -> dict:
+def get(hub: Hub, scope: Scope | int, order_id: str) -> dict:
     with reading(hub.engine) as conn:
-        row = conn.execute(
-            select(orders).where(orders.c.id == ids.decode("order", order_id), *_reachable(organization, store))
-        ).first()
+        row = conn.execute(select(orders).where(orders.c.id == ids.decode("order", order_id), *_reachable(scope))).first()
         if row is None:
             raise not_found(f"order {order_id}")
         return render(conn, row)
 
 
-def list_orders(hub: Hub, organization: int, limit: int, token: str | None, status: str | None, store: int | None = None) -> Page:
-    query = select(orders).where(*_reachable(organization, store))
+def list_orders(hub: Hub, scope: Scope | int, limit: int, token: str | None, status: str | None) -> Page:
+    query = select(orders).where(*_reachable(scope))
     if status:
         query = query.where(orders.c.status == status)
     with reading(hub.engine) as conn:
         return page_of(conn, query, orders.c.id, limit, token, lambda row: render(conn, row), descending=True)
 
 
-def _locked(conn: Connection, organization: int, order_id: str, store: int | None):
+def _locked(conn: Connection, scope: Scope, order_id: str):
     number = ids.decode("order", order_id)
-    order = lock_order(conn, organization, number) if number is not None else None
-    if order is None or (store is not None and order.fulfilment_store_id != store):
+    order = lock_order(conn, scope.organization, number) if number is not None else None
+    if order is None or not scope.reaches(order.fulfilment_store_id):
         raise not_found(f"order {order_id}")
     return order
 
 
-def _reachable(organization: int, store: int | None) -> list:
+def _reachable(scope: Scope | int) -> list:
     """The orders a caller may see: its organization's, or only its connected store's."""
-    conditions = [orders.c.organization_id == organization]
-    if store is not None:
-        conditions.append(orders.c.fulfilment_store_id == store)
-    return conditions
+    return visible(as_scope(scope), orders.c.organization_id, orders.c.fulfilment_store_id)
 
 
 def _order_row(conn: Connection, organization: int, number: int):
