@@ -10,21 +10,12 @@ import time
 
 import pytest
 
-from stockhub import ids
-from stockhub.db.engine import make_engine
-from stockhub.services import events, tenancy
-from stockhub.services.context import Hub
-from stockhub.settings import Settings
+from stockhub.services import events
 
 
 @pytest.fixture
-def pg(postgres_database, tmp_path):
-    hub = Hub(Settings(data_dir=tmp_path, database_url=postgres_database, secret_key="x"), make_engine(postgres_database))
-    org = tenancy.create_organization(hub, "Sequencer").id
-    brand = tenancy.create_brand_for(hub, org, "Sequencer").id
-    store = tenancy.create_store_for(hub, brand, {"name": "Sequencer", "country": "GB"}).id
-    yield hub, ids.decode("organization", org), store, ids.decode("store", store)
-    hub.engine.dispose()
+def pg(pg_store):
+    return pg_store.hub, pg_store.organization, pg_store.store_id, pg_store.store
 
 
 def _emit(conn, organization: int, store: int, n: int) -> None:
