@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from stockhub.errors import Problem
+from stockhub.errors import Problem, ServiceError
 from stockhub.services import tenancy, uploads
 from stockhub.services.context import Hub
 from stockhub.settings import Settings
@@ -30,12 +30,12 @@ def _emit(as_json: bool, data: dict, text: str) -> None:
 
 
 class _Group(click.Group):
-    """Turns a service's Problem into a one-line error and exit code 1, never a traceback."""
+    """Turns a service's error into a one-line message and exit code 1, never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except Problem as problem:
+        except (ServiceError, Problem) as problem:
             details = "".join(f"\n  {e.field}: {e.message}" for e in problem.errors)
             click.echo(f"error: {problem.detail or problem.title}{details}", err=True)
             sys.exit(1)

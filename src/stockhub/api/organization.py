@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse, Response
 
 from stockhub.api import problems
-from stockhub.api.deps import HubDep, Scoped
+from stockhub.api.deps import HubDep, Limit, Scoped
 from stockhub.domain.access import Principal
 from stockhub.errors import Problem
 from stockhub.services import connections
@@ -22,7 +22,6 @@ router = APIRouter(prefix=f"{PREFIX}/organization", tags=["organization (partner
 
 Reader = Scoped("organization.read")
 Integrator = Scoped("organization.service_integration")
-Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 PageToken = Annotated[str | None, Query(description="the previous page's `offsetToken`")]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
     TypeDecorator,
     UniqueConstraint,
     false,
@@ -305,16 +306,10 @@ catalog_products = Table(
 
 
 # --- Events and webhooks ---------------------------------------------------------------------
-# The outbox: events are written in the transaction of the change they describe, numbered per
-# stream (a store's, or an organization's for events with no store) so receivers can order them
-# and catch up by sequence. Deliveries are the work the webhook workers claim.
-
-event_streams = Table(
-    "event_streams",
-    metadata,
-    Column("stream", String(40), primary_key=True),  # "store:12", "organization:3"
-    Column("last_sequence", BigInteger, nullable=False),
-)
+# The outbox: events are written in the transaction of the change they describe, without a
+# number; the sequencer numbers committed events afterwards (`sequence`, one numbering for all
+# streams) so readers catch up by store or organization without skipping one. Deliveries are
+# the work the webhook workers claim.
 
 events = Table(
     "events",
@@ -323,13 +318,15 @@ events = Table(
     Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
     Column("store_id", Id),
     Column("type", String(40), nullable=False),
-    Column("stream", String(40), nullable=False),
-    Column("sequence", BigInteger, nullable=False),
+    Column("sequence", BigInteger),  # set by the sequencer after commit
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("data", Text, nullable=False),  # JSON; an inventory batch's changes are in inventory_changes
     Column("change_count", Integer),
     Column("partner_id", Id, ForeignKey("partners.id")),  # set: the event is that partner's (store.connected)
-    Index("uq_events_stream_sequence", "stream", "sequence", unique=True),
+    Index("uq_events_sequence", "sequence", unique=True),
+    Index("ix_events_store_id_sequence", "store_id", "sequence"),
+    Index("ix_events_organization_id_sequence", "organization_id", "sequence"),
+    Index("ix_events_unsequenced", "id", sqlite_where=text("sequence IS NULL"), postgresql_where=text("sequence IS NULL")),
     Index("ix_events_occurred_at", "occurred_at"),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -13,9 +14,12 @@ from stockhub import ids, security
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import api_tokens, brands, organizations, stores, utcnow
 from stockhub.domain import places
+from stockhub.domain.access import Scope
+from stockhub.feeds import IdentifierRule, rule_for
 from stockhub.errors import FieldError, invalid, not_found
 from stockhub.services import vault
 from stockhub.services.context import Hub
+from stockhub.services.scope import any_store_number, as_scope, store_number
 from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
 
@@ -240,9 +244,9 @@ def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: s
         return page_of(conn, query, stores.c.id, limit, token, render_store)
 
 
-def get_store(hub: Hub, organization: int, store_id: str) -> dict:
+def get_store(hub: Hub, scope: Scope | int, store_id: str) -> dict:
     with reading(hub.engine) as conn:
-        return _store(conn, organization, store_number(conn, organization, store_id))
+        return _store(conn, as_scope(scope).organization, store_number(conn, scope, store_id))
 
 
 def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChanges) -> dict:
@@ -261,10 +265,10 @@ def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChang
 
 
 def rotate_upload_key(hub: Hub, organization: int | None, store_id: str) -> str:
-    """A new upload key for the store; the old one stops working at once."""
+    """A new upload key for the store; the old one stops working at once (organization None: the operator's CLI)."""
     upload_key = security.new_key()
     with transaction(hub.engine) as conn:
-        number = store_number(conn, organization, store_id)
+        number = any_store_number(conn, store_id) if organization is None else store_number(conn, organization, store_id)
         conn.execute(
             stores.update()
             .where(stores.c.id == number)
@@ -284,15 +288,11 @@ def store_for_upload_key(hub: Hub, upload_key: str):
         ).first()
 
 
-def store_number(conn: Connection, organization: int | None, store_id: str) -> int:
-    """The store's row id, if it exists and belongs to the organization (None: any, for the CLI)."""
-    number = ids.decode("store", store_id)
-    query = select(stores.c.id).where(stores.c.id == number)
-    if organization is not None:
-        query = query.where(stores.c.organization_id == organization)
-    if number is None or conn.execute(query).scalar() is None:
-        raise not_found(f"store {store_id}")
-    return number
+def identifier_rules(conn: Connection, store_numbers: Iterable[int]) -> dict[int, IdentifierRule]:
+    """How each store names its products (see feeds.IdentifierRule)."""
+    wanted = sorted(set(store_numbers))
+    rows = conn.execute(select(stores.c.id, stores.c.custom_products).where(stores.c.id.in_(wanted))).all() if wanted else []
+    return {row.id: rule_for(row.custom_products) for row in rows}
 
 
 def _store(conn: Connection, organization: int, number: int) -> dict:
