@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from stockhub import ids
 from stockhub.db.engine import make_engine
 from stockhub.settings import Settings
 
@@ -16,6 +17,9 @@ class Hub:
     settings: Settings
     engine: Engine
     work_arrived: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        ids.configure(self.settings.secret)  # public ids are keyed by the server secret
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Hub:
