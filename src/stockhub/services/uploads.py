@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -46,13 +47,20 @@ def upload_url(hub: Hub, upload_key: str, kind: str, base_url: str) -> str:
     store_id = ids.encode("store", store.id)
     expires = int(time.time()) + hub.settings.upload_url_ttl_seconds
     nonce = secrets.token_urlsafe(16)
-    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce))
+    key = _key_id(hub, store.upload_key_hash)
+    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce, key))
     base = (hub.settings.public_url or base_url).rstrip("/")
-    return f"{base}/incoming/{store_id}/{kind}?" + urlencode({"expires": expires, "nonce": nonce, "signature": signature})
+    query = {"expires": expires, "nonce": nonce, "key": key, "signature": signature}
+    return f"{base}/incoming/{store_id}/{kind}?" + urlencode(query)
 
 
-def _signed_message(store_id: str, kind: str, expires: int, nonce: str) -> str:
-    return f"upload|{store_id}|{kind}|{expires}|{nonce}"
+def _signed_message(store_id: str, kind: str, expires: int, nonce: str, key: str) -> str:
+    return f"upload|{store_id}|{kind}|{expires}|{nonce}|{key}"
+
+
+def _key_id(hub: Hub, upload_key_hash: str) -> str:
+    """Which upload key a URL was issued under (revealing nothing of it): rotating the key revokes the URL."""
+    return security.sign(hub.secret, f"upload-key-id|{upload_key_hash}")[:16]
 
 
 @dataclass(frozen=True)
@@ -63,16 +71,20 @@ class UploadGrant:
     nonce: str | None  # None: not through a signed URL (CLI import)
 
 
-def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, signature: str) -> UploadGrant:
-    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce), signature):
+def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, key: str, signature: str) -> UploadGrant:
+    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce, key), signature):
         raise Problem(403, "Forbidden", "the upload URL's signature does not match: ask for a new URL")
     if expires < time.time():
         raise Problem(403, "Forbidden", "the upload URL has expired: ask for a new URL")
     with reading(hub.engine) as conn:
-        store = conn.execute(select(stores.c.id, stores.c.organization_id).where(stores.c.id == ids.decode("store", store_id))).first()
+        store = conn.execute(
+            select(stores.c.id, stores.c.organization_id, stores.c.upload_key_hash).where(stores.c.id == ids.decode("store", store_id))
+        ).first()
         used = conn.execute(select(exists().where(uploads.c.url_nonce == nonce))).scalar()
     if store is None:
         raise not_found(f"store {store_id}")
+    if not hmac.compare_digest(_key_id(hub, store.upload_key_hash), key):
+        raise Problem(403, "Forbidden", "the upload URL was revoked: the store's upload key has been rotated since. Ask for a new URL with the new key")
     if used:
         raise conflict("this upload URL has been used already: ask for a new URL for each upload")
     return UploadGrant(store.id, store.organization_id, kind, nonce)
