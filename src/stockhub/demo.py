@@ -8,8 +8,8 @@ from stockhub.services import tenancy
 from stockhub.services.context import Hub
 
 _STORES = [
-    {"name": "Demo Books Islington", "country": "GB", "city": "London", "postcode": "N1 8EA", "latitude": 51.536, "longitude": -0.103},
-    {"name": "Demo Books Manchester", "country": "GB", "city": "Manchester", "postcode": "M1 1AD", "latitude": 53.481, "longitude": -2.237},
+    {"name": "Demo Books Islington", "country": "GB", "address_line1": "1 Upper Street", "city": "London", "postal_code": "N1 8EA", "latitude": 51.536, "longitude": -0.103},
+    {"name": "Demo Books Manchester", "country": "GB", "address_line1": "1 Piccadilly", "city": "Manchester", "postal_code": "M1 1AD", "latitude": 53.481, "longitude": -2.237},
 ]
 
 
