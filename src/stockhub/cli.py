@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     hub = _hub()
     host = host or hub.settings.host
     port = port or hub.settings.port
+    listening = _http_socket(host, port)  # both ports are taken before anything changes: a busy one fails the start
     gateway = _ftp_gateway(hub, host, ftp_port, demo) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
         from stockhub.demo import create_demo
@@ -78,11 +80,27 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     if gateway:
         gateway.start()
     try:
-        uvicorn.run(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
+        config = uvicorn.Config(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
         if gateway:
             gateway.stop()
         worker.stop()
+
+
+def _http_socket(host: str, port: int) -> socket.socket:
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as error:
+        raise click.ClickException(f"the HTTP server cannot start on {host}:{port}: {error}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise click.ClickException(f"the HTTP server cannot start on {host}:{port}: {error}") from None
+    return sock
 
 
 def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
