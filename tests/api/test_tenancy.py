@@ -128,3 +128,11 @@ def test_another_organizations_things_do_not_exist_for_you(client, hub, tenant):
     assert client.patch(f"/v1/stores/{other.store}", json={"city": "x"}, headers=tenant.auth).status_code == 404
     assert client.post(f"/v1/brands/{other.brand}/stores", json={"name": "x", "country": "GB"}, headers=tenant.auth).status_code == 404
     assert client.get("/v1/brands", headers=tenant.auth).json()["items"][0]["id"] == tenant.brand
+
+
+def test_malformed_or_foreign_ids_are_not_found(client, tenant):
+    guessed = tenant.store[:-1] + ("a" if tenant.store[-1] != "a" else "b")  # one character off
+    for store_id in (guessed, "str_zzzzzzzzzzz", "str_" + tenant.brand[4:], tenant.brand, "str_" + "9" * 40, "str_!!", "str_0"):
+        response = client.get(f"/v1/stores/{store_id}", headers=tenant.auth)
+        assert response.status_code == 404, (store_id, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
