@@ -47,15 +47,15 @@ def upload_url(hub: Hub, upload_key: str, kind: str, base_url: str) -> str:
     store_id = ids.encode("store", store.id)
     expires = int(time.time()) + hub.settings.upload_url_ttl_seconds
     nonce = secrets.token_urlsafe(16)
-    key = _key_id(hub, store.upload_key_hash)
-    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce, key))
+    key_id = _key_id(hub, store.upload_key_hash)
+    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce, key_id))
     base = (hub.settings.public_url or base_url).rstrip("/")
-    query = {"expires": expires, "nonce": nonce, "key": key, "signature": signature}
+    query = {"expires": expires, "nonce": nonce, "key_id": key_id, "signature": signature}
     return f"{base}/incoming/{store_id}/{kind}?" + urlencode(query)
 
 
-def _signed_message(store_id: str, kind: str, expires: int, nonce: str, key: str) -> str:
-    return f"upload|{store_id}|{kind}|{expires}|{nonce}|{key}"
+def _signed_message(store_id: str, kind: str, expires: int, nonce: str, key_id: str) -> str:
+    return f"upload|{store_id}|{kind}|{expires}|{nonce}|{key_id}"
 
 
 def _key_id(hub: Hub, upload_key_hash: str) -> str:
@@ -71,8 +71,8 @@ class UploadGrant:
     nonce: str | None  # None: not through a signed URL (CLI import)
 
 
-def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, key: str, signature: str) -> UploadGrant:
-    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce, key), signature):
+def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, key_id: str, signature: str) -> UploadGrant:
+    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce, key_id), signature):
         raise Problem(403, "Forbidden", "the upload URL's signature does not match: ask for a new URL")
     if expires < time.time():
         raise Problem(403, "Forbidden", "the upload URL has expired: ask for a new URL")
@@ -83,7 +83,7 @@ def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: st
         used = conn.execute(select(exists().where(uploads.c.url_nonce == nonce))).scalar()
     if store is None:
         raise not_found(f"store {store_id}")
-    if not hmac.compare_digest(_key_id(hub, store.upload_key_hash), key):
+    if not hmac.compare_digest(_key_id(hub, store.upload_key_hash), key_id):
         raise Problem(403, "Forbidden", "the upload URL was revoked: the store's upload key has been rotated since. Ask for a new URL with the new key")
     if used:
         raise conflict("this upload URL has been used already: ask for a new URL for each upload")
