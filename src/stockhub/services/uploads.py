@@ -69,6 +69,7 @@ class UploadGrant:
     organization: int
     kind: str
     nonce: str | None  # None: not through a signed URL (CLI import)
+    key_id: str | None = None  # the upload key a signed URL was issued under: must still be current at commit
 
 
 def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, key_id: str, signature: str) -> UploadGrant:
@@ -84,10 +85,14 @@ def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: st
     if store is None:
         raise not_found(f"store {store_id}")
     if not hmac.compare_digest(_key_id(hub, store.upload_key_hash), key_id):
-        raise Problem(403, "Forbidden", "the upload URL was revoked: the store's upload key has been rotated since. Ask for a new URL with the new key")
+        raise _revoked()
     if used:
         raise conflict("this upload URL has been used already: ask for a new URL for each upload")
-    return UploadGrant(store.id, store.organization_id, kind, nonce)
+    return UploadGrant(store.id, store.organization_id, kind, nonce, key_id)
+
+
+def _revoked() -> Problem:
+    return Problem(403, "Forbidden", "the upload URL was revoked: the store's upload key has been rotated since. Ask for a new URL with the new key")
 
 
 # --- step 2: receiving the file --------------------------------------------------------------
@@ -162,6 +167,10 @@ def record_upload(
     try:
         with transaction(hub.engine) as conn:
             lock_upload_intake(conn, grant.store)
+            if grant.key_id is not None:  # the key may have been rotated while the file streamed in
+                current = conn.execute(select(stores.c.upload_key_hash).where(stores.c.id == grant.store)).scalar_one()
+                if not hmac.compare_digest(_key_id(hub, current), grant.key_id):
+                    raise _revoked()
             upload_id = conn.execute(
                 uploads.insert().values(
                     organization_id=grant.organization,
@@ -176,6 +185,9 @@ def record_upload(
                     status="received",
                 )
             ).inserted_primary_key[0]
+    except Problem:
+        final.unlink(missing_ok=True)
+        raise
     except IntegrityError:
         final.unlink(missing_ok=True)
         if grant.nonce is None:  # not through a signed URL: nothing a client could have reused
