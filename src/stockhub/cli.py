@@ -89,18 +89,17 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
 
 
 def _http_socket(host: str, port: int) -> socket.socket:
+    sock = None
     try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as error:
-        raise click.ClickException(f"the HTTP server cannot start on {host}:{port}: {error}") from None
-    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        return sock
     except OSError as error:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise click.ClickException(f"the HTTP server cannot start on {host}:{port}: {error}") from None
-    return sock
 
 
 def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
