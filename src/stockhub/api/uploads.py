@@ -30,9 +30,10 @@ async def put_file(
     expires: Annotated[int, Query()],
     nonce: Annotated[str, Query(max_length=64)],
     signature: Annotated[str, Query(max_length=100)],
+    key_id: Annotated[str, Query(max_length=64)] = "",  # which upload key the URL was issued under
 ) -> dict:
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
-    grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, signature)
+    grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, key_id, signature)
     _refuse_declared_oversize(hub, request)
     received = await uploads.receive_stream(hub, request.stream())
     return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")

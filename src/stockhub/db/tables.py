@@ -82,9 +82,11 @@ stores = Table(
     Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
     Column("brand_id", Id, ForeignKey("brands.id"), nullable=False, index=True),
     Column("name", String(200), nullable=False),
-    Column("address", String(500)),
-    Column("postcode", String(20)),
+    Column("address_line1", String(500)),
+    Column("address_line2", String(500)),
     Column("city", String(200)),
+    Column("postal_code", String(20)),
+    Column("state", String(200)),  # region, county or province, as the country writes addresses
     Column("country", String(2), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("timezone", String(64), nullable=False),

@@ -16,7 +16,7 @@ from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.domain.access import Scope
 from stockhub.services.scope import store_number
-from stockhub.services.tenancy import brand_number
+from stockhub.services.tenancy import brand_number, render_store
 
 
 def organization(hub: Hub, organization: int) -> dict:
@@ -41,12 +41,12 @@ def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: s
     with reading(hub.engine) as conn:
         brand = brand_number(conn, organization, brand_id)
         query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
-        return page_of(conn, query, stores.c.id, limit, token, _store)
+        return page_of(conn, query, stores.c.id, limit, token, render_store)
 
 
 def get_store(hub: Hub, organization: int, brand_id: str, store_id: str) -> dict:
     with reading(hub.engine) as conn:
-        return _store(conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
+        return render_store(conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
 
 
 def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id: str) -> int:
@@ -59,19 +59,6 @@ def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id
 
 def _brand(row) -> dict:
     return {"id": ids.encode("brand", row.id), "name": row.name}
-
-
-def _store(row) -> dict:
-    address = ", ".join(part for part in (row.address, row.city, row.postcode) if part) or None
-    return {
-        "id": ids.encode("store", row.id),
-        "brandId": ids.encode("brand", row.brand_id),
-        "name": row.name,
-        "address": address,
-        "country": row.country,
-        "currency": row.currency,
-        "timezone": row.timezone,
-    }
 
 
 # --- connections -----------------------------------------------------------------------------

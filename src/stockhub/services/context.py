@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from stockhub import ids
 from stockhub.db.engine import make_engine, ring_on_new_work
 from stockhub.settings import Settings
 
@@ -22,6 +23,7 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
 
     def __post_init__(self) -> None:
         ring_on_new_work(self.engine, self.work_arrived.set)  # every unit of work that leaves work wakes the workers
+        ids.configure(self.settings.secret)  # public ids are keyed by the server secret
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Hub:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, select
 
 from stockhub import ids, security
@@ -33,9 +33,11 @@ class StoreFields(BaseModel):
 
     name: Name
     country: str = Field(description="ISO 3166-1 alpha-2, e.g. GB")
-    address: str | None = Field(None, max_length=500)
-    postcode: str | None = Field(None, max_length=20)
+    address_line1: str | None = Field(None, max_length=500, validation_alias=AliasChoices("address_line1", "address"))
+    address_line2: str | None = Field(None, max_length=500)
     city: str | None = Field(None, max_length=200)
+    postal_code: str | None = Field(None, max_length=20, validation_alias=AliasChoices("postal_code", "postcode"))
+    state: str | None = Field(None, max_length=200, description="region, county or province")
     currency: str | None = Field(None, description="ISO 4217; defaults to the country's currency")
     timezone: str | None = Field(None, description="IANA name; defaults to the country's when it has only one")
     latitude: float | None = Field(None, ge=-90, le=90)
@@ -91,9 +93,11 @@ class StoreChanges(BaseModel):
 
     name: Name | None = None
     country: str | None = None
-    address: str | None = Field(None, max_length=500)
-    postcode: str | None = Field(None, max_length=20)
+    address_line1: str | None = Field(None, max_length=500, validation_alias=AliasChoices("address_line1", "address"))
+    address_line2: str | None = Field(None, max_length=500)
     city: str | None = Field(None, max_length=200)
+    postal_code: str | None = Field(None, max_length=20, validation_alias=AliasChoices("postal_code", "postcode"))
+    state: str | None = Field(None, max_length=200)
     currency: str | None = None
     timezone: str | None = None
     latitude: float | None = Field(None, ge=-90, le=90)
@@ -305,9 +309,11 @@ def render_store(row) -> dict:
         "id": ids.encode("store", row.id),
         "brand_id": ids.encode("brand", row.brand_id),
         "name": row.name,
-        "address": row.address,
-        "postcode": row.postcode,
+        "address_line1": row.address_line1,
+        "address_line2": row.address_line2,
         "city": row.city,
+        "postal_code": row.postal_code,
+        "state": row.state,
         "country": row.country,
         "currency": row.currency,
         "timezone": row.timezone,

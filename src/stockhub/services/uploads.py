@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -22,7 +23,7 @@ from stockhub import ids, security
 from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.locks import lock_upload_intake
 from stockhub.db.tables import stores, upload_rejections, uploads
-from stockhub.errors import FieldError, Malformed, Refused, TooLarge, conflict, not_found
+from stockhub.errors import FieldError, Malformed, Refused, ServiceError, TooLarge, conflict, not_found
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
@@ -48,13 +49,20 @@ def upload_url(hub: Hub, upload_key: str, kind: str, base_url: str) -> str:
     store_id = ids.encode("store", store.id)
     expires = int(time.time()) + hub.settings.upload_url_ttl_seconds
     nonce = secrets.token_urlsafe(16)
-    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce))
+    key_id = _key_id(hub, store.upload_key_hash)
+    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce, key_id))
     base = (hub.settings.public_url or base_url).rstrip("/")
-    return f"{base}/incoming/{store_id}/{kind}?" + urlencode({"expires": expires, "nonce": nonce, "signature": signature})
+    query = {"expires": expires, "nonce": nonce, "key_id": key_id, "signature": signature}
+    return f"{base}/incoming/{store_id}/{kind}?" + urlencode(query)
 
 
-def _signed_message(store_id: str, kind: str, expires: int, nonce: str) -> str:
-    return f"upload|{store_id}|{kind}|{expires}|{nonce}"
+def _signed_message(store_id: str, kind: str, expires: int, nonce: str, key_id: str) -> str:
+    return f"upload|{store_id}|{kind}|{expires}|{nonce}|{key_id}"
+
+
+def _key_id(hub: Hub, upload_key_hash: str) -> str:
+    """Which upload key a URL was issued under (revealing nothing of it): rotating the key revokes the URL."""
+    return security.sign(hub.secret, f"upload-key-id|{upload_key_hash}")[:16]
 
 
 @dataclass(frozen=True)
@@ -63,21 +71,30 @@ class UploadGrant:
     organization: int
     kind: str
     nonce: str | None  # None: not through a signed URL (CLI import)
+    key_id: str | None = None  # the upload key a signed URL was issued under: must still be current at commit
 
 
-def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, signature: str) -> UploadGrant:
-    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce), signature):
+def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, key_id: str, signature: str) -> UploadGrant:
+    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce, key_id), signature):
         raise Refused("the upload URL's signature does not match: ask for a new URL")
     if expires < time.time():
         raise Refused("the upload URL has expired: ask for a new URL")
     with reading(hub.engine) as conn:
-        store = conn.execute(select(stores.c.id, stores.c.organization_id).where(stores.c.id == ids.decode("store", store_id))).first()
+        store = conn.execute(
+            select(stores.c.id, stores.c.organization_id, stores.c.upload_key_hash).where(stores.c.id == ids.decode("store", store_id))
+        ).first()
         used = conn.execute(select(exists().where(uploads.c.url_nonce == nonce))).scalar()
     if store is None:
         raise not_found(f"store {store_id}")
+    if not hmac.compare_digest(_key_id(hub, store.upload_key_hash), key_id):
+        raise _revoked()
     if used:
         raise conflict("this upload URL has been used already: ask for a new URL for each upload")
-    return UploadGrant(store.id, store.organization_id, kind, nonce)
+    return UploadGrant(store.id, store.organization_id, kind, nonce, key_id)
+
+
+def _revoked() -> Refused:
+    return Refused("the upload URL was revoked: the store's upload key has been rotated since. Ask for a new URL with the new key")
 
 
 # --- step 2: receiving the file --------------------------------------------------------------
@@ -152,6 +169,10 @@ def record_upload(
     try:
         with transaction(hub.engine) as conn:
             lock_upload_intake(conn, grant.store)
+            if grant.key_id is not None:  # the key may have been rotated while the file streamed in
+                current = conn.execute(select(stores.c.upload_key_hash).where(stores.c.id == grant.store)).scalar_one()
+                if not hmac.compare_digest(_key_id(hub, current), grant.key_id):
+                    raise _revoked()
             upload_id = conn.execute(
                 uploads.insert().values(
                     organization_id=grant.organization,
@@ -167,6 +188,9 @@ def record_upload(
                 )
             ).inserted_primary_key[0]
             new_work(conn)
+    except ServiceError:
+        final.unlink(missing_ok=True)
+        raise
     except IntegrityError:
         final.unlink(missing_ok=True)
         if grant.nonce is None:  # not through a signed URL: nothing a client could have reused
