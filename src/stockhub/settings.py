@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     ftp_login_failure_delay_seconds: float = 2.0  # answer a wrong key this late (grows with failures)
     ftp_max_login_failures: int = 10  # from one address within the lockout period, then refused
     ftp_lockout_seconds: int = 900
+    ftp_max_connections_per_address: int = 20  # control connections from one address at once; more get 421
+    ftp_login_timeout_seconds: float = 30  # a connection not logged in by then is closed
 
     # events and webhooks
     webhook_timeout_seconds: float = 15.0
