@@ -45,11 +45,12 @@ class Settings(BaseSettings):
     ftp_login_timeout_seconds: float = 30  # a connection not logged in by then is closed
 
     # events and webhooks
-    webhook_timeout_seconds: float = 15.0
+    webhook_timeout_seconds: float = 15.0  # an attempt's whole time: connect, send, the answer and its first bytes
     webhook_retry_schedule: list[float] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]  # delay before each attempt
     webhook_disable_after_seconds: int = 5 * 24 * 3600  # a subscription failing this long is disabled
     webhook_lease_seconds: int = 60  # must exceed the timeout: a lapsed lease means the worker died
     webhook_concurrency: int = 16  # requests in flight per worker
+    webhook_max_in_flight_per_subscription: int | None = None  # default: a quarter of the concurrency, at least 2
     webhook_secret_grace_seconds: int = 24 * 3600  # both secrets sign for this long after a rotation
     webhook_allow_loopback: bool = False  # demo/test mode: http:// and loopback receivers
     webhook_allow_private: bool = False  # receivers on private or link-local addresses

@@ -4,7 +4,8 @@ A delivery is claimable when its `next_attempt_at` has come: a pending one when 
 delivering one when its lease lapsed (its worker died mid-request: it is sent again, at least
 once). Claims take `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers share the
 queue and no attempt is sent by two of them at once. Requests go out from a small thread pool
-so one slow receiver does not hold up the worker's other work.
+so one slow receiver does not hold up the worker's other work: an attempt ends within
+`webhook_timeout_seconds` in all, and one subscription holds at most its share of the senders.
 
 Messages follow Standard Webhooks: `webhook-id` is the event's id (stable across retries, to
 de-duplicate), `webhook-timestamp` the attempt's time, `webhook-signature` one `v1,…` per
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx2
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from standardwebhooks.webhooks import Webhook
 
 from stockhub import outbound
@@ -71,9 +72,7 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
     with transaction(hub.engine) as conn:
         due = conn.execute(
             select(d.id, d.status)
-            .where(d.next_attempt_at <= now)
-            .order_by(d.next_attempt_at)
-            .limit(limit)
+            .where(d.id.in_(_claimable(now, share_per_subscription(hub.settings), limit)), d.next_attempt_at <= now)
             .with_for_update(skip_locked=True)
         ).all()
         if not due:
@@ -112,7 +111,37 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
     ]
 
 
-def send(client: httpx2.Client, claimed: Claimed) -> Answer:
+def share_per_subscription(settings) -> int:
+    """How many of the senders one subscription may hold at once (a slow receiver holds no more)."""
+    return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
+
+
+def _claimable(now: datetime, share: int, limit: int):
+    """The ids of the deliveries to claim now, soonest due first: no subscription gets more than
+    `share` in flight (those leased and not lapsed count), so one slow receiver cannot take every
+    sender and the other subscriptions' deliveries go out beside it."""
+    d = webhook_deliveries.c
+    unfinished = select(d.id, d.subscription_id, d.status, d.next_attempt_at, d.lease_until).where(d.next_attempt_at.is_not(None)).cte("unfinished")
+    u = unfinished.c
+    busy = (
+        select(u.subscription_id, func.count().label("sending"))
+        .where(u.status == "delivering", u.lease_until > now)
+        .group_by(u.subscription_id)
+        .subquery("busy")
+    )
+    turn = func.row_number().over(partition_by=u.subscription_id, order_by=(u.next_attempt_at, u.id))
+    due = select(u.id, u.subscription_id, u.next_attempt_at, turn.label("turn")).where(u.next_attempt_at <= now).subquery("due")
+    return (
+        select(due.c.id)
+        .outerjoin(busy, busy.c.subscription_id == due.c.subscription_id)
+        .where(due.c.turn + func.coalesce(busy.c.sending, 0) <= share)
+        .order_by(due.c.next_attempt_at)
+        .limit(limit)
+    )
+
+
+def send(client: httpx2.Client, claimed: Claimed, total_seconds: float) -> Answer:
+    """One attempt, over within `total_seconds` however slowly the receiver answers."""
     now = datetime.now(UTC)
     signature = " ".join(Webhook(key).sign(claimed.message_id, now, claimed.body) for key in claimed.keys)
     headers = {
@@ -125,11 +154,11 @@ def send(client: httpx2.Client, claimed: Claimed) -> Answer:
     started = time.perf_counter()
     status = excerpt = error = retry_after = None
     try:
-        with client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
+        with outbound.deadline(total_seconds), client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
             status, retry_after = response.status_code, response.headers.get("retry-after")
             excerpt = _excerpt(response)
     except httpx2.TimeoutException as timeout:
-        error = f"timed out ({type(timeout).__name__})"
+        error = f"timed out ({type(timeout).__name__}): no complete answer within {total_seconds:g} s"
     except httpx2.HTTPError as failure:
         error = f"{type(failure).__name__}: {failure}"[:500]
     latency = int((time.perf_counter() - started) * 1000)
@@ -265,7 +294,7 @@ class Deliverer:
 
     def _send(self, claimed: Claimed) -> None:
         try:
-            answer = send(self._client, claimed)
+            answer = send(self._client, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
             answer = None
