@@ -57,9 +57,7 @@ def main() -> None:
 @click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
 def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_port: int | None, ftp: bool | None) -> None:
     """Run the HTTP API, the FTP gateway and the workers in one process."""
-    import uvicorn
-
-    from stockhub.api.app import create_app
+    from stockhub.api.server import http_server
     from stockhub.jobs.worker import Worker
 
     hub = _hub()
@@ -78,7 +76,10 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     if gateway:
         gateway.start()
     try:
-        uvicorn.run(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
+        server = http_server(hub, host, port, log_level="info", proxy_headers=True)
+        server.run()
+        if not server.started:  # e.g. the port is taken (uvicorn has logged why)
+            sys.exit(3)
     finally:
         if gateway:
             gateway.stop()

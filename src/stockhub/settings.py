@@ -18,9 +18,12 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base of the upload URLs we hand out; default: the request's own base URL
     host: str = "127.0.0.1"
     port: int = 8000
+    http_header_timeout_seconds: float = 10  # a request head must be complete this soon after it began
+    http_body_idle_timeout_seconds: float = 30  # the longest wait for the next chunk of a request body
 
     upload_max_bytes: int = 200 * 1024 * 1024
     upload_url_ttl_seconds: int = 15 * 60
+    upload_url_grace_seconds: float = 60  # a PUT still arriving this long after its URL expired is cut off
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
     worker_poll_seconds: float = 2.0

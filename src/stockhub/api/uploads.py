@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import time
 from typing import Annotated
+
+import anyio
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -34,7 +37,12 @@ async def put_file(
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
     grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, signature)
     _refuse_declared_oversize(hub, request)
-    received = await uploads.receive_stream(hub, request.stream())
+    # the URL's expiry also bounds the transfer: a file still arriving after it (and a grace) is cut off
+    try:
+        with anyio.fail_after(expires + hub.settings.upload_url_grace_seconds - time.time()):
+            received = await uploads.receive_stream(hub, request.stream())
+    except TimeoutError:
+        raise Problem(408, "Request timeout", "the file did not arrive before the upload URL expired: ask for a new URL and send it again") from None
     return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")
 
 
