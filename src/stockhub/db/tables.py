@@ -360,6 +360,8 @@ webhook_subscriptions = Table(
     Column("event_types", Text, nullable=False),  # JSON list
     Column("store_ids", Text),  # JSON list of store numbers; null: every store
     Column("description", String(500)),
+    # true: each store's events go out one at a time in sequence order (a failing one holds back the later ones)
+    Column("ordered", Boolean, nullable=False, default=False, server_default=false()),
     Column("status", String(20), nullable=False, default="active"),  # active | paused | disabled | deleted
     Column("disabled_reason", Text),
     Column("failing_since", UTCDateTime),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx2
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, true
 from standardwebhooks.webhooks import Webhook
 
 from stockhub import outbound
@@ -117,10 +117,22 @@ def share_per_subscription(settings) -> int:
 
 
 def _claimable(now: datetime, share: int, limit: int):
-    """The ids of the deliveries to claim now, soonest due first: no subscription gets more than
-    `share` in flight (those leased and not lapsed count), so one slow receiver cannot take every
-    sender and the other subscriptions' deliveries go out beside it."""
-    d = webhook_deliveries.c
+    """The ids of the deliveries to claim now, soonest due first.
+
+    No subscription gets more than `share` in flight (those leased and not lapsed count), so one
+    slow receiver cannot take every sender. An ordered subscription's deliveries wait in line per
+    stream (a store's events), by the event's sequence: only the first unfinished one may go, so a
+    failing event holds back its store's later events for that subscription, and no other's.
+    """
+    d, e, s = webhook_deliveries.c, events.c, webhook_subscriptions.c
+    in_line = (
+        select(d.id, func.row_number().over(partition_by=(d.subscription_id, e.stream), order_by=(e.sequence, e.id)).label("place"))
+        .join(events, e.id == d.event_id)
+        .join(webhook_subscriptions, s.id == d.subscription_id)
+        .where(s.ordered == true(), d.next_attempt_at.is_not(None))
+        .subquery("in_line")
+    )
+    waiting = select(in_line.c.id).where(in_line.c.place > 1)
     unfinished = select(d.id, d.subscription_id, d.status, d.next_attempt_at, d.lease_until).where(d.next_attempt_at.is_not(None)).cte("unfinished")
     u = unfinished.c
     busy = (
@@ -130,7 +142,11 @@ def _claimable(now: datetime, share: int, limit: int):
         .subquery("busy")
     )
     turn = func.row_number().over(partition_by=u.subscription_id, order_by=(u.next_attempt_at, u.id))
-    due = select(u.id, u.subscription_id, u.next_attempt_at, turn.label("turn")).where(u.next_attempt_at <= now).subquery("due")
+    due = (
+        select(u.id, u.subscription_id, u.next_attempt_at, turn.label("turn"))
+        .where(u.next_attempt_at <= now, u.id.not_in(waiting))
+        .subquery("due")
+    )
     return (
         select(due.c.id)
         .outerjoin(busy, busy.c.subscription_id == due.c.subscription_id)

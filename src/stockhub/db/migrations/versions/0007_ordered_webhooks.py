@@ -1,0 +1,25 @@
+"""ordered webhook delivery: a subscription may ask for each store's events in sequence order
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-30 10:10:00.000000
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0007'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('ordered', sa.Boolean(), server_default=sa.false(), nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
+        batch_op.drop_column('ordered')
