@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     port: int = 8000
     http_header_timeout_seconds: float = 10  # a request head must be complete this soon after it began
     http_body_idle_timeout_seconds: float = 30  # the longest wait for the next chunk of a request body
+    http_body_timeout_seconds: float = 60  # a request body's whole time (an upload's is bounded by its URL's expiry)
 
     upload_max_bytes: int = 200 * 1024 * 1024
     upload_url_ttl_seconds: int = 15 * 60

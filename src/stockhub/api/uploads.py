@@ -16,6 +16,7 @@ from stockhub import ids
 from stockhub.services import uploads
 
 router = APIRouter(tags=["uploads"])
+UPLOAD_PATH = "/incoming/"  # the PUT's time is bounded by its URL's expiry, not the server's body timeout
 
 
 @router.get("/upload/{upload_key}", response_class=PlainTextResponse)
@@ -24,7 +25,7 @@ def upload_url(hub: HubDep, request: Request, upload_key: str, type: str = "stoc
     return uploads.upload_url(hub, upload_key, type, str(request.base_url))
 
 
-@router.put("/incoming/{store_id}/{kind}")
+@router.put(UPLOAD_PATH + "{store_id}/{kind}")
 async def put_file(
     hub: HubDep,
     request: Request,
