@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 
 
@@ -392,6 +393,14 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
     Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
     Index("ix_webhook_deliveries_event_id", "event_id"),
+    # claiming: each subscription's due deliveries, and the few in flight (jobs/deliver.py)
+    Index("ix_webhook_deliveries_subscription_id_next_attempt_at", "subscription_id", "next_attempt_at"),
+    Index(
+        "ix_webhook_deliveries_delivering",
+        "subscription_id",
+        postgresql_where=text("status = 'delivering'"),
+        sqlite_where=text("status = 'delivering'"),
+    ),
 )
 
 webhook_attempts = Table(

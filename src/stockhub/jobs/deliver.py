@@ -19,12 +19,13 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx2
-from sqlalchemy import bindparam, func, select, true
+from sqlalchemy import bindparam, func, select, union_all
 from standardwebhooks.webhooks import Webhook
 
 from stockhub import outbound
@@ -70,11 +71,10 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
     lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
     d = webhook_deliveries.c
     with transaction(hub.engine) as conn:
-        due = conn.execute(
-            select(d.id, d.status)
-            .where(d.id.in_(_claimable(now, share_per_subscription(hub.settings), limit)), d.next_attempt_at <= now)
-            .with_for_update(skip_locked=True)
-        ).all()
+        chosen = _claimable(conn, now, share_per_subscription(hub.settings), limit)
+        if not chosen:
+            return []
+        due = conn.execute(select(d.id, d.status).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)).all()
         if not due:
             return []
         lapsed = [row.id for row in due if row.status == "delivering"]
@@ -116,44 +116,49 @@ def share_per_subscription(settings) -> int:
     return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
 
 
-def _claimable(now: datetime, share: int, limit: int):
-    """The ids of the deliveries to claim now, soonest due first.
+def _claimable(conn, now: datetime, share: int, limit: int) -> list[int]:
+    """The deliveries to claim now, soonest due first, fairly across subscriptions.
 
-    No subscription gets more than `share` in flight (those leased and not lapsed count), so one
-    slow receiver cannot take every sender. An ordered subscription's deliveries wait in line per
-    stream (a store's events), by the event's sequence: only the first unfinished one may go, so a
-    failing event holds back its store's later events for that subscription, and no other's.
+    No subscription gets more than `share` in flight (those leased and not lapsed count, on every
+    worker), so one slow receiver cannot take every sender: each active subscription is asked for
+    its own due deliveries, up to its room (an index probe each, however long another's backlog).
+    An ordered subscription's deliveries wait in line per stream (a store's events) by the event's
+    sequence: only the first unfinished one of each may go, so a failing event holds back its
+    store's later events, for that subscription only. Deliveries whose lease lapsed (their worker
+    died) go out again whatever their subscription's state.
     """
-    d, e, s = webhook_deliveries.c, events.c, webhook_subscriptions.c
-    in_line = (
-        select(d.id, func.row_number().over(partition_by=(d.subscription_id, e.stream), order_by=(e.sequence, e.id)).label("place"))
+    d, s = webhook_deliveries.c, webhook_subscriptions.c
+    delivering = conn.execute(select(d.id, d.subscription_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
+    busy = Counter(row.subscription_id for row in delivering if row.lease_until > now)
+    found = [(row.next_attempt_at, row.id) for row in delivering if row.lease_until <= now]
+    branches = []
+    for subscription in conn.execute(select(s.id, s.ordered).where(s.status == "active")):
+        room = share - busy[subscription.id]
+        if room > 0:
+            branches.append((_in_line if subscription.ordered else _soonest)(subscription.id, now, min(room, limit)))
+    for start in range(0, len(branches), 100):  # a compound select of at most 100 parts
+        found += [(row.next_attempt_at, row.id) for row in conn.execute(union_all(*branches[start : start + 100]))]
+    return [number for _, number in sorted(found)[:limit]]
+
+
+def _soonest(subscription: int, now: datetime, room: int):
+    d = webhook_deliveries.c
+    part = select(d.id, d.next_attempt_at).where(d.subscription_id == subscription, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(room)
+    return select(part.subquery())
+
+
+def _in_line(subscription: int, now: datetime, room: int):
+    """An ordered subscription's due deliveries that are first in line in their stream."""
+    d, e = webhook_deliveries.c, events.c
+    place = func.row_number().over(partition_by=e.stream, order_by=(e.sequence, e.id))
+    unfinished = (
+        select(d.id, d.next_attempt_at, place.label("place"))
         .join(events, e.id == d.event_id)
-        .join(webhook_subscriptions, s.id == d.subscription_id)
-        .where(s.ordered == true(), d.next_attempt_at.is_not(None))
-        .subquery("in_line")
+        .where(d.subscription_id == subscription, d.next_attempt_at.is_not(None))
+        .subquery()
     )
-    waiting = select(in_line.c.id).where(in_line.c.place > 1)
-    unfinished = select(d.id, d.subscription_id, d.status, d.next_attempt_at, d.lease_until).where(d.next_attempt_at.is_not(None)).cte("unfinished")
-    u = unfinished.c
-    busy = (
-        select(u.subscription_id, func.count().label("sending"))
-        .where(u.status == "delivering", u.lease_until > now)
-        .group_by(u.subscription_id)
-        .subquery("busy")
-    )
-    turn = func.row_number().over(partition_by=u.subscription_id, order_by=(u.next_attempt_at, u.id))
-    due = (
-        select(u.id, u.subscription_id, u.next_attempt_at, turn.label("turn"))
-        .where(u.next_attempt_at <= now, u.id.not_in(waiting))
-        .subquery("due")
-    )
-    return (
-        select(due.c.id)
-        .outerjoin(busy, busy.c.subscription_id == due.c.subscription_id)
-        .where(due.c.turn + func.coalesce(busy.c.sending, 0) <= share)
-        .order_by(due.c.next_attempt_at)
-        .limit(limit)
-    )
+    part = select(unfinished.c.id, unfinished.c.next_attempt_at).where(unfinished.c.place == 1, unfinished.c.next_attempt_at <= now)
+    return select(part.order_by(unfinished.c.next_attempt_at).limit(room).subquery())
 
 
 def send(client: httpx2.Client, claimed: Claimed, total_seconds: float) -> Answer:
