@@ -130,15 +130,15 @@ def _claimable(conn, now: datetime, share: int, limit: int) -> list[int]:
     d, s = webhook_deliveries.c, webhook_subscriptions.c
     delivering = conn.execute(select(d.id, d.subscription_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
     busy = Counter(row.subscription_id for row in delivering if row.lease_until > now)
-    found = [(row.next_attempt_at, row.id) for row in delivering if row.lease_until <= now]
+    found = {row.id: row.next_attempt_at for row in delivering if row.lease_until <= now}
     branches = []
     for subscription in conn.execute(select(s.id, s.ordered).where(s.status == "active")):
         room = share - busy[subscription.id]
         if room > 0:
             branches.append((_in_line if subscription.ordered else _soonest)(subscription.id, now, min(room, limit)))
     for start in range(0, len(branches), 100):  # a compound select of at most 100 parts
-        found += [(row.next_attempt_at, row.id) for row in conn.execute(union_all(*branches[start : start + 100]))]
-    return [number for _, number in sorted(found)[:limit]]
+        found |= {row.id: row.next_attempt_at for row in conn.execute(union_all(*branches[start : start + 100]))}
+    return sorted(found, key=lambda number: (found[number], number))[:limit]
 
 
 def _soonest(subscription: int, now: datetime, room: int):
