@@ -150,7 +150,8 @@ def _soonest(subscription: int, now: datetime, room: int):
 def _in_line(subscription: int, now: datetime, room: int):
     """An ordered subscription's due deliveries that are first in line in their stream."""
     d, e = webhook_deliveries.c, events.c
-    place = func.row_number().over(partition_by=e.stream, order_by=(e.sequence, e.id))
+    # by sequence (gaps do not matter); an event not numbered yet, if any, queues behind those that are
+    place = func.row_number().over(partition_by=e.stream, order_by=(e.sequence.asc().nulls_last(), e.id))
     unfinished = (
         select(d.id, d.next_attempt_at, place.label("place"))
         .join(events, e.id == d.event_id)
