@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     webhook_disable_after_seconds: int = 5 * 24 * 3600  # a subscription failing this long is disabled
     webhook_lease_seconds: int = 60  # must exceed the timeout: a lapsed lease means the worker died
     webhook_concurrency: int = 16  # requests in flight per worker
-    webhook_max_in_flight_per_subscription: int | None = None  # default: a quarter of the concurrency, at least 2
+    webhook_max_in_flight_per_subscription: int | None = None  # per worker; default: a quarter of the concurrency, at least 2
     webhook_secret_grace_seconds: int = 24 * 3600  # both secrets sign for this long after a rotation
     webhook_allow_loopback: bool = False  # demo/test mode: http:// and loopback receivers
     webhook_allow_private: bool = False  # receivers on private or link-local addresses

@@ -71,7 +71,7 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
     lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
     d = webhook_deliveries.c
     with transaction(hub.engine) as conn:
-        chosen = _claimable(conn, now, share_per_subscription(hub.settings), limit)
+        chosen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit)
         if not chosen:
             return []
         due = conn.execute(select(d.id, d.status).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)).all()
@@ -112,15 +112,15 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
 
 
 def share_per_subscription(settings) -> int:
-    """How many of the senders one subscription may hold at once (a slow receiver holds no more)."""
+    """How many of a worker's senders one subscription may hold at once (a slow receiver holds no more)."""
     return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
 
 
-def _claimable(conn, now: datetime, share: int, limit: int) -> list[int]:
+def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int) -> list[int]:
     """The deliveries to claim now, soonest due first, fairly across subscriptions.
 
-    No subscription gets more than `share` in flight (those leased and not lapsed count, on every
-    worker), so one slow receiver cannot take every sender: each active subscription is asked for
+    No subscription gets more than `share` of this worker's senders (its leased deliveries that have
+    not lapsed), so one slow receiver cannot take them all: each active subscription is asked for
     its own due deliveries, up to its room (an index probe each, however long another's backlog).
     An ordered subscription's deliveries wait in line per stream (a store's events) by the event's
     sequence: only the first unfinished one of each may go, so a failing event holds back its
@@ -128,8 +128,8 @@ def _claimable(conn, now: datetime, share: int, limit: int) -> list[int]:
     died) go out again whatever their subscription's state.
     """
     d, s = webhook_deliveries.c, webhook_subscriptions.c
-    delivering = conn.execute(select(d.id, d.subscription_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
-    busy = Counter(row.subscription_id for row in delivering if row.lease_until > now)
+    delivering = conn.execute(select(d.id, d.subscription_id, d.worker_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
+    busy = Counter(row.subscription_id for row in delivering if row.lease_until > now and row.worker_id == worker_id)
     found = {row.id: row.next_attempt_at for row in delivering if row.lease_until <= now}
     branches = []
     for subscription in conn.execute(select(s.id, s.ordered).where(s.status == "active")):
