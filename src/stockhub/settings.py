@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
     worker_poll_seconds: float = 2.0
+    auth_cache_seconds: float = 5.0  # a token revoked by another process stops working within this
     worker_lease_seconds: int = 300
     sweep_interval_seconds: int = 3600
 
