@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
+from stockhub.api import problems
 from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body, store_organization
 from stockhub.domain.access import Principal
 from stockhub.errors import FieldError, Problem, not_found
@@ -13,23 +14,27 @@ from stockhub import ids
 from stockhub.services import uploads
 
 router = APIRouter(tags=["uploads"])
+URL_SAFE = r"^[A-Za-z0-9_=-]+$"  # what the signed URL's nonce and signature are made of
+
+
+UploadKind = Literal["stock", "products"]
 
 
 @router.get("/upload/{upload_key}", response_class=PlainTextResponse)
-def upload_url(hub: HubDep, request: Request, upload_key: str, type: str = "stock") -> str:
+def upload_url(hub: HubDep, request: Request, upload_key: str, type: UploadKind = "stock") -> str:
     """Step 1 of the two-step upload (NearSt-compatible): the body is the URL to PUT the file to."""
     return uploads.upload_url(hub, upload_key, type, str(request.base_url))
 
 
-@router.put("/incoming/{store_id}/{kind}")
+@router.put("/incoming/{store_id}/{kind}", responses=problems.responses(409, 413))
 async def put_file(
     hub: HubDep,
     request: Request,
     store_id: str,
-    kind: str,
-    expires: Annotated[int, Query()],
-    nonce: Annotated[str, Query(max_length=64)],
-    signature: Annotated[str, Query(max_length=100)],
+    kind: UploadKind,
+    expires: Annotated[int, Query(ge=0, le=2**63 - 1)],
+    nonce: Annotated[str, Query(max_length=64, pattern=URL_SAFE)],
+    signature: Annotated[str, Query(max_length=100, pattern=URL_SAFE)],
 ) -> dict:
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
     grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, signature)
