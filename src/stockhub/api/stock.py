@@ -42,7 +42,7 @@ def adjust(
     principal: Scoped("stock.write"),
     store_id: str,
     body: stock_writes.Adjustments,
-    idempotency_key: Annotated[str, Header(min_length=1, max_length=255, description="a retry with the same key and body gets the same answer")],
+    idempotency_key: Annotated[str | None, Header(description="required: a retry with the same key and body gets the same answer")] = None,
 ) -> dict:
     """Apply deltas to on_hand, all or none; retry safely with the same `Idempotency-Key`."""
     return stock_writes.adjust(hub, store_organization(principal, store_id), store_id, body, idempotency_key)
