@@ -21,7 +21,7 @@ UploadKind = Literal["stock", "products"]
 
 
 @router.get("/upload/{upload_key}", response_class=PlainTextResponse)
-def upload_url(hub: HubDep, request: Request, upload_key: str, type: UploadKind = "stock") -> str:
+def upload_url(hub: HubDep, request: Request, upload_key: str, type: Annotated[str, Query(description="stock or products")] = "stock") -> str:
     """Step 1 of the two-step upload (NearSt-compatible): the body is the URL to PUT the file to."""
     return uploads.upload_url(hub, upload_key, type, str(request.base_url))
 
