@@ -35,14 +35,15 @@ async def clean_text(request: Request) -> None:
     errors = [FieldError(name, _UNCLEAN) for name, value in request.path_params.items() if not _clean(value)]
     errors += [FieldError(name, _UNCLEAN) for name, value in request.query_params.multi_items() if not _clean(value)]
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json" or content_type.endswith("+json"):
+    reads_json = getattr(request.scope.get("route"), "body_field", None) is not None  # never a streamed file
+    if reads_json and (content_type == "application/json" or content_type.endswith("+json")):
         body = await request.body()
         if b"\\u0000" in body or b"\\ud" in body.lower():  # escapes only: raw NUL or bad UTF-8 is not JSON at all
             try:
                 errors += [FieldError(name, _UNCLEAN) for name in _unclean_fields(json.loads(body))]
             except ValueError:
                 pass  # not JSON: the route's own validation says so
-    elif content_type == "application/x-www-form-urlencoded":
+    elif content_type == "application/x-www-form-urlencoded" and request.method == "POST":  # the sign-in and OAuth forms
         errors += [FieldError(name, _UNCLEAN) for name, value in (await request.form()).multi_items() if isinstance(value, str) and not _clean(value)]
     if errors:
         raise invalid("some text holds a NUL character or is not valid UTF-8", errors)
