@@ -121,6 +121,10 @@ def test_text_with_a_nul_character_is_refused_everywhere_and_stored_nowhere(clie
     assert fine.status_code == 201 and fine.json()["name"] == "Ada \\u0000"
 
 
+def test_a_query_parameter_given_twice_is_refused(client, stocked):
+    refused(client.get("/v1/orders", params=[("status", "requested"), ("status", "cancelled")], headers=stocked.auth), "status")
+
+
 def test_adjustments_cannot_take_a_count_past_the_quantity_bound(client, stocked, server):
     path = f"/v1/stores/{stocked.store}/stock/adjustments"
     assert client.put(f"/v1/stores/{stocked.store}/stock/{BOOK}", json={"on_hand": 999_999_000}, headers=stocked.auth).status_code == 200

@@ -27,7 +27,7 @@ def create_app(hub: Hub) -> FastAPI:
         title="stockhub",
         version=__version__,
         description="Stock-and-order hub for physical retailers",
-        dependencies=[Depends(deps.clean_text)],
+        dependencies=[Depends(deps.clean_input)],
     )
     app.state.hub = hub
     problems.install(app)

@@ -29,11 +29,15 @@ def get_hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-async def clean_text(request: Request) -> None:
-    """Every route's text (path, query, JSON or form body) is refused whole when a value holds a NUL
-    character or is not valid UTF-8: no database stores those alike (PostgreSQL refuses them)."""
+async def clean_input(request: Request) -> None:
+    """Every route's request is refused whole when a text value (path, query, JSON or form body)
+    holds a NUL character or is not valid UTF-8 (no database stores those alike: PostgreSQL refuses
+    them), or when a query parameter is given more than once (each takes one value)."""
     errors = [FieldError(name, _UNCLEAN) for name, value in request.path_params.items() if not _clean(value)]
-    errors += [FieldError(name, _UNCLEAN) for name, value in request.query_params.multi_items() if not _clean(value)]
+    query = request.query_params.multi_items()
+    errors += [FieldError(name, _UNCLEAN) for name, value in query if not _clean(value)]
+    names = [name for name, _ in query]
+    errors += [FieldError(name, "given more than once") for name in sorted({n for n in names if names.count(n) > 1})]
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     reads_json = getattr(request.scope.get("route"), "body_field", None) is not None  # never a streamed file
     if reads_json and (content_type == "application/json" or content_type.endswith("+json")):
@@ -46,7 +50,7 @@ async def clean_text(request: Request) -> None:
     elif content_type == "application/x-www-form-urlencoded" and request.method == "POST":  # the sign-in and OAuth forms
         errors += [FieldError(name, _UNCLEAN) for name, value in (await request.form()).multi_items() if isinstance(value, str) and not _clean(value)]
     if errors:
-        raise invalid("some text holds a NUL character or is not valid UTF-8", errors)
+        raise invalid("some text holds a NUL character or is not valid UTF-8, or a parameter is repeated", errors)
 
 
 _UNCLEAN = "must not contain NUL characters and must be valid UTF-8"

@@ -89,7 +89,7 @@ def get_or_create_customer(hub: HubDep, organization: Organization, body: custom
 
 @router.get("/customers")
 def search_customers(
-    hub: HubDep, organization: Organization, q: Annotated[str | None, Query(max_length=200)] = None, limit: Limit = 50, token: Token = None
+    hub: HubDep, organization: Organization, q: Annotated[str | None, Query(min_length=1, max_length=200)] = None, limit: Limit = 50, token: Token = None
 ) -> dict:
     return page_body(customers.search(hub, organization, q, limit, token))
 
