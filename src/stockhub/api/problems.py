@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from stockhub.errors import FieldError, Problem
+from stockhub.errors import Conflict, FieldError, Invalid, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Content too large",
     422: "Invalid request",
@@ -71,6 +72,21 @@ def responses(*statuses: int, schema: str = "Problem", media_type: str = "applic
 # What any route may answer: a malformed request (body, page token), a missing or unfit token,
 # something not found, invalid fields, a busy database.
 COMMON = (400, 401, 403, 404, 422, 503)
+
+# The HTTP status of each kind of service error (errors.py): the API's one mapping.
+STATUS: dict[type[ServiceError], int] = {
+    Malformed: 400,
+    Refused: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Invalid: 422,
+}
+
+
+def as_problem(error: ServiceError) -> Problem:
+    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    return Problem(status, error.title, error.detail, error.errors, error.extra)
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -127,6 +143,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem):
         return _render(request, problem)
+
+    @app.exception_handler(ServiceError)
+    async def on_service_error(request: Request, error: ServiceError):
+        return _render(request, as_problem(error))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError):
