@@ -34,7 +34,7 @@ def deliveries(client, tenant, subscription) -> list[dict]:
 
 def wait_deliveries(client, tenant, subscription, condition, timeout: float = 30) -> list[dict]:
     deadline = time.monotonic() + timeout
-    while not condition(found := deliveries(client, tenant, subscription)):
+    while not (found := deliveries(client, tenant, subscription)) or not condition(found):  # made once their events are numbered
         assert time.monotonic() < deadline, found
         time.sleep(0.05)
     return found

@@ -71,7 +71,7 @@ def test_a_partner_receives_its_connected_stores_events_signed_and_no_other_stor
     assert {p["type"] for p in receiver.accepted()} == {"inventory.updated", "upload.processed"}
     assert {p["store_id"] for p in receiver.accepted()} == {tenant.store}
     assert receiver.accepted_of("upload.processed")[0]["data"]["upload_id"] == ours["id"]
-    # deliveries are written with the event: the second store's events made none for the partner
+    # the second store's events made no delivery for the partner
     history = deliveries(client, pos, subscription)
     assert sorted(d["event_type"] for d in history) == ["inventory.updated", "upload.processed"]
 

@@ -188,7 +188,7 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
         for subscription, types, stores in subscriptions.get(event.organization_id, []):
             if event.type not in types or (stores is not None and event.store_id not in stores):
                 continue
-            if subscription.partner_id is not None and subscription.partner_id not in connected.get(event.store_id, ()):
+            if subscription.partner_id is not None and not _was_connected(connected, event, subscription.partner_id):
                 continue
             if event.partner_id is not None and subscription.partner_id not in (None, event.partner_id):
                 continue
@@ -213,13 +213,21 @@ def _stores_of(subscription) -> set[int] | None:
     return None if subscription.store_ids is None else set(json.loads(subscription.store_ids))
 
 
-def _partners_connected(conn: Connection, store_ids: set[int]) -> dict[int, set[int]]:
-    connected: dict[int, set[int]] = defaultdict(set)
+def _partners_connected(conn: Connection, store_ids: set[int]) -> dict[int, dict[int, datetime]]:
+    """The partners connected to each store now, with when they connected."""
+    connected: dict[int, dict[int, datetime]] = defaultdict(dict)
     if store_ids:
         c = store_connections.c
-        for row in conn.execute(select(c.store_id, c.partner_id).where(c.store_id.in_(sorted(store_ids)))):
-            connected[row.store_id].add(row.partner_id)
+        for row in conn.execute(select(c.store_id, c.partner_id, c.created_at).where(c.store_id.in_(sorted(store_ids)))):
+            connected[row.store_id][row.partner_id] = row.created_at
     return connected
+
+
+def _was_connected(connected: dict[int, dict[int, datetime]], event, partner: int) -> bool:
+    """The partner is connected to the event's store, and was when the event happened (a partner
+    that reconnected after it does not get what happened while it was away)."""
+    since = connected.get(event.store_id, {}).get(partner)
+    return since is not None and since <= event.occurred_at
 
 
 # --- numbering events after commit ---------------------------------------------------------
@@ -248,7 +256,7 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
         conn.execute(update(events).values(sequence=pending.c.number).where(events.c.id == pending.c.id))
         e = events.c
         numbered = conn.execute(
-            select(e.id, e.organization_id, e.store_id, e.type, e.partner_id).where(e.sequence > last).order_by(e.sequence)
+            select(e.id, e.organization_id, e.store_id, e.type, e.partner_id, e.occurred_at).where(e.sequence > last).order_by(e.sequence)
         ).all()
         if _fan_out(conn, numbered, datetime.now(UTC)):
             new_work(conn)  # deliveries are due
