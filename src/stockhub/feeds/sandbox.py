@@ -61,13 +61,18 @@ def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandb
             stdin=subprocess.DEVNULL if isinstance(source, Path) else None,
             capture_output=True,
             timeout=sandbox.timeout_seconds,
-            env=os.environ | {"RUST_BACKTRACE": "0"},
+            env=_child_environment(),
         )
     except subprocess.TimeoutExpired:
         raise ReaderFailed(f"the file could not be read: the reader took longer than {sandbox.timeout_seconds:g} s") from None
     if done.returncode != 0:
         raise ReaderFailed(_failure(done.returncode, done.stderr[-4096:], sandbox))
     return _decode(kind, done.stdout)
+
+
+def _child_environment() -> dict[str, str]:
+    """The server's environment without its settings (secrets among them): the child needs none."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {"RUST_BACKTRACE": "0"}
 
 
 def _failure(code: int, stderr: bytes, sandbox: Sandbox) -> str:
