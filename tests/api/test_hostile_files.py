@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import hostile_files
 from stockhub import ids
+from stockhub.db.tables import uploads
+from stockhub.jobs.worker import Worker
 from stockhub.services.upload_log import FILENAME, store_folder
 from support import upload, upload_and_wait, wait_for_upload
 
@@ -97,3 +100,27 @@ def test_formula_cells_come_back_spreadsheet_safe(client, server, tenant):
     for formula in FORMULAS:
         assert f"identifier {repr(QUOTE + formula)}:" in log, log
         assert f" {formula!r}" not in log
+
+
+def test_an_upload_whose_processes_keep_dying_is_refused_after_the_last_attempt(client, server, tenant):
+    """Three claims that never finished (each process died mid-way, the lease lapsed): the next
+    claim refuses the file instead of running it a fourth time, and the store goes on."""
+    server.worker.stop()
+    answer = upload(client, tenant.upload_key, GOOD)
+    number = ids.decode("upload", answer["upload_id"])
+    with server.hub.engine.begin() as conn:
+        conn.execute(
+            uploads.update().where(uploads.c.id == number).values(
+                status="processing", attempts=3, worker_id="elsewhere:1:dead:0", lease_until=datetime.now(UTC) - timedelta(seconds=1)
+            )
+        )
+    Worker(server.hub).run_until_idle()
+    record = wait_for_upload(client, tenant, answer["upload_id"])
+    assert record["status"] == "invalid"
+    assert record["error"] == "the file could not be read: 3 attempts to process it were interrupted"
+    worker = Worker(server.hub)
+    worker.start()
+    try:
+        assert upload_and_wait(client, tenant, GOOD)["status"] == "applied"
+    finally:
+        worker.stop()
