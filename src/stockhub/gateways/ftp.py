@@ -26,7 +26,7 @@ from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
-from stockhub.errors import Problem
+from stockhub.errors import ServiceError
 from stockhub.gateways.ftp_tls import server_context
 from stockhub.gateways.login_throttle import LoginThrottle
 from stockhub.services import uploads
@@ -113,7 +113,7 @@ class StoreHandler(FTPHandler):
         try:
             received = uploads.receive_file(self.hub, Path(path))
             recorded = uploads.record_upload(self.hub, grant, received, source="ftp", filename=name)
-        except Problem as problem:
+        except ServiceError as problem:
             return (f"552 {problem.detail or problem.title}.", log.info)
         except Exception:
             log.exception("could not take in %s", path)

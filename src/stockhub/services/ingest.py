@@ -56,7 +56,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
             return None
         changed, warnings = 0, []
         if fatal is None and upload.kind == "products":
-            changed = apply_products(conn, upload.organization_id, upload_id, parsed.rows, now)
+            changed = apply_products(conn, upload.organization_id, upload.store_id, upload_id, parsed.rows, now)
         elif fatal is None:
 
             def inventory_updated(conn, changes, count):
@@ -80,7 +80,6 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
         emit_upload_processed(conn, upload_id, now)
-    hub.work_arrived.set()  # deliveries were committed with the events
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
 
