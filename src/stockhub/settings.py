@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     upload_max_attempts: int = 3  # an upload whose reading fails (or is interrupted) this often is refused as invalid
 
     # reading untrusted files (feeds/sandbox.py): each upload is parsed in a child process
-    parse_max_memory_mb: int = 2048  # its address space; sized for 2 cores / 24 GB
+    parse_max_memory_mb: int = 2048  # address space beyond the idle reader's; sized for 2 cores / 24 GB
     parse_timeout_seconds: float = 120.0  # wall time, below worker_lease_seconds
     parse_max_columns: int = 64
     parse_max_rows: int = 2_000_000

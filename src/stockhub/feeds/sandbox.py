@@ -2,8 +2,9 @@
 
 The readers are native code (polars, calamine): a hostile file can make them abort the process
 or allocate without bound. `read_isolated` runs them in `python -m stockhub.feeds.sandbox`,
-limited to `memory_mb` of address space and `timeout_seconds` of wall time, so whatever the
-file does only ends the child; the caller gets the parsed file or `ReaderFailed` saying why.
+limited to `memory_mb` of address space beyond what the idle reader maps (RLIMIT_AS) and to
+`timeout_seconds` of wall time, so whatever the file does only ends the child; the caller gets
+the parsed file or `ReaderFailed` saying why.
 The child answers with the parsed frames as Arrow IPC (no pickle crosses the boundary).
 """
 
@@ -118,13 +119,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def _address_space() -> int:
+    """This process's mapped address space in bytes (Linux), 0 where unknown."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def main() -> None:
     request = json.loads(sys.argv[1])
     _die_with_parent()
-    memory = request["memory_mb"] * 1024 * 1024
+    _, read = READERS[request["kind"]]
+    read_stock_file(b"barcode,price,quantity\n", default_currency="GBP")  # start polars' threads: mapped, barely used
+    # Libraries and thread stacks map ~1 GB that is hardly touched; the file may take memory_mb more.
+    memory = _address_space() + request["memory_mb"] * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     data = Path(request["path"]).read_bytes() if request["path"] else sys.stdin.buffer.read()
-    _, read = READERS[request["kind"]]
     try:
         parsed = read(data, limits=Limits(**request["limits"]), **request["options"])
         answer = _encode(parsed)
