@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from types import SimpleNamespace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +21,7 @@ from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatu
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, InsufficientStock, conflict, invalid, not_found
 from stockhub.services import customers, events, idempotency, stock_moves
+from stockhub.services.fields import Amount, Bool, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.services.scope import as_scope, store_rows, visible
@@ -37,8 +37,8 @@ class Channel(BaseModel):
 class Line(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     identifier: str = Field(min_length=1, max_length=64, description="barcode (any spelling) or SKU")
-    quantity: int = Field(ge=1, le=100_000)
-    unit_price: Decimal = Field(ge=0, description="per unit, in the order's currency")
+    quantity: Int = Field(ge=1, le=100_000)
+    unit_price: Amount = Field(ge=0, description="per unit, in the order's currency")
     store_id: str | None = Field(None, description="the fulfilling store; default: the fulfilment store")
 
 
@@ -58,7 +58,7 @@ class Booking(BaseModel):
     fulfilment: Fulfilment
     placed_at: AwareDatetime | None = None
     payment_type: Literal["checkout", "card", "manual"] = "checkout"
-    is_preconfirmed: bool = False
+    is_preconfirmed: Bool = False
 
     @field_validator("currency")
     @classmethod
@@ -79,7 +79,7 @@ class OrderChanges(BaseModel):
     dispatch_planned_at: AwareDatetime | None = None
     delivery_planned_at: AwareDatetime | None = None
     paid_at: AwareDatetime | None = None
-    payment_status: Literal["pending", "paid", "refunded", "failed"] | None = None
+    payment_status: Literal["pending", "paid", "refunded", "failed"] = None  # absent: unchanged; never null
 
 
 # --- booking ---------------------------------------------------------------------------------
