@@ -73,8 +73,8 @@ def curl(*args: str) -> str:
     return subprocess.run(["curl", "-sS", "--fail-with-body", *args], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def wait_applied(url: str, token: str, upload_id: str) -> dict:
-    deadline = time.monotonic() + 30
+def wait_applied(url: str, token: str, upload_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
     while True:
         record = httpx.get(f"{url}/v1/uploads/{upload_id}", headers={"Authorization": f"Bearer {token}"}).json()
         if record["status"] not in ("received", "processing"):
@@ -145,3 +145,40 @@ def test_serve_demo_again_reuses_the_demo_and_a_busy_port_changes_nothing(tmp_pa
         again.stop()
     with sqlite3.connect(data / "stockhub.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM api_tokens").fetchone() == (1,)  # no new token per start
+
+
+def _stock_file(rows: int) -> bytes:
+    """`rows` distinct valid EAN-13s: a file that takes the worker seconds to apply."""
+    lines = ["barcode,price,quantity"]
+    for body in range(10**10, 10**10 + rows):
+        digits = f"5{body:011d}"
+        check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits)) % 10) % 10
+        lines.append(f"{digits}{check},1.99,2")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.slow
+def test_an_upload_interrupted_by_a_kill_is_taken_back_at_once_on_restart(tmp_path):
+    """The lease is 300 s; a restarted process takes its host's interrupted upload back in seconds,
+    and the store's next upload, queued behind it, follows."""
+    data = tmp_path / "data"
+    served = Served(data, "--demo")
+    store, key, token = demo_credentials(served.output())
+    auth = {"Authorization": f"Bearer {token}"}
+    big = httpx.put(httpx.get(f"{served.url}/upload/{key}").text, content=_stock_file(100_000), timeout=60).json()
+    after = httpx.put(httpx.get(f"{served.url}/upload/{key}").text, content=b"barcode,price,quantity\n9780141383743,6.99,4\n")
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{served.url}/v1/uploads/{big['upload_id']}", headers=auth).json()["status"] != "processing":
+        assert time.monotonic() < deadline, "the upload was never seen processing"
+        time.sleep(0.02)
+    served.kill()
+
+    restarted = Served(data)
+    try:
+        # within 120 s, not after the 300 s lease (on an idle machine: a few seconds)
+        assert wait_applied(restarted.url, token, big["upload_id"], timeout=120)["status"] == "applied"
+        assert wait_applied(restarted.url, token, after.json()["upload_id"])["status"] == "applied"
+        level = httpx.get(f"{restarted.url}/v1/stores/{store}/stock/9780141383743", headers=auth)
+        assert level.json()["on_hand"] == 4
+    finally:
+        restarted.stop()

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 2.0
     auth_cache_seconds: float = 5.0  # a token revoked by another process stops working within this
     worker_lease_seconds: int = 300
+    upload_max_attempts: int = 3  # an upload whose reading fails (or is interrupted) this often is refused as invalid
+
+    # reading untrusted files (feeds/sandbox.py): each upload is parsed in a child process
+    parse_max_memory_mb: int = 2048  # address space beyond the idle reader's; sized for 2 cores / 24 GB
+    parse_timeout_seconds: float = 120.0  # wall time, below worker_lease_seconds
+    parse_max_columns: int = 64
+    parse_max_rows: int = 2_000_000
+    parse_max_cell_chars: int = 32_767  # as much as a spreadsheet cell holds
     sweep_interval_seconds: int = 3600
 
     # FTP/FTPS gateway (gateways/ftp.py); the size cap is upload_max_bytes

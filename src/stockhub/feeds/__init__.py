@@ -1,6 +1,7 @@
 """Stock files (CSV or XLSX, NearSt-compatible) to validated rows and rejected rows with reasons.
 
 Pure functions over bytes: no I/O, no database. Everything runs as columnar polars expressions.
+A worker calls them through `sandbox.read_isolated`: in a child process with bounded memory and time.
 """
 
 from stockhub.feeds.identifiers import (

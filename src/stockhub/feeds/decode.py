@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import zipfile
 from dataclasses import dataclass
+from xml.etree import ElementTree
 from itertools import zip_longest
 
 import polars as pl
@@ -29,6 +31,19 @@ class UnreadableFile(ValueError):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The largest file that is read: past any of these a file is refused whole, saying which.
+
+    They bound what a small file can make the reader build (a cell at XFD1048576 is a dense
+    sheet of 17 billion cells; a 1 MB line of `;` is a million columns).
+    """
+
+    max_columns: int = 64  # a stock file has 5 fields, a product file 13
+    max_rows: int = 2_000_000
+    max_cell_chars: int = 32_767  # as much as a spreadsheet cell holds
+
+
+@dataclass(frozen=True)
 class Table:
     """Cells as text: column `row` (Int64, 1-based line or sheet row) then c0, c1, ... (String).
 
@@ -44,24 +59,30 @@ class Table:
         return self.separator is None
 
 
-def read_table(data: bytes) -> Table:
+def read_table(data: bytes, limits: Limits = Limits()) -> Table:
     if data.startswith(_ZIP_MAGIC):
-        return _read_xlsx(data)
-    if data.startswith(_OLE2_MAGIC):
+        table = _read_xlsx(data, limits)
+    elif data.startswith(_OLE2_MAGIC):
         raise UnreadableFile("legacy Excel (.xls) files are not supported: save the sheet as .xlsx or CSV")
-    return _read_csv(data)
+    else:
+        table = _read_csv(data, limits)
+    _check_cells(table.cells, limits)
+    return table
 
 
 # --- CSV -----------------------------------------------------------------------------------
 
 
-def _read_csv(data: bytes) -> Table:
+def _read_csv(data: bytes, limits: Limits) -> Table:
     text, utf8 = _decode_text(data)
     first_line = _first_non_blank_line(text)
     if first_line is None:
         return Table(_empty_cells(MIN_COLUMNS), separator=",")
+    if len(first_line) > limits.max_columns * (limits.max_cell_chars + 1):
+        raise UnreadableFile(f"the first line is {len(first_line):,} characters long: it cannot be a header or a row of stock")
     separator = detect_separator(first_line)
     width = max(_count_fields(first_line, separator), MIN_COLUMNS)
+    _check_shape(utf8.count(b"\n") + 1, width, limits)
     schema = {f"c{i}": pl.String for i in range(width)}
     warnings: tuple[str, ...] = ()
     try:
@@ -148,7 +169,8 @@ def _count_fields(line: str, separator: str) -> int:
 # --- XLSX ----------------------------------------------------------------------------------
 
 
-def _read_xlsx(data: bytes) -> Table:
+def _read_xlsx(data: bytes, limits: Limits) -> Table:
+    _check_workbook(data, limits)
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         sheet_rows = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
@@ -156,6 +178,7 @@ def _read_xlsx(data: bytes) -> Table:
         raise UnreadableFile(f"the file is a ZIP archive but not a readable XLSX workbook ({exc})") from exc
     if not sheet_rows:
         return Table(_empty_cells(MIN_COLUMNS), separator=None)
+    _check_shape(len(sheet_rows), max(map(len, sheet_rows)), limits)
     columns = list(zip_longest(*sheet_rows))
     frame = pl.DataFrame(
         [pl.Series(f"c{i}", col, dtype=pl.String, strict=False) for i, col in enumerate(columns)]
@@ -178,6 +201,75 @@ def _numeric_text(cell: pl.Expr) -> pl.Expr:
     )
 
 
+# The reader builds a dense sheet up to its farthest cell, so the cell references are checked
+# before it runs. Only references past 26 columns or a million rows are matched: fast on real sheets.
+_FAR_CELL = re.compile(rb"""\sr\s*=\s*["']([A-Z]{2,}[0-9]+|[A-Z]+[0-9]{7,})["']""")
+_REF = re.compile(r"([A-Z]+)([0-9]+)")
+_CHUNK = 1 << 20
+_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+
+
+def _check_workbook(data: bytes, limits: Limits) -> None:
+    """Refuse a workbook whose first sheet reaches past the limits, or that holds a giant text,
+    from its XML, streamed with bounded memory, before the reader builds the sheet."""
+    try:
+        book = zipfile.ZipFile(io.BytesIO(data))
+    except Exception:  # not a ZIP archive this can read: the reader says what is wrong
+        return
+    try:
+        sheets = [_first_sheet(book)]
+    except Exception:  # an unusual layout: check every sheet
+        sheets = [n for n in book.namelist() if "worksheets/" in n.lower()]
+    try:
+        for name in sheets:
+            _scan_part(book, name, limits, cells=True)
+        for name in [n for n in book.namelist() if n.lower().endswith("sharedstrings.xml")]:
+            _scan_part(book, name, limits, cells=False)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
+        if isinstance(exc, UnreadableFile):
+            raise
+        raise UnreadableFile(f"the file is a ZIP archive but not a readable XLSX workbook ({exc})") from exc
+
+
+def _first_sheet(book: zipfile.ZipFile) -> str:
+    """The part of the workbook's first sheet: the one the reader reads."""
+    first = next(ElementTree.fromstring(_small_part(book, "xl/workbook.xml")).iterfind(".//{*}sheet"))
+    rels = ElementTree.fromstring(_small_part(book, "xl/_rels/workbook.xml.rels"))
+    target = next(r.get("Target") for r in rels.iterfind("{*}Relationship") if r.get("Id") == first.get(_REL))
+    return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+
+
+def _small_part(book: zipfile.ZipFile, name: str) -> bytes:
+    with book.open(name) as part:
+        return part.read(_CHUNK)
+
+
+def _scan_part(book: zipfile.ZipFile, name: str, limits: Limits, *, cells: bool) -> None:
+    """The sheet: no cell reference past the limits. Shared strings: no giant text."""
+    longest_text = limits.max_cell_chars * 4 + 64  # bytes: UTF-8 and character references
+    run, tail = 0, b""  # bytes since the last '<', and the end of the last chunk
+    with book.open(name) as part:
+        while chunk := part.read(_CHUNK):
+            if cells:
+                for ref in _FAR_CELL.findall(tail + chunk):
+                    column, row = _REF.fullmatch(ref.decode()).groups()
+                    _check_shape(int(row), _column_number(column), limits, cell=ref.decode())
+                tail = chunk[-64:]
+                continue
+            lengths = [len(piece) for piece in chunk.split(b"<")]
+            lengths[0] += run
+            if max(lengths) > longest_text:
+                raise UnreadableFile(f"the workbook holds a text longer than the {limits.max_cell_chars:,} characters a cell may hold")
+            run = lengths[-1]
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - 64
+    return number
+
+
 # --- shared --------------------------------------------------------------------------------
 
 
@@ -188,6 +280,25 @@ def _tidy(frame: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in cells
     )
     return trimmed.filter(~pl.all_horizontal(pl.col(c).is_null() for c in cells))
+
+
+def _check_shape(rows: int, columns: int, limits: Limits, cell: str | None = None) -> None:
+    where = f"its cell {cell} makes it" if cell else "it has"
+    if columns > limits.max_columns:
+        raise UnreadableFile(f"the file is too wide: {where} {columns:,} columns, more than the {limits.max_columns} a file may have")
+    if rows > limits.max_rows:
+        raise UnreadableFile(f"the file is too long: {where} {rows:,} rows, more than the {limits.max_rows:,} a file may have")
+
+
+def _check_cells(cells: pl.DataFrame, limits: Limits) -> None:
+    columns = [c for c in cells.columns if c != "row"]
+    too_long = cells.filter(pl.any_horizontal(pl.col(c).str.len_chars() > limits.max_cell_chars for c in columns))
+    if not too_long.is_empty():
+        row = too_long.row(0, named=True)
+        longest = max(len(row[c] or "") for c in columns)
+        raise UnreadableFile(
+            f"row {row['row']} has a cell of {longest:,} characters, more than the {limits.max_cell_chars:,} a cell may hold"
+        )
 
 
 def _empty_cells(width: int) -> pl.DataFrame:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from stockhub.feeds.decode import UnreadableFile, read_table
+from stockhub.feeds.decode import Limits, UnreadableFile, read_table
 from stockhub.feeds.headers import normalise
 from stockhub.feeds.identifiers import rule_for
-from stockhub.feeds.stock_file import NO_DATA_ROWS, unusable, verdict
+from stockhub.feeds.stock_file import NO_DATA_ROWS, rejections, unusable, verdict
 
 FIELDS = (
     "barcode", "brand", "title", "image_url", "description", "link", "condition",
@@ -60,10 +60,12 @@ class ProductFile:
     invalid_reason: str | None
 
 
-def read_product_file(data: bytes, *, custom_identifiers: bool = False, invalid_threshold: float = 0.5) -> ProductFile:
+def read_product_file(
+    data: bytes, *, custom_identifiers: bool = False, invalid_threshold: float = 0.5, limits: Limits = Limits()
+) -> ProductFile:
     """Parse and validate custom product data; never raises for bad file content."""
     try:
-        table = read_table(data)
+        table = read_table(data, limits)
     except UnreadableFile as exc:
         return _unusable(str(exc))
     if table.cells.is_empty():
@@ -86,7 +88,7 @@ def read_product_file(data: bytes, *, custom_identifiers: bool = False, invalid_
     rejected = checked.filter(pl.col("reject").is_not_null()).select("row", pl.col("reject").struct.unnest())
     return ProductFile(
         rows=rows,
-        rejections=pl.concat([rejected, superseded]).sort("row"),
+        rejections=rejections(rejected, superseded),
         line_count=cells.height,
         superseded_count=superseded.height,
         warnings=warnings,

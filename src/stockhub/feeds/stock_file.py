@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from stockhub.domain.places import is_currency
-from stockhub.feeds.decode import UnreadableFile, read_table
+from stockhub.feeds.decode import Limits, UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
 from stockhub.feeds.identifiers import restore_lost_zeros, rule_for
 from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity
@@ -22,6 +22,7 @@ ROW_SCHEMA = {
 }
 REJECTION_SCHEMA = {"row": pl.Int64, "field": pl.String, "value": pl.String, "reason": pl.String}
 NO_DATA_ROWS = "the file has no data rows"
+SHOWN_VALUE_CHARS = 200  # a rejected cell is kept and shown cut to this many characters
 
 # (field, its raw column, its reason column): a rejected row reports the first failing field.
 _CHECKS = (
@@ -44,7 +45,12 @@ class StockFile:
 
 
 def read_stock_file(
-    data: bytes, *, default_currency: str, invalid_threshold: float = 0.5, custom_identifiers: bool = False
+    data: bytes,
+    *,
+    default_currency: str,
+    invalid_threshold: float = 0.5,
+    custom_identifiers: bool = False,
+    limits: Limits = Limits(),
 ) -> StockFile:
     """Parse and validate a stock file; never raises for bad file content.
 
@@ -54,7 +60,7 @@ def read_stock_file(
     if not is_currency(default_currency.upper()):
         raise ValueError(f"unknown default currency {default_currency!r}")
     try:
-        table = read_table(data)
+        table = read_table(data, limits)
     except UnreadableFile as exc:
         return _unusable(str(exc))
     if table.cells.is_empty():
@@ -80,7 +86,7 @@ def read_stock_file(
     superseded = _superseded(duplicates, rows)
     return StockFile(
         rows=rows,
-        rejections=pl.concat([rejected, superseded]).sort("row"),
+        rejections=rejections(rejected, superseded),
         line_count=cells.height,
         superseded_count=superseded.height,
         warnings=warnings,
@@ -151,6 +157,15 @@ def _superseded(duplicates: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         field=pl.lit("identifier"),
         value=pl.col("identifier_raw"),
         reason=pl.concat_str(pl.lit("superseded by row "), pl.col("winner").cast(pl.String)),
+    )
+
+
+def rejections(*frames: pl.DataFrame) -> pl.DataFrame:
+    """The rejected and superseded rows by row, each value cut to SHOWN_VALUE_CHARS with an ellipsis."""
+    value = pl.col("value")
+    cut = value.str.slice(0, SHOWN_VALUE_CHARS - 1) + "…"
+    return pl.concat(frames).sort("row").with_columns(
+        value=pl.when(value.str.len_chars() > SHOWN_VALUE_CHARS).then(cut).otherwise(value)
     )
 
 

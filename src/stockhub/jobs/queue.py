@@ -2,11 +2,15 @@
 
 An upload is claimable when it is `received` (or `processing` with a lapsed lease: its worker
 died) and no older upload of the same store is unfinished, so one store's uploads apply in
-the order they arrived.
+the order they arrived. A worker id is `host:pid:process:n`, so a restarted worker knows which
+`processing` uploads were its host's dead processes' and takes them back at once.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select
@@ -17,8 +21,49 @@ from stockhub.db.tables import uploads
 from stockhub.services.context import Hub
 from stockhub.services.ingest import emit_upload_processed
 
-MAX_ATTEMPTS = 3
 UNFINISHED = ("received", "processing")
+_PROCESS = uuid.uuid4().hex[:8]  # this process, as against an earlier one that had the same pid
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_PROCESS}:{uuid.uuid4().hex[:6]}"
+
+
+def _is_dead(worker_id: str) -> bool:
+    """A worker of this host whose process is gone (or was this pid before this process started)."""
+    host, pid, process, *_ = [*worker_id.split(":"), "", "", ""]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return process != _PROCESS
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+def release_orphaned_uploads(hub: Hub) -> int:
+    """Put uploads that dead processes of this host were processing back in the queue now, rather
+    than when their lease runs out. Safe even if wrong: a worker whose claim was taken discards its work."""
+    with transaction(hub.engine) as conn:
+        held = conn.execute(
+            select(uploads.c.id, uploads.c.worker_id).where(
+                uploads.c.status == "processing", uploads.c.worker_id.like(f"{socket.gethostname()}:%")
+            )
+        ).all()
+        orphans = [row.id for row in held if _is_dead(row.worker_id)]
+        if orphans:
+            conn.execute(
+                uploads.update()
+                .where(uploads.c.id.in_(orphans), uploads.c.status == "processing")
+                .values(status="received", worker_id=None, lease_until=None)
+            )
+    if orphans:
+        hub.work_arrived.set()
+    return len(orphans)
 
 
 def claim_upload(hub: Hub, worker_id: str) -> int | None:
@@ -56,7 +101,7 @@ def fail_upload(hub: Hub, upload_id: int, worker_id: str, error: str) -> None:
     """After an unexpected error: give up once attempts are spent, else let the lease lapse and retry."""
     with transaction(hub.engine) as conn:
         attempts = conn.execute(select(uploads.c.attempts).where(uploads.c.id == upload_id)).scalar_one()
-        done = attempts >= MAX_ATTEMPTS
+        done = attempts >= hub.settings.upload_max_attempts
         now = datetime.now(UTC)
         failed = conn.execute(
             uploads.update()

@@ -4,14 +4,12 @@ deliveries; repeat; sweep now and then; sleep until woken."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 
+from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs.deliver import Deliverer
-from stockhub.jobs.queue import claim_upload, fail_upload
+from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_orphaned_uploads
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
 from stockhub.services.events import sequence_events
@@ -23,7 +21,7 @@ log = logging.getLogger(__name__)
 class Worker:
     def __init__(self, hub: Hub, name: str | None = None, deliver_webhooks: bool = True):
         self.hub = hub
-        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.id = name or new_worker_id()
         self._stop = threading.Event()
         self._next_sweep = 0.0
         self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
@@ -42,6 +40,9 @@ class Worker:
             return False
         try:
             process_upload(self.hub, upload_id, self.id)
+        except ReaderFailed as failure:
+            log.warning("upload %s: %s; it goes back in the queue", upload_id, failure)
+            fail_upload(self.hub, upload_id, self.id, str(failure))
         except Exception as error:
             log.exception("upload %s failed", upload_id)
             fail_upload(self.hub, upload_id, self.id, f"processing failed: {type(error).__name__}")
@@ -54,6 +55,12 @@ class Worker:
         return done
 
     def run_forever(self) -> None:
+        try:
+            released = release_orphaned_uploads(self.hub)
+            if released:
+                log.info("took back %d uploads a stopped process of this host was processing", released)
+        except Exception:
+            log.exception("could not take back interrupted uploads")
         while not self._stop.is_set():
             self.hub.work_arrived.clear()  # before looking, so a wake-up during the look is not lost
             try:

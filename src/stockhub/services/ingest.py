@@ -11,12 +11,15 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import Connection, select
 
-from stockhub import feeds
 from stockhub.db.bulk import insert_frame
 from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
 from stockhub.db.stock_apply import apply_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
+from stockhub.feeds.decode import Limits
+from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
+from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
+from stockhub.feeds.stock_file import ROW_SCHEMA, StockFile, unusable
 from stockhub.services import events
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
@@ -39,14 +42,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         store = conn.execute(
             select(stores.c.currency, stores.c.custom_products, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)
         ).one()
-    data = Path(upload.path).read_bytes()
-    threshold = hub.settings.invalid_threshold
-    if upload.kind == "products":
-        parsed = feeds.read_product_file(data, custom_identifiers=store.custom_products, invalid_threshold=threshold)
-    else:
-        parsed = feeds.read_stock_file(
-            data, default_currency=store.currency, invalid_threshold=threshold, custom_identifiers=store.custom_products
-        )
+    parsed = _parse(hub, upload, store)
     fatal = parsed.invalid_reason
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
@@ -86,6 +82,27 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         emit_upload_processed(conn, upload_id, now)
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
+
+
+def _parse(hub: Hub, upload, store) -> StockFile | ProductFile:
+    """The upload's file parsed in the sandbox. A reader failure is retried (ReaderFailed raised:
+    the worker puts the upload back) until the upload has had UPLOAD_MAX_ATTEMPTS; then the file
+    is refused as invalid with the reason, and the store's next upload goes on."""
+    settings = hub.settings
+    empty = (ProductFile, PRODUCT_SCHEMA) if upload.kind == "products" else (StockFile, ROW_SCHEMA)
+    if upload.attempts > settings.upload_max_attempts:  # earlier attempts died with their process
+        return unusable(*empty, f"the file could not be read: {upload.attempts - 1} attempts to process it were interrupted")
+    options = {"invalid_threshold": settings.invalid_threshold, "custom_identifiers": store.custom_products}
+    if upload.kind != "products":
+        options["default_currency"] = store.currency
+    limits = Limits(settings.parse_max_columns, settings.parse_max_rows, settings.parse_max_cell_chars)
+    sandbox = Sandbox(settings.parse_max_memory_mb, settings.parse_timeout_seconds, limits)
+    try:
+        return read_isolated(upload.kind, Path(upload.path), options, sandbox)
+    except ReaderFailed as failure:
+        if upload.attempts < settings.upload_max_attempts:
+            raise
+        return unusable(*empty, str(failure))
 
 
 def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:

@@ -41,7 +41,7 @@ def describe(record: dict) -> str:
         "stockhub upload log: the latest upload of this store",
         "",
         f"upload:    {record['id']}",
-        f"file:      {record['filename']} ({record['size_bytes']} bytes, {record['type']} file, received over {record['source']})",
+        f"file:      {uploads.spreadsheet_safe(record['filename'])} ({record['size_bytes']} bytes, {record['type']} file, received over {record['source']})",
         f"received:  {record['received_at']}",
         f"processed: {record['finished_at']}",
         f"status:    {record['status']}",
@@ -62,7 +62,7 @@ def describe(record: dict) -> str:
     if rejections:
         lines += ["", f"first rejected rows (up to {SHOWN_REJECTIONS}):"]
         lines += [
-            f"  row {r['row']}, {r['field']} {r['value']!r}: {r['reason']}" if r["value"] is not None
+            f"  row {r['row']}, {r['field']} {uploads.spreadsheet_safe(r['value'])!r}: {r['reason']}" if r["value"] is not None
             else f"  row {r['row']}, {r['field']} (empty): {r['reason']}"
             for r in rejections[:SHOWN_REJECTIONS]
         ]  # fmt: skip

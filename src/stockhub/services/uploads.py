@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import json
 import os
 import secrets
@@ -256,11 +254,27 @@ def rejections_csv(hub: Hub, scope: Scope | int, upload_id: str) -> str:
             .where(upload_rejections.c.upload_id == ids.decode("upload", upload_id))
             .order_by(upload_rejections.c.row, upload_rejections.c.id)
         ).all()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["row", "field", "value", "reason"])
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return "".join(",".join(map(csv_field, row)) + "\r\n" for row in [("row", "field", "value", "reason"), *rows])
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) with a ' in front,
+    as OWASP recommends for CSV injection; any other text as it is."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def csv_field(value) -> str:
+    """One CSV field: quoted when it needs to be, and always when it was made spreadsheet-safe."""
+    if value is None:
+        return ""
+    text = str(value)
+    safe = spreadsheet_safe(text)
+    if safe != text or any(c in text for c in ',"\r\n'):
+        return '"' + safe.replace('"', '""') + '"'
+    return text
 
 
 def _owned(scope: Scope | int | None, upload_id: str) -> list:
