@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file in data_dir
     secret_key: str | None = None  # default: generated into data_dir on first run
     public_url: str | None = None  # base of the upload URLs we hand out; default: the request's own base URL
+    storage_url: str | None = None  # where files live (storage.py): default the data folder; file:///path
     host: str = "127.0.0.1"
     port: int = 8000
 

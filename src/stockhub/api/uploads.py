@@ -34,7 +34,7 @@ async def put_file(
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
     grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, signature)
     _refuse_declared_oversize(hub, request)
-    received = await uploads.receive_stream(hub, request.stream())
+    received = await uploads.receive_stream(hub, grant, request.stream())
     return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")
 
 

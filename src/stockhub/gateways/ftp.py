@@ -5,9 +5,11 @@ Built on pyftpdlib. `ThreadedFTPServer` serves each connection in its own thread
 lookup and the hand-over of a finished file (copy, fsync, upload record) never hold up other
 stores; parsing happens later, in the workers, like every other upload.
 
-- A login sees only its store's folder (`services.upload_log.store_folder`); pyftpdlib's
-  AbstractedFS maps every path, `..` and absolute ones included, inside it and resolves links
-  before allowing a path.
+- A login sees only its store's folder (`services.upload_log.store_folder`, a folder of the
+  file storage: its local directory is pyftpdlib's working area); pyftpdlib's AbstractedFS maps
+  every path, `..` and absolute ones included, inside it and resolves links before allowing a
+  path. A received file is copied into storage as an upload (`uploads.receive_file`), like an
+  HTTP upload; stockhub puts `upload_log.txt` into the same storage folder.
 - Allowed: list, change folder, make folders, upload, download. Refused (550): delete,
   rename, append, chmod, and writing `upload_log.txt`, which stockhub writes.
 - A file is taken in when its transfer completes and before the 226 reply, so a 226 means
@@ -102,7 +104,9 @@ class StoreHandler(FTPHandler):
             self.close_when_done()
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
-        folder = store_folder(self.hub.settings, self.store.id)
+        folder = self.hub.storage.local_folder(store_folder(self.store.id))
+        if folder is None:
+            raise ValueError("the FTP gateway needs storage with local folders (storage_url file://)")
         folder.mkdir(parents=True, exist_ok=True)
         super().handle_auth_success(str(folder.resolve()), password, msg_login)
 
@@ -111,7 +115,7 @@ class StoreHandler(FTPHandler):
         name = os.path.basename(path)
         grant = uploads.UploadGrant(self.store.id, self.store.organization_id, uploads.kind_for_filename(name), nonce=None)
         try:
-            received = uploads.receive_file(self.hub, Path(path))
+            received = uploads.receive_file(self.hub, grant, Path(path))
             recorded = uploads.record_upload(self.hub, grant, received, source="ftp", filename=name)
         except Problem as problem:
             return (f"552 {problem.detail or problem.title}.", log.info)

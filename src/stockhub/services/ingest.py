@@ -6,7 +6,6 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Connection, select
@@ -21,7 +20,7 @@ from stockhub.services import events
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
-from stockhub.services.uploads import render_upload
+from stockhub.services.uploads import render_upload, stored_file
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         store = conn.execute(
             select(stores.c.currency, stores.c.custom_products, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)
         ).one()
-    data = Path(upload.path).read_bytes()
+    data = stored_file(hub, upload.path)
     threshold = hub.settings.invalid_threshold
     if upload.kind == "products":
         parsed = feeds.read_product_file(data, custom_identifiers=store.custom_products, invalid_threshold=threshold)
