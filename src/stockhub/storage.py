@@ -12,7 +12,7 @@ The contract (tests/unit/test_storage.py holds every backend to it):
   leaves nothing behind. `put(key, data)` is the one-shot form.
 - `open(key)` reads a file (FileNotFoundError when there is none), `stat(key)` its size and
   time or None, `delete(key)` removes it (absent is fine), `list(folder)` the files under a
-  folder, at any depth.
+  folder ("" all), at any depth, in key order.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class LocalStorage(Storage):
         self.path(key).unlink(missing_ok=True)
 
     def list(self, folder: str) -> list[Stored]:
-        base = self.path(folder)
+        base = self.path(folder) if folder else self.root
         found = []
         for directory, folders, files in os.walk(base):
             folders[:] = sorted(f for f in folders if not (directory == str(self.root) and f == self.PARTIAL))
@@ -144,7 +144,7 @@ class LocalStorage(Storage):
                 key = Path(directory, name).relative_to(self.root).as_posix()
                 if (stored := self.stat(key)) is not None:
                     found.append(stored)
-        return found
+        return sorted(found, key=lambda stored: stored.key)
 
     def local_folder(self, folder: str = "") -> Path:
         return self.path(folder) if folder else self.root
