@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from stockhub import feeds
 from stockhub.db.bulk import insert_frame
-from stockhub.db.engine import reading, transaction
+from stockhub.db.engine import is_postgres, let_waiting_writers_in, reading, transaction
 from stockhub.db.locks import lock_store
-from stockhub.db.stock_apply import apply_snapshot
+from stockhub.db.stock_apply import apply_snapshot, apply_staged_part, drop_staged, stage_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
 from stockhub.services import events
 from stockhub.services.catalog import apply_products
@@ -23,6 +23,8 @@ from stockhub.services.upload_log import write_upload_log
 from stockhub.services.uploads import render_upload, stored_file
 
 log = logging.getLogger(__name__)
+
+PART_ROWS = 2000  # SQLite: a stock file with more rows is applied in parts of this many (_apply_in_parts)
 
 
 @dataclass(frozen=True)
@@ -48,44 +50,88 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         )
     fatal = parsed.invalid_reason
     now = datetime.now(UTC)
+    means_available = store.feed_quantity_means == "available"
+
+    def inventory_updated(conn, changes, count):
+        events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
+
+    in_parts = fatal is None and upload.kind == "stock" and not is_postgres(hub.engine) and parsed.rows.height > PART_ROWS
+    held_back = 0
+    if in_parts:
+        held_back = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, inventory_updated)
+        if held_back is None:
+            return None
     with transaction(hub.engine) as conn:
         lock_store(conn, upload.store_id)
-        still_ours = conn.execute(
-            select(uploads.c.id).where(
-                uploads.c.id == upload_id, uploads.c.status == "processing", uploads.c.worker_id == worker_id
-            )
-        ).first()
-        if still_ours is None:
+        if not _still_ours(conn, upload_id, worker_id):
             return None
         changed, warnings = 0, []
-        if fatal is None and upload.kind == "products":
+        if in_parts:  # each part added its changes as it went
+            changed = conn.execute(select(uploads.c.changed_count).where(uploads.c.id == upload_id)).scalar_one() or 0
+        elif fatal is None and upload.kind == "products":
             changed = apply_products(conn, upload.organization_id, upload_id, parsed.rows, now)
         elif fatal is None:
-
-            def inventory_updated(conn, changes, count):
-                events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
-
             applied = apply_snapshot(
-                conn,
-                upload.store_id,
-                upload_id,
-                parsed.rows,
-                now,
-                means_available=store.feed_quantity_means == "available",
-                on_changes=inventory_updated,
+                conn, upload.store_id, upload_id, parsed.rows, now, means_available=means_available, on_changes=inventory_updated
             )
-            changed = applied.changed
-            if applied.held_back:
-                warnings.append(
-                    f"{applied.held_back} products reported fewer units than are committed to open orders:"
-                    " their on_hand was kept at the committed quantity, so none of them is available"
-                )
+            changed, held_back = applied.changed, applied.held_back
+        if held_back:
+            warnings.append(
+                f"{held_back} products reported fewer units than are committed to open orders:"
+                " their on_hand was kept at the committed quantity, so none of them is available"
+            )
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
         emit_upload_processed(conn, upload_id, now)
     hub.work_arrived.set()  # deliveries were committed with the events
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
+
+
+def _still_ours(conn: Connection, upload_id: int, worker_id: str) -> bool:
+    mine = uploads.c.id == upload_id, uploads.c.status == "processing", uploads.c.worker_id == worker_id
+    return conn.execute(select(uploads.c.id).where(*mine)).first() is not None
+
+
+def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: datetime, means_available: bool, on_changes) -> int | None:
+    """SQLite, a large stock file: stage it and take the diff without the write lock, then apply
+    what may change in parts of PART_ROWS rows, each its own short write transaction under the
+    same lock and rules as a whole apply, so other writers (bookings at any store) wait
+    milliseconds, not the whole upload. A reader may meanwhile see the upload partly applied.
+
+    Each part adds its changes to the upload's `changed_count` and renews the lease; after a
+    crash the retry stages the file again and finds only what is still to do (a snapshot applied
+    twice changes nothing twice). Returns how many products were held back; None if the claim
+    was lost."""
+    with hub.engine.connect() as conn:
+        try:
+            with conn.execution_options(sqlite_begin="DEFERRED").begin():
+                staged = stage_snapshot(conn, upload.store_id, rows, now.date(), means_available=means_available)
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            held_back = 0
+            for first in range(0, staged, PART_ROWS):
+                let_waiting_writers_in()
+                with conn.begin():
+                    lock_store(conn, upload.store_id)
+                    if not _still_ours(conn, upload.id, worker_id):
+                        return None
+                    applied = apply_staged_part(
+                        conn, upload.store_id, upload.id, first, PART_ROWS, now, means_available=means_available, on_changes=on_changes
+                    )
+                    held_back += applied.held_back
+                    conn.execute(
+                        uploads.update()
+                        .where(uploads.c.id == upload.id)
+                        .values(
+                            changed_count=func.coalesce(uploads.c.changed_count, 0) + applied.changed,
+                            lease_until=datetime.now(UTC) + timedelta(seconds=hub.settings.worker_lease_seconds),
+                        )
+                    )
+            return held_back
+        finally:
+            conn.rollback()
+            with conn.execution_options(sqlite_begin="DEFERRED").begin():
+                drop_staged(conn)
 
 
 def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:
