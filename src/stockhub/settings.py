@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     upload_url_ttl_seconds: int = 15 * 60
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
+    apply_part_rows: int = 2000  # SQLite: a stock file of more rows is applied in parts of this many, each its own write transaction
     worker_poll_seconds: float = 2.0
     worker_lease_seconds: int = 300
     sweep_interval_seconds: int = 3600

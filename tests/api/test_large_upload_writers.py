@@ -7,7 +7,6 @@ transaction held it for the whole apply, and bookings at another store waited fo
 
 from __future__ import annotations
 
-import random
 import time
 
 from sqlalchemy import func, select
@@ -16,21 +15,10 @@ from stockhub import ids
 from stockhub.db.tables import stock_movements
 from stockhub.services import tenancy
 from stockhub.services.ledger import reconcile
-from support import Tenant, upload, upload_and_wait, wait_for_upload
+from support import Tenant, gtins, upload, upload_and_wait, wait_for_upload
 
 ROWS = 200_000
 BOOK = "9780141383743"
-
-
-def gtins(count: int, seed: int) -> list[str]:
-    """Distinct valid EAN-13s."""
-    bodies = random.Random(seed).sample(range(10**10, 10**11), count)
-    out = []
-    for body in bodies:
-        digits = f"5{body:011d}"
-        total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits))
-        out.append(digits + str((10 - total % 10) % 10))
-    return out
 
 
 def test_bookings_at_another_store_are_not_held_up_by_a_large_upload(client, server, tenant):

@@ -24,8 +24,6 @@ from stockhub.services.uploads import render_upload, stored_file
 
 log = logging.getLogger(__name__)
 
-PART_ROWS = 2000  # SQLite: a stock file with more rows is applied in parts of this many (_apply_in_parts)
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -55,7 +53,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     def inventory_updated(conn, changes, count):
         events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
 
-    in_parts = fatal is None and upload.kind == "stock" and not is_postgres(hub.engine) and parsed.rows.height > PART_ROWS
+    in_parts = fatal is None and upload.kind == "stock" and not is_postgres(hub.engine) and parsed.rows.height > hub.settings.apply_part_rows
     held_back = 0
     if in_parts:
         held_back = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, inventory_updated)
@@ -95,7 +93,7 @@ def _still_ours(conn: Connection, upload_id: int, worker_id: str) -> bool:
 
 def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: datetime, means_available: bool, on_changes) -> int | None:
     """SQLite, a large stock file: stage it and take the diff without the write lock, then apply
-    what may change in parts of PART_ROWS rows, each its own short write transaction under the
+    what may change in parts of `apply_part_rows` rows, each its own short write transaction under the
     same lock and rules as a whole apply, so other writers (bookings at any store) wait
     milliseconds, not the whole upload. A reader may meanwhile see the upload partly applied.
 
@@ -109,14 +107,15 @@ def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: d
                 staged = stage_snapshot(conn, upload.store_id, rows, now.date(), means_available=means_available)
             conn.execution_options(sqlite_begin="IMMEDIATE")
             held_back = 0
-            for first in range(0, staged, PART_ROWS):
+            size = hub.settings.apply_part_rows
+            for first in range(0, staged, size):
                 let_waiting_writers_in()
                 with conn.begin():
                     lock_store(conn, upload.store_id)
                     if not _still_ours(conn, upload.id, worker_id):
                         return None
                     applied = apply_staged_part(
-                        conn, upload.store_id, upload.id, first, PART_ROWS, now, means_available=means_available, on_changes=on_changes
+                        conn, upload.store_id, upload.id, first, size, now, means_available=means_available, on_changes=on_changes
                     )
                     held_back += applied.held_back
                     conn.execute(
