@@ -14,14 +14,9 @@ The contract (tests/unit/test_storage.py holds every backend to it):
   time or None, `delete(key)` removes it (absent is fine), `list(folder)` the files under a
   folder ("" all), at any depth, in key order.
 
-The FTP gateway is the one caller that needs a directory: pyftpdlib's file-object contract
-(STOR writes into an open local file and reports its name, RETR/REST seek in one) is
-local-file shaped, so the gateway works in `local_folder("ftp/<store id>")`, which with the
-local backend *is* the storage folder: the upload logs stockhub puts there are what FTP lists
-and serves. Everything the hub needs goes through this interface (a received FTP file is
-copied in as an upload like an HTTP one; the upload log is put by key). An object-storage
-backend has no local folder; it will serve FTP through a pyftpdlib `AbstractedFS` subclass
-over this interface that spools each transfer to a local temporary file (issue 15).
+The FTP gateway serves each store's folder `ftp/<store id>` from here too (gateways/ftp_fs.py,
+a pyftpdlib AbstractedFS over this interface), spooling a transfer in progress to a local
+temporary file: with any backend, what FTP lists is what stockhub put.
 """
 
 from __future__ import annotations
@@ -109,7 +104,7 @@ class Storage(ABC):
             return file.read()
 
     def local_folder(self, folder: str = "") -> Path | None:
-        """The local directory holding `folder` ("" the root), for a backend that has one (the FTP gateway's working area)."""
+        """The local directory holding `folder` ("" the root), for a backend that has one (migrating old local paths)."""
         return None
 
 
