@@ -7,10 +7,10 @@ half-way when a read lock cannot be upgraded. `reading(engine)` is a read-only s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
