@@ -66,15 +66,6 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @property
-    def upload_dir(self) -> Path:
-        return self.data_dir / "uploads"
-
-    @property
-    def ftp_dir(self) -> Path:
-        """Each store's FTP folder lives here, named by the store's public id."""
-        return self.data_dir / "ftp"
-
-    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'stockhub.sqlite3').resolve()}"
 
