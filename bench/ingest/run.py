@@ -8,7 +8,7 @@ each as a ratio to a bare load of the same file (PostgreSQL: `COPY` into a bare 
 whose xmin is the ingest's transaction; SQLite: rows updated at or after its start), and the
 parse-and-validate time of a PARSE_ROWS-row file beside a bare `polars.read_csv` of it. On
 SQLite it also prints the longest another writer of the same process waited for the write
-lock during each ingest (a probe taking `BEGIN IMMEDIATE` every 10 ms, as bookings do).
+lock during each ingest (a probe taking `BEGIN IMMEDIATE` every 50 ms, as bookings do).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def raw_executemany(database: Path, path: Path) -> float:
 
 class WriterProbe:
     """SQLite: another writer in the same process (as a booking in `stockhub serve`) taking the
-    write lock every 10 ms; the longest it waited."""
+    write lock every 50 ms; the longest it waited."""
 
     def __init__(self, hub: Hub):
         self.hub, self.longest, self._stop = hub, 0.0, threading.Event()
@@ -120,7 +120,7 @@ class WriterProbe:
         return self
 
     def _run(self):
-        while not self._stop.wait(0.01):
+        while not self._stop.wait(0.05):
             started = time.perf_counter()
             with self.hub.engine.begin():  # BEGIN IMMEDIATE
                 self.longest = max(self.longest, time.perf_counter() - started)
