@@ -59,6 +59,9 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         held_back = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, inventory_updated)
         if held_back is None:
             return None
+    rejections_kept = not is_postgres(hub.engine) and parsed.rejections.height > hub.settings.apply_part_rows
+    if rejections_kept and not _keep_rejections_in_parts(hub, upload_id, worker_id, parsed.rejections):
+        return None
     with transaction(hub.engine) as conn:
         lock_store(conn, upload.store_id)
         if not _still_ours(conn, upload_id, worker_id):
@@ -79,7 +82,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
                 " their on_hand was kept at the committed quantity, so none of them is available"
             )
         outcome = Outcome("invalid" if fatal else "applied", changed)
-        _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
+        _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings, rejections_kept)
         emit_upload_processed(conn, upload_id, now)
     hub.work_arrived.set()  # deliveries were committed with the events
     _log_for_the_store(hub, upload.store_id, upload_id)
@@ -133,6 +136,26 @@ def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: d
                 drop_staged(conn)
 
 
+def _keep_rejections_in_parts(hub: Hub, upload_id: int, worker_id: str, rejections: pl.DataFrame) -> bool:
+    """SQLite, many rejected rows: kept before the outcome in parts of `apply_part_rows`, each a
+    short write transaction (the first clears what an interrupted attempt kept). False if the
+    claim was lost."""
+    rows, size = _rejection_rows(rejections, upload_id), hub.settings.apply_part_rows
+    for first in range(0, rows.height, size):
+        let_waiting_writers_in()
+        with transaction(hub.engine) as conn:
+            if not _still_ours(conn, upload_id, worker_id):
+                return False
+            if first == 0:
+                conn.execute(upload_rejections.delete().where(upload_rejections.c.upload_id == upload_id))
+            insert_frame(conn, upload_rejections, rows.slice(first, size))
+    return True
+
+
+def _rejection_rows(rejections: pl.DataFrame, upload_id: int) -> pl.DataFrame:
+    return rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id))
+
+
 def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:
     """upload.processed: the upload's final status, counts and warnings, in the transaction that records them."""
     row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
@@ -150,9 +173,11 @@ def _log_for_the_store(hub: Hub, store: int, upload_id: int) -> None:
 
 
 def _record_outcome(
-    conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime, warnings: list[str]
+    conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime, warnings: list[str],
+    rejections_kept: bool = False,
 ) -> None:
-    """`parsed` is a feeds.StockFile or feeds.ProductFile: the same counts and rejections."""
+    """`parsed` is a feeds.StockFile or feeds.ProductFile: the same counts and rejections
+    (`rejections_kept`: already written, in parts)."""
     is_stock = "quantity" in parsed.rows.columns
     counts = {
         "line_count": parsed.line_count,
@@ -162,7 +187,8 @@ def _record_outcome(
         "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height if is_stock else None,
         "warnings": json.dumps([*parsed.warnings, *warnings]),
     }
-    insert_frame(conn, upload_rejections, parsed.rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id)))
+    if not rejections_kept:
+        insert_frame(conn, upload_rejections, _rejection_rows(parsed.rejections, upload_id))
     conn.execute(
         uploads.update()
         .where(uploads.c.id == upload_id)
