@@ -12,6 +12,11 @@ From it, small statements write
 
 Products absent from the snapshot are left alone: an upload never zeroes what it does not
 mention. The caller holds the store lock (db/locks.py) and the transaction.
+
+On SQLite, whose one write lock every writer shares, a large snapshot is instead staged and
+diffed in a read transaction (`stage_snapshot`: temporary tables live in the connection's
+own temp database) and applied in parts (`apply_staged_part`), each in its own short write
+transaction and each diffed again under the lock, by the same statements.
 """
 
 from __future__ import annotations
