@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx2 as httpx
 import psycopg
 import pytest
-import uvicorn
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
-from stockhub.api.app import create_app
+from stockhub.api.server import http_server
 from stockhub.db.engine import make_engine
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import metadata
@@ -32,6 +32,10 @@ from stockhub.jobs.worker import Worker
 from stockhub.services.context import Hub
 from stockhub.settings import Settings
 from support import Tenant, make_tenant
+
+# Examples are bounded by count, not by time: a loaded 2-core CI machine must not fail a test.
+hypothesis_settings.register_profile("stockhub", deadline=None)
+hypothesis_settings.load_profile("stockhub")
 
 PG_ADMIN_URL = os.environ.get("STOCKHUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -71,6 +75,28 @@ def postgres_database():
     yield url
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class PgStore:
+    hub: Hub
+    organization: int
+    store_id: str
+    store: int
+
+
+@pytest.fixture
+def pg_store(postgres_database, tmp_path):
+    """A hub on the session's PostgreSQL database and a new store in it (tests of concurrency)."""
+    from stockhub import ids
+    from stockhub.services import tenancy
+
+    hub = Hub(Settings(data_dir=tmp_path, database_url=postgres_database, secret_key="test-secret"), make_engine(postgres_database))
+    org = tenancy.create_organization(hub, "Concurrency").id
+    brand = tenancy.create_brand_for(hub, org, "Concurrency").id
+    store = tenancy.create_store_for(hub, brand, {"name": "Concurrency", "country": "GB"}).id
+    yield PgStore(hub, ids.decode("organization", org), store, ids.decode("store", store))
+    hub.engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -128,8 +154,7 @@ class LiveServer:
 def server(hub):
     """stockhub's API and a worker, serving over real HTTP on a loopback port."""
     port = _free_port()
-    config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
+    uv = http_server(hub, "127.0.0.1", port, log_level="warning", lifespan="off")
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     worker = Worker(hub)

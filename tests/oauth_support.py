@@ -100,9 +100,10 @@ class Browser:
         return response
 
     def decide(self, consent: httpx.Response, decision: str) -> httpx.Response:
-        form = form_for(consent.text, "/oauth/authorize")
-        assert ("decision", decision) in form["buttons"]
-        return self.http.post("/oauth/authorize", data=form["fields"] | {"decision": decision})
+        """Post the consent form back to the authorization endpoint it came from."""
+        form = next(f for f in forms(consent.text) if ("decision", decision) in f["buttons"])
+        assert form["action"] == consent.url.path, (form["action"], consent.url.path)
+        return self.http.post(form["action"], data=form["fields"] | {"decision": decision})
 
     def authorize(self, authorization_url: str, email: str, decision: str = "allow") -> str:
         """The whole browser step; the URL the user agent is sent back to (with code or error)."""

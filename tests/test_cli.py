@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 
 def made(done: subprocess.CompletedProcess) -> dict:
@@ -41,3 +44,26 @@ def test_plain_output_and_clear_errors(run):
     brand = made(run("brand", "create", "--org", org.split()[1], "Acme", "--json"))["id"]
     bad = run("store", "create", "--brand", brand, "--country", "XX", "Nowhere", ok=False)
     assert bad.returncode == 1 and "country" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_fresh_installs_hand_out_different_ids(tmp_path):
+    """Public ids are keyed by each install's secret: not the same org_/brd_ everywhere, not a counter."""
+    stockhub = str(Path(sys.executable).parent / "stockhub")
+
+    def install(name: str):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {"STOCKHUB_DATA_DIR": str(tmp_path / name)}
+
+        def run(*args: str) -> str:
+            done = subprocess.run([stockhub, *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            return made(done)["id"]
+
+        return run
+
+    one, two = install("one"), install("two")
+    first = [one("org", "create", "Acme"), one("org", "create", "Second")]
+    second = [two("org", "create", "Acme"), two("org", "create", "Second")]
+    assert all(i.startswith("org_") for i in first + second)
+    assert set(first).isdisjoint(second)
+    assert first[0][4:8] != first[1][4:8]  # rows 1 and 2 do not give neighbouring ids
+    assert one("brand", "create", "--org", first[0], "Acme").startswith("brd_")  # stable across restarts

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -117,3 +118,30 @@ def test_an_acknowledged_upload_survives_a_killed_process(tmp_path):
         assert level.json()["on_hand"] == 4
     finally:
         restarted.stop()
+
+
+@pytest.mark.slow
+def test_serve_demo_again_reuses_the_demo_and_a_busy_port_changes_nothing(tmp_path):
+    data = tmp_path / "data"
+    first = Served(data, "--demo")
+    try:
+        store, key, token = demo_credentials(first.output())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
+            "STOCKHUB_DATA_DIR": str(data), "STOCKHUB_FTP_PORT": str(_free_port())
+        }
+        busy = subprocess.run([STOCKHUB, "serve", "--demo", "--port", str(first.port)], env=env, capture_output=True, text=True, timeout=60)
+        assert httpx.get(f"{first.url}/upload/{key}").status_code == 200  # the key was not rotated
+        assert busy.returncode != 0 and f"cannot start on 127.0.0.1:{first.port}" in busy.stderr
+        assert "upload key" not in busy.stdout
+    finally:
+        first.stop()
+
+    again = Served(data, "--demo")
+    try:
+        assert demo_credentials(again.output()) == (store, key, token)
+        assert "first start" in again.output()
+        assert httpx.get(f"{again.url}/v1/stores/{store}", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        again.stop()
+    with sqlite3.connect(data / "stockhub.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM api_tokens").fetchone() == (1,)  # no new token per start

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from stockhub.errors import Problem
+from stockhub.errors import Problem, ServiceError
 from stockhub.services import tenancy, uploads
 from stockhub.services.context import Hub
 from stockhub.settings import Settings
@@ -30,12 +31,12 @@ def _emit(as_json: bool, data: dict, text: str) -> None:
 
 
 class _Group(click.Group):
-    """Turns a service's Problem into a one-line error and exit code 1, never a traceback."""
+    """Turns a service's error into a one-line message and exit code 1, never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except Problem as problem:
+        except (ServiceError, Problem) as problem:
             details = "".join(f"\n  {e.field}: {e.message}" for e in problem.errors)
             click.echo(f"error: {problem.detail or problem.title}{details}", err=True)
             sys.exit(1)
@@ -57,14 +58,13 @@ def main() -> None:
 @click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
 def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_port: int | None, ftp: bool | None) -> None:
     """Run the HTTP API, the FTP gateway and the workers in one process."""
-    import uvicorn
-
-    from stockhub.api.app import create_app
+    from stockhub.api.server import http_server
     from stockhub.jobs.worker import Worker
 
     hub = _hub()
     host = host or hub.settings.host
     port = port or hub.settings.port
+    listening = _http_socket(host, port)  # both ports are taken before anything changes: a busy one fails the start
     gateway = _ftp_gateway(hub, host, ftp_port, demo) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
         from stockhub.demo import create_demo
@@ -78,11 +78,28 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     if gateway:
         gateway.start()
     try:
-        uvicorn.run(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
+        server = http_server(hub, host, port, log_level="info", proxy_headers=True)
+        server.run(sockets=[listening])
+        if not server.started:  # uvicorn has logged why
+            sys.exit(3)
     finally:
         if gateway:
             gateway.stop()
         worker.stop()
+
+
+def _http_socket(host: str, port: int) -> socket.socket:
+    sock = None
+    try:
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        return sock
+    except OSError as error:
+        if sock is not None:
+            sock.close()
+        raise click.ClickException(f"the HTTP server cannot start on {host}:{port}: {error}") from None
 
 
 def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
@@ -160,11 +177,13 @@ def store() -> None:
 @click.option("--country", required=True, help="ISO 3166-1 alpha-2, e.g. GB")
 @click.option("--currency", default=None, help="ISO 4217; default: the country's")
 @click.option("--timezone", default=None, help="IANA name; default: the country's when it has one")
-@click.option("--address", default=None)
-@click.option("--postcode", default=None)
+@click.option("--address-line1", "--address", "address_line1", default=None, help="street and number")
+@click.option("--address-line2", default=None)
 @click.option("--city", default=None)
-@click.option("--latitude", type=float, default=None)
-@click.option("--longitude", type=float, default=None)
+@click.option("--postal-code", "--postcode", "postal_code", default=None)
+@click.option("--state", default=None, help="region, county or province")
+@click.option("--latitude", type=float, default=None, help="-90 to 90")
+@click.option("--longitude", type=float, default=None, help="-180 to 180")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def store_create(brand_id: str, name: str, as_json: bool, **fields) -> None:

@@ -4,35 +4,45 @@ from __future__ import annotations
 
 import json
 
-from stockhub.services import tenancy
+from stockhub import ids
+from stockhub.errors import ServiceError
+from stockhub.services import accounts, connections, tenancy, vault
 from stockhub.services.context import Hub
 
 _STORES = [
-    {"name": "Demo Books Islington", "country": "GB", "city": "London", "postcode": "N1 8EA", "latitude": 51.536, "longitude": -0.103},
-    {"name": "Demo Books Manchester", "country": "GB", "city": "Manchester", "postcode": "M1 1AD", "latitude": 53.481, "longitude": -2.237},
+    {"name": "Demo Books Islington", "country": "GB", "address_line1": "1 Upper Street", "city": "London", "postal_code": "N1 8EA", "latitude": 51.536, "longitude": -0.103},
+    {"name": "Demo Books Manchester", "country": "GB", "address_line1": "1 Piccadilly", "city": "Manchester", "postal_code": "M1 1AD", "latitude": 53.481, "longitude": -2.237},
 ]
 
 
 def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
-    """Make the demo tenant on first run; later runs reuse it with fresh keys (keys are shown only once)."""
+    """Make the demo tenant on first run; later runs reuse it as it is: the same stores, their
+    current upload keys (read back from the vault) and the same API token (kept sealed in
+    demo.json), so re-running `serve --demo` rotates nothing and makes no new token."""
     marker = hub.settings.data_dir / "demo.json"
-    if marker.exists():
+    again = marker.exists()
+    if again:
         made = json.loads(marker.read_text())
-        keys = [tenancy.rotate_upload_key(hub, None, store_id) for store_id in made["stores"]]
     else:
         org = tenancy.create_organization(hub, "Demo Retailer").id
         brand = tenancy.create_brand_for(hub, org, "Demo Books").id
-        stores = [tenancy.create_store_for(hub, brand, fields) for fields in _STORES]
-        made = {"organization": org, "brand": brand, "stores": [s.id for s in stores]}
-        keys = [s.secret for s in stores]
+        made = {"organization": org, "brand": brand, "stores": [tenancy.create_store_for(hub, brand, fields).id for fields in _STORES]}
+    token = vault.unseal(hub.secret, made["token_sealed"]) if made.get("token_sealed") else None
+    if token is None or accounts.principal_for_token(hub, token) is None:  # first run, or the token was revoked
+        token = tenancy.create_api_token(hub, made["organization"], label="demo").secret
+        made["token_sealed"] = vault.seal(hub.secret, token)
         marker.write_text(json.dumps(made))
-    token = tenancy.create_api_token(hub, made["organization"], label="demo").secret
-    store, key = made["stores"][0], keys[0]
+        marker.chmod(0o600)
+    keys = [_current_key(hub, made["organization"], store) for store in made["stores"]]
+    store, key = made["stores"][0], keys[0] or "$KEY"
     lines = [
         "",
-        "stockhub demo",
+        "stockhub demo" + (" (the one made at the first start: same stores, keys and token)" if again else ""),
         f"  organization {made['organization']}, brand {made['brand']}",
-        *(f"  store {s}  upload key {k}" for s, k in zip(made["stores"], keys, strict=True)),
+        *(
+            f"  store {s}  upload key {k}" if k else f"  store {s}  upload key: shown when it was made (`stockhub store rotate-key {s}` makes a new one)"
+            for s, k in zip(made["stores"], keys, strict=True)
+        ),
         f"  API token    {token}",
         "",
         "Try it:",
@@ -50,3 +60,11 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+def _current_key(hub: Hub, organization_id: str, store_id: str) -> str | None:
+    """The store's current upload key from the vault, or None when it cannot be read back."""
+    try:
+        return connections.current_upload_key(hub, ids.decode("organization", organization_id), store_id)
+    except ServiceError:
+        return None

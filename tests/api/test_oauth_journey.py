@@ -27,15 +27,15 @@ def partner_client(server, hub):
     oauth.close()
 
 
-def authorize(server, oauth: OAuth2Client, email: str) -> dict:
+def authorize(server, oauth: OAuth2Client, email: str, paths: tuple[str, str] = ("/oauth/authorize", "/oauth/token")) -> dict:
     verifier = generate_token(48)
-    url, state = oauth.create_authorization_url(f"{server.url}/oauth/authorize", code_verifier=verifier)
+    url, state = oauth.create_authorization_url(f"{server.url}{paths[0]}", code_verifier=verifier)
     browser = Browser(server.url)
     try:
         callback = browser.authorize(url, email)
     finally:
         browser.close()
-    return oauth.fetch_token(f"{server.url}/oauth/token", authorization_response=callback, code_verifier=verifier, state=state)
+    return oauth.fetch_token(f"{server.url}{paths[1]}", authorization_response=callback, code_verifier=verifier, state=state)
 
 
 def test_a_partner_onboards_a_store_and_reads_its_stock(server, client, hub, tenant, partner_client):
@@ -125,3 +125,46 @@ def test_the_partner_reads_the_current_upload_key_even_after_rotation(server, cl
     rotated = client.post(key_url, headers=tenant.auth).json()["upload_key"]
     assert partner_client.get(key_url, headers=as_store).json()["upload_key"] == rotated
     assert partner_client.post(key_url, headers=as_store).status_code == 404  # rotating is the retailer's
+
+
+OTTER_PATHS = ("/v1/auth/oauth2/authorize", "/v1/auth/token")
+
+
+def test_an_otter_client_authorizes_at_otters_paths_and_reads_otters_address_object(server, client, hub, tenant, partner_client):
+    address = {"address_line1": "1 Upper Street", "address_line2": "Unit 4", "city": "London", "postal_code": "N1 0PN",
+               "state": "Greater London", "latitude": 51.5362, "longitude": -0.1033}
+    assert client.patch(f"/v1/stores/{tenant.store}", json=address, headers=tenant.auth).status_code == 200
+
+    token = authorize(server, partner_client, make_user(hub, tenant), OTTER_PATHS)
+    assert token["token_type"].lower() == "bearer" and set(token["scope"].split()) == set(SCOPES.split())
+    store = partner_client.get(f"/organization/v1/organization/brands/{tenant.brand}/stores/{tenant.store}")
+    assert store.status_code == 200
+    assert store.json()["address"] == {
+        "fullAddress": "1 Upper Street, Unit 4, London, Greater London N1 0PN, GB",
+        "addressLines": ["1 Upper Street", "Unit 4"],
+        "city": "London",
+        "postalCode": "N1 0PN",
+        "state": "Greater London",
+        "countryCode": "GB",
+        "location": {"latitude": 51.5362, "longitude": -0.1033},
+    }
+    listed = partner_client.get(f"/organization/v1/organization/brands/{tenant.brand}/stores", params={"limit": "5"}).json()
+    assert [s["address"] for s in listed["items"]] == [store.json()["address"]]
+
+    renewed = partner_client.refresh_token(f"{server.url}{OTTER_PATHS[1]}")
+    assert renewed["access_token"] != token["access_token"]
+    assert partner_client.get("/organization/v1/organization").status_code == 200
+
+    metadata = client.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["otter_authorization_endpoint"] == f"{server.url}{OTTER_PATHS[0]}"
+    assert metadata["otter_token_endpoint"] == f"{server.url}{OTTER_PATHS[1]}"
+
+
+def test_an_otter_client_gets_a_client_credentials_token_at_otters_token_path(server, hub):
+    partner = make_partner(hub, name="Marketplace")
+    oauth = OAuth2Client(partner.client_id, partner.client_secret, scope="organization.read", base_url=server.url)
+    try:
+        token = oauth.fetch_token(f"{server.url}{OTTER_PATHS[1]}", grant_type="client_credentials")
+        assert token["access_token"] and token["scope"] == "organization.read"
+    finally:
+        oauth.close()

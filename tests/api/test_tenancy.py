@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from support import make_tenant
@@ -43,6 +44,32 @@ def test_store_fields_are_validated_one_by_one(client, tenant):
         f"/v1/brands/{tenant.brand}/stores", json={"name": "NYC", "country": "US", "timezone": "America/New_York"}, headers=tenant.auth
     )
     assert given.status_code == 201 and given.json()["currency"] == "USD"
+
+
+def test_a_store_has_a_structured_address_set_by_post_patch_and_the_cli(client, tenant, run):
+    address = {"address_line1": "233 S Wacker Dr", "address_line2": "Floor 3", "city": "Chicago", "postal_code": "60606",
+               "state": "IL", "latitude": 41.8789, "longitude": -87.6359}
+    made = client.post(f"/v1/brands/{tenant.brand}/stores", json={"name": "Loop", "country": "US", "timezone": "America/Chicago"} | address, headers=tenant.auth)
+    assert made.status_code == 201, made.text
+    assert {k: made.json()[k] for k in address} == address and made.json()["country"] == "US"
+    assert isinstance(made.json()["latitude"], float)
+
+    patched = client.patch(f"/v1/stores/{made.json()['id']}", json={"address_line2": None, "state": "Illinois"}, headers=tenant.auth).json()
+    assert patched["address_line2"] is None and patched["state"] == "Illinois" and patched["address_line1"] == "233 S Wacker Dr"
+    for field, bad in (("latitude", {"latitude": -90.5, "longitude": 0}), ("longitude", {"latitude": 0, "longitude": 180.5})):
+        refused = client.patch(f"/v1/stores/{tenant.store}", json=bad, headers=tenant.auth)
+        assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == [field]
+    assert client.get(f"/v1/stores/{tenant.store}", headers=tenant.auth).json()["latitude"] is None  # nothing changed
+
+    cli = json.loads(run("store", "create", "--brand", tenant.brand, "--country", "GB", "--address-line1", "1 Coney Street",
+                         "--address-line2", "Rear", "--city", "York", "--postal-code", "YO1 9QL", "--state", "North Yorkshire",
+                         "--latitude", "53.959", "--longitude", "-1.084", "Acme York", "--json").stdout)
+    shown = client.get(f"/v1/stores/{cli['id']}", headers=tenant.auth).json()
+    assert (shown["address_line1"], shown["address_line2"], shown["city"], shown["postal_code"], shown["state"]) == (
+        "1 Coney Street", "Rear", "York", "YO1 9QL", "North Yorkshire")
+    assert (shown["latitude"], shown["longitude"]) == (53.959, -1.084)
+    out_of_range = run("store", "create", "--brand", tenant.brand, "--country", "GB", "--latitude", "91", "--longitude", "0", "X", ok=False)
+    assert out_of_range.returncode == 1 and "latitude" in out_of_range.stderr
 
 
 def test_patching_a_store_changes_only_what_is_sent(client, tenant):
@@ -101,3 +128,11 @@ def test_another_organizations_things_do_not_exist_for_you(client, hub, tenant):
     assert client.patch(f"/v1/stores/{other.store}", json={"city": "x"}, headers=tenant.auth).status_code == 404
     assert client.post(f"/v1/brands/{other.brand}/stores", json={"name": "x", "country": "GB"}, headers=tenant.auth).status_code == 404
     assert client.get("/v1/brands", headers=tenant.auth).json()["items"][0]["id"] == tenant.brand
+
+
+def test_malformed_or_foreign_ids_are_not_found(client, tenant):
+    guessed = tenant.store[:-1] + ("a" if tenant.store[-1] != "a" else "b")  # one character off
+    for store_id in (guessed, "str_zzzzzzzzzzz", "str_" + tenant.brand[4:], tenant.brand, "str_" + "9" * 40, "str_!!", "str_0"):
+        response = client.get(f"/v1/stores/{store_id}", headers=tenant.auth)
+        assert response.status_code == 404, (store_id, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
+import time
 import re
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import httpx2 as httpx
 import xlsxwriter
 from sqlalchemy import func, select
 
@@ -184,6 +187,40 @@ def test_a_signed_url_is_single_use_tamper_proof_and_expires(client, server, ten
     expired = client.get(f"/upload/{tenant.upload_key}").text
     refused = client.put(expired, content=body)
     assert refused.status_code == 403 and "expired" in refused.json()["detail"]
+
+
+def test_rotating_the_upload_key_revokes_urls_issued_under_the_old_key(client, tenant, run):
+    body = f"barcode,price,quantity\n{BOOK},6.99,3\n".encode()
+    issued = client.get(f"/upload/{tenant.upload_key}").text
+    rotated = client.post(f"/v1/stores/{tenant.store}/upload-key", headers=tenant.auth)
+    assert rotated.status_code == 200
+    refused = client.put(issued, content=body)
+    assert refused.status_code == 403 and "revoked" in refused.json()["detail"] and "rotated" in refused.json()["detail"]
+
+    issued = client.get(f"/upload/{rotated.json()['upload_key']}").text
+    newest = json.loads(run("store", "rotate-key", tenant.store, "--json").stdout)["upload_key"]
+    refused = client.put(issued, content=body)
+    assert refused.status_code == 403 and "revoked" in refused.json()["detail"]
+    assert client.get(f"/v1/stores/{tenant.store}/uploads", headers=tenant.auth).json()["items"] == []
+
+    assert upload(client, newest, body)["status"] == "received"
+
+
+def test_a_file_still_streaming_in_when_the_key_is_rotated_is_refused(client, server, tenant):
+    issued = client.get(f"/upload/{tenant.upload_key}").text
+
+    def body():
+        yield b"barcode,price,quantity\n"
+        time.sleep(1)  # the server has checked the URL and is reading the body
+        assert client.post(f"/v1/stores/{tenant.store}/upload-key", headers=tenant.auth).status_code == 200
+        yield f"{BOOK},6.99,3\n".encode()
+
+    with httpx.Client(timeout=30) as putter:
+        refused = putter.put(issued, content=body())
+    assert refused.status_code == 403 and "revoked" in refused.json()["detail"]
+    assert client.get(f"/v1/stores/{tenant.store}/uploads", headers=tenant.auth).json()["items"] == []
+    assert server.hub.storage.list("uploads") == []  # nothing kept, not even a part
+    assert list((server.hub.storage.local_folder() / ".partial").iterdir()) == []
 
 
 def test_a_file_over_the_size_cap_is_refused_and_not_kept(client, server, tenant):

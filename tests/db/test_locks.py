@@ -6,22 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from stockhub import ids
-from stockhub.db.engine import make_engine
 from stockhub.db.locks import lock_store, share_stores
-from stockhub.services import tenancy
-from stockhub.services.context import Hub
-from stockhub.settings import Settings
 
 
 @pytest.fixture
-def pg(postgres_database, tmp_path):
-    hub = Hub(Settings(data_dir=tmp_path, database_url=postgres_database, secret_key="x"), make_engine(postgres_database))
-    org = tenancy.create_organization(hub, "Locks").id
-    brand = tenancy.create_brand_for(hub, org, "Locks").id
-    store = tenancy.create_store_for(hub, brand, {"name": "Locks", "country": "GB"}).id
-    yield hub, ids.decode("store", store)
-    hub.engine.dispose()
+def pg(pg_store):
+    return pg_store.hub, pg_store.store
 
 
 def holding(hub, take):

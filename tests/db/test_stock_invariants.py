@@ -17,7 +17,7 @@ from sqlalchemy import select
 from stockhub import ids
 from stockhub.db.tables import order_lines, orders, stock_levels
 from stockhub.domain.orders import Action
-from stockhub.errors import Problem
+from stockhub.errors import Conflict, Invalid
 from stockhub.jobs.worker import Worker
 from stockhub.services import orders as order_service
 from stockhub.services import stock_writes, tenancy, uploads
@@ -65,8 +65,8 @@ def make_machine(hub, tenant, tmp_path):
             try:
                 order, _ = order_service.book(hub, self.organization, booking)
                 self.orders.append(order["id"])
-            except Problem as problem:
-                assert problem.status == 409
+            except Conflict:  # short: nothing was booked
+                pass
 
         @precondition(lambda self: self.orders)
         @rule(data=st.data(), action=st.sampled_from(list(Action)), restock=st.booleans())
@@ -74,23 +74,23 @@ def make_machine(hub, tenant, tmp_path):
             order = data.draw(st.sampled_from(self.orders))
             try:
                 order_service.step(hub, self.organization, order, action, restock=restock)
-            except Problem as problem:
-                assert problem.status == 409  # an illegal step
+            except Conflict:  # an illegal step
+                pass
 
         @rule(product=st.sampled_from(PRODUCTS), delta=st.integers(-6, 6))
         def adjust(self, product, delta):
             body = stock_writes.Adjustments(adjustments=[{"identifier": product, "delta": delta}])
             try:
                 stock_writes.adjust(hub, self.organization, self.store, body, f"adj-{self.store}-{self._next()}")
-            except Problem as problem:
-                assert problem.status in (409, 422)  # below what orders hold, or not stocked yet
+            except (Conflict, Invalid):  # below what orders hold, or not stocked yet
+                pass
 
         @rule(product=st.sampled_from(PRODUCTS), on_hand=st.integers(-2, 12))
         def count(self, product, on_hand):
             try:
                 stock_writes.set_count(hub, self.organization, self.store, product, stock_writes.Count(on_hand=on_hand, price="1"))
-            except Problem as problem:
-                assert problem.status == 409
+            except Conflict:  # below what orders hold
+                pass
 
         @invariant()
         def nothing_is_oversold_and_the_ledger_replays(self):

@@ -1,9 +1,8 @@
 """What routes depend on: the hub, and the principal a bearer token stands for.
 
-`Scoped("stock.read")` gives a route the caller if its token holds the scope. A store's
-route then asks `store_organization(principal, store_id)` which organization to scope by: a
-partner reaches only the store its `X-Store-Id` names (any other store is 404).
-`Organization` remains for routes that take an organization's own API token only.
+`Scoped("stock.read")` gives a route the caller if its token holds the scope; which stores it
+then reaches is `services.scope.scope_of(principal)` (a partner: only the store its
+`X-Store-Id` names). `Organization` is for routes that take an organization's own API token only.
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stockhub import ids
 from stockhub.domain.access import Principal
-from stockhub.errors import Problem, not_found
+from stockhub.errors import Problem
 from stockhub.services.accounts import principal_for_token
 from stockhub.services.context import Hub
+from stockhub.services.paging import MAX_LIMIT
+from stockhub.services.scope import organization_of
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -52,44 +52,14 @@ def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
     return Annotated[Principal, Depends(holding)]
 
 
-def store_organization(principal: Principal, store_id: str) -> int:
-    """The organization to scope a store's route by; a partner must be connected to it."""
-    if principal.is_partner and (principal.store is None or ids.decode("store", store_id) != principal.store):
-        raise not_found(f"store {store_id}")
-    if principal.organization is None:
-        raise not_found(f"store {store_id}")
-    return principal.organization
-
-
-def own_organization(principal: Principal, what: str | None = None) -> int:
-    """Routes over a whole organization take its own API token; partners use /organization/v1."""
-    if principal.kind != "organization":
-        if what:
-            raise not_found(what)
-        raise Problem(403, "Forbidden", "this route takes an organization's API token (partners: see /organization/v1)")
-    return principal.organization
-
-
 def current_organization(principal: CurrentPrincipal, request: Request) -> int:
     """An organization's own API token; to anyone else a route naming a thing is 404 (no existence leak)."""
-    return own_organization(principal, "this" if request.path_params else None)
-
-
-def connected_store(principal: Principal) -> tuple[int, int | None]:
-    """(organization, store) for routes across a store's things: an organization's token reaches all
-    its stores (store None); a partner only the connected store its `X-Store-Id` names."""
-    if principal.is_partner:
-        if principal.store is None or principal.organization is None:
-            raise not_found("a connected store (send X-Store-Id)")
-        return principal.organization, principal.store
-    if principal.organization is None:
-        raise not_found("this")
-    return principal.organization, None
+    return organization_of(principal, "this" if request.path_params else None)
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]
 Organization = Annotated[int, Depends(current_organization)]
-Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 Token = Annotated[str | None, Query(description="the page token from the previous page's `next_token`")]
 
 

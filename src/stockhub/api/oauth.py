@@ -112,7 +112,14 @@ def _refusal(request: Request, error: OAuth2Error) -> HTMLResponse:
 # --- the authorization endpoint --------------------------------------------------------------
 
 
-@router.get("/oauth/authorize", response_class=HTMLResponse)
+# Otter's partner clients use Otter's paths (`/v1/auth/oauth2/authorize`, `/v1/auth/token`): the
+# same endpoints answer there too.
+AUTHORIZE_PATHS = ("/oauth/authorize", "/v1/auth/oauth2/authorize")
+TOKEN_PATHS = ("/oauth/token", "/v1/auth/token")
+
+
+@router.get(AUTHORIZE_PATHS[1], response_class=HTMLResponse, include_in_schema=False)
+@router.get(AUTHORIZE_PATHS[0], response_class=HTMLResponse)
 async def authorize(request: Request) -> Response:
     """Validate the request, sign the user in if needed, then ask for consent."""
     hub, server = get_hub(request), authorization_server(request)
@@ -128,12 +135,13 @@ async def authorize(request: Request) -> Response:
         return RedirectResponse("/signin?" + urlencode({"next": target}), status_code=303)
     details = await run_in_threadpool(oauth.consent_details, hub, user, grant.client, grant.request.scope)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in _PAGE_FIELDS]
-    response = _page(request, "consent.html", csrf=session["csrf"], email=user.email, params=params, **details)
+    response = _page(request, "consent.html", action=request.url.path, csrf=session["csrf"], email=user.email, params=params, **details)
     sessions.write(hub, request, response, session)
     return response
 
 
-@router.post("/oauth/authorize", response_class=HTMLResponse)
+@router.post(AUTHORIZE_PATHS[1], response_class=HTMLResponse, include_in_schema=False)
+@router.post(AUTHORIZE_PATHS[0], response_class=HTMLResponse)
 async def decide(request: Request) -> Response:
     """The consent form: allow issues a code to the redirect URI, deny answers access_denied."""
     hub, server = get_hub(request), authorization_server(request)
@@ -154,7 +162,8 @@ async def decide(request: Request) -> Response:
 # --- token, revocation, metadata -------------------------------------------------------------
 
 
-@router.post("/oauth/token")
+@router.post(TOKEN_PATHS[1], include_in_schema=False)
+@router.post(TOKEN_PATHS[0])
 async def token(request: Request) -> Response:
     """authorization_code (with PKCE), refresh_token (rotating) and client_credentials."""
     server = authorization_server(request)
@@ -176,8 +185,8 @@ def metadata(request: Request) -> dict:
     methods = ["client_secret_basic", "client_secret_post", "none"]
     return {
         "issuer": base,
-        "authorization_endpoint": f"{base}/oauth/authorize",
-        "token_endpoint": f"{base}/oauth/token",
+        "authorization_endpoint": f"{base}{AUTHORIZE_PATHS[0]}",
+        "token_endpoint": f"{base}{TOKEN_PATHS[0]}",
         "revocation_endpoint": f"{base}/oauth/revoke",
         "scopes_supported": sorted(ALL_SCOPES),
         "response_types_supported": ["code"],
@@ -185,6 +194,9 @@ def metadata(request: Request) -> dict:
         "token_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_methods_supported": methods,
         "code_challenge_methods_supported": ["S256"],
+        # the same endpoints at Otter's paths, for Otter's partner clients (an RFC 8414 extension)
+        "otter_authorization_endpoint": f"{base}{AUTHORIZE_PATHS[1]}",
+        "otter_token_endpoint": f"{base}{TOKEN_PATHS[1]}",
     }
 
 

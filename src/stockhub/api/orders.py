@@ -5,9 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockhub.api.deps import HubDep, Limit, Organization, Scoped, Token, connected_store, page_body
+from stockhub.api.deps import HubDep, Limit, Organization, Scoped, Token, page_body
 from stockhub.domain.orders import Action
 from stockhub.services import customers, orders
+from stockhub.services.scope import scope_of
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
@@ -16,8 +17,7 @@ router = APIRouter(prefix="/v1", tags=["orders"])
 def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking, response: Response) -> dict:
     """Book an order against live availability: every line's stock is committed, or none (409
     with the short lines). The same `external_id` and body again returns the order (200)."""
-    organization, store = connected_store(principal)
-    order, created = orders.book(hub, organization, body, store)
+    order, created = orders.book(hub, scope_of(principal), body)
     if not created:
         response.status_code = 200
     return order
@@ -25,40 +25,34 @@ def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Book
 
 @router.get("/orders")
 def list_orders(hub: HubDep, principal: Scoped("orders.read"), limit: Limit = 50, token: Token = None, status: str | None = None) -> dict:
-    organization, store = connected_store(principal)
-    return page_body(orders.list_orders(hub, organization, limit, token, status, store))
+    return page_body(orders.list_orders(hub, scope_of(principal), limit, token, status))
 
 
 @router.get("/orders/{order_id}")
 def get_order(hub: HubDep, principal: Scoped("orders.read"), order_id: str) -> dict:
-    organization, store = connected_store(principal)
-    return orders.get(hub, organization, order_id, store)
+    return orders.get(hub, scope_of(principal, f"order {order_id}"), order_id)
 
 
 @router.patch("/orders/{order_id}")
 def update_order(hub: HubDep, principal: Scoped("orders.write"), order_id: str, body: orders.OrderChanges) -> dict:
     """Change the invoice number, planned dates, payment; everything else is read-only."""
-    organization, store = connected_store(principal)
-    return orders.update(hub, organization, order_id, body, store)
+    return orders.update(hub, scope_of(principal, f"order {order_id}"), order_id, body)
 
 
 @router.post("/orders/{order_id}/confirm")
 def confirm(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
     """The held units leave the store's count: on_hand and committed both drop."""
-    organization, store = connected_store(principal)
-    return orders.step(hub, organization, order_id, Action.CONFIRM, store=store)
+    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.CONFIRM)
 
 
 @router.post("/orders/{order_id}/dispatch")
 def dispatch(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
-    organization, store = connected_store(principal)
-    return orders.step(hub, organization, order_id, Action.DISPATCH, store=store)
+    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.DISPATCH)
 
 
 @router.post("/orders/{order_id}/deliver")
 def deliver(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
-    organization, store = connected_store(principal)
-    return orders.step(hub, organization, order_id, Action.DELIVER, store=store)
+    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.DELIVER)
 
 
 class Cancellation(BaseModel):
@@ -71,8 +65,7 @@ class Cancellation(BaseModel):
 def cancel(hub: HubDep, principal: Scoped("orders.write"), order_id: str, body: Annotated[Cancellation | None, Body()] = None) -> dict:
     """Unconfirmed: the held units are released. Confirmed or dispatched: `restock` decides."""
     body = body or Cancellation()
-    organization, store = connected_store(principal)
-    return orders.step(hub, organization, order_id, Action.CANCEL, reason=body.reason, restock=body.restock, store=store)
+    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.CANCEL, reason=body.reason, restock=body.restock)
 
 
 @router.post("/customers", status_code=201)

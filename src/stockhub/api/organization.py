@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse, Response
 
 from stockhub.api import problems
-from stockhub.api.deps import HubDep, Scoped
+from stockhub.api.deps import HubDep, Limit, Scoped
 from stockhub.domain.access import Principal
 from stockhub.errors import Problem
 from stockhub.services import connections
@@ -22,7 +22,6 @@ router = APIRouter(prefix=f"{PREFIX}/organization", tags=["organization (partner
 
 Reader = Scoped("organization.read")
 Integrator = Scoped("organization.service_integration")
-Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 PageToken = Annotated[str | None, Query(description="the previous page's `offsetToken`")]
 
 
@@ -52,8 +51,32 @@ def _partner(hub, principal: Principal, brand_id: str, store_id: str) -> int:
     return principal.partner
 
 
-def _page(page) -> dict:
-    body: dict[str, Any] = {"items": page.items}
+def _store(store: dict) -> dict:
+    """A store as Otter's schema has it: the address an object, the coordinates its `location`."""
+    lines = [line for line in (store["address_line1"], store["address_line2"]) if line]
+    region = " ".join(part for part in (store["state"], store["postal_code"]) if part)  # "IL 62701", "N1 8EA"
+    full = ", ".join(part for part in (*lines, store["city"], region, store["country"]) if part)
+    located = store["latitude"] is not None and store["longitude"] is not None
+    return {
+        "id": store["id"],
+        "brandId": store["brand_id"],
+        "name": store["name"],
+        "address": {
+            "fullAddress": full,
+            "addressLines": lines,
+            "city": store["city"],
+            "postalCode": store["postal_code"],
+            "state": store["state"],
+            "countryCode": store["country"],
+            "location": {"latitude": store["latitude"], "longitude": store["longitude"]} if located else None,
+        },
+        "currency": store["currency"],
+        "timezone": store["timezone"],
+    }
+
+
+def _page(page, render=lambda item: item) -> dict:
+    body: dict[str, Any] = {"items": [render(item) for item in page.items]}
     if page.next_token is not None:
         body["offsetToken"] = page.next_token
     return body
@@ -76,12 +99,12 @@ def get_brand(hub: HubDep, principal: Reader, brand_id: str) -> dict:
 
 @router.get("/brands/{brand_id}/stores")
 def list_stores(hub: HubDep, principal: Reader, brand_id: str, limit: Limit = 100, token: PageToken = None) -> dict:
-    return _page(connections.list_stores(hub, _organization(principal), brand_id, limit, token))
+    return _page(connections.list_stores(hub, _organization(principal), brand_id, limit, token), _store)
 
 
 @router.get("/brands/{brand_id}/stores/{store_id}")
 def get_store(hub: HubDep, principal: Reader, brand_id: str, store_id: str) -> dict:
-    return connections.get_store(hub, _organization(principal), brand_id, store_id)
+    return _store(connections.get_store(hub, _organization(principal), brand_id, store_id))
 
 
 @router.get("/brands/{brand_id}/stores/{store_id}/connection")

@@ -11,11 +11,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stockhub.errors import FieldError, Problem
+from stockhub.errors import Conflict, FieldError, Invalid, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
 
 log = logging.getLogger(__name__)
 
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+
+# The HTTP status of each kind of service error (errors.py): the API's one mapping.
+STATUS: dict[type[ServiceError], int] = {
+    Malformed: 400,
+    Refused: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Invalid: 422,
+}
+
+
+def as_problem(error: ServiceError) -> Problem:
+    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    return Problem(status, error.title, error.detail, error.errors, error.extra)
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -47,6 +62,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem):
         return _render(request, problem)
+
+    @app.exception_handler(ServiceError)
+    async def on_service_error(request: Request, error: ServiceError):
+        return _render(request, as_problem(error))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError):

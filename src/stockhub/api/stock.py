@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body, store_organization
+from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
 from stockhub.services import stock, stock_writes
+from stockhub.services.scope import scope_of
 
 router = APIRouter(prefix="/v1", tags=["stock"])
 
@@ -20,19 +21,19 @@ def list_stock(
     status: str | None = None,
 ) -> dict:
     """The store's stock levels by identifier; `status` filters to in_stock, out_of_stock or expired."""
-    return page_body(stock.list_stock(hub, store_organization(principal, store_id), store_id, limit, token, status))
+    return page_body(stock.list_stock(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token, status))
 
 
 @router.get("/stores/{store_id}/stock/{identifier}")
 def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, identifier: str) -> dict:
     """One product's level; any spelling of its barcode (UPC-A, EAN-13, ISBN-10...) finds it."""
-    return stock.get_stock(hub, store_organization(principal, store_id), store_id, identifier)
+    return stock.get_stock(hub, scope_of(principal, f"store {store_id}"), store_id, identifier)
 
 
 @router.put("/stores/{store_id}/stock/{identifier}")
 def set_count(hub: HubDep, principal: Scoped("stock.write"), store_id: str, identifier: str, body: stock_writes.Count) -> dict:
     """Set on_hand absolutely (an inventory master's count); `change_from` makes it compare-and-set."""
-    return stock_writes.set_count(hub, store_organization(principal, store_id), store_id, identifier, body)
+    return stock_writes.set_count(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body)
 
 
 @router.post("/stores/{store_id}/stock/adjustments")
@@ -44,4 +45,4 @@ def adjust(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> dict:
     """Apply deltas to on_hand, all or none; retry safely with the same `Idempotency-Key`."""
-    return stock_writes.adjust(hub, store_organization(principal, store_id), store_id, body, idempotency_key)
+    return stock_writes.adjust(hub, scope_of(principal, f"store {store_id}"), store_id, body, idempotency_key)

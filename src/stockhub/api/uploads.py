@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import time
 from typing import Annotated
+
+import anyio
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
-from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body, store_organization
+from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.access import Principal
-from stockhub.errors import FieldError, Problem, not_found
-from stockhub import ids
+from stockhub.errors import FieldError, Problem
 from stockhub.services import uploads
+from stockhub.services.scope import scope_of
 
 router = APIRouter(tags=["uploads"])
+UPLOAD_PATH = "/incoming/"  # the PUT's time is bounded by its URL's expiry, not the server's body timeout
 
 
 @router.get("/upload/{upload_key}", response_class=PlainTextResponse)
@@ -21,7 +25,7 @@ def upload_url(hub: HubDep, request: Request, upload_key: str, type: str = "stoc
     return uploads.upload_url(hub, upload_key, type, str(request.base_url))
 
 
-@router.put("/incoming/{store_id}/{kind}")
+@router.put(UPLOAD_PATH + "{store_id}/{kind}")
 async def put_file(
     hub: HubDep,
     request: Request,
@@ -30,11 +34,17 @@ async def put_file(
     expires: Annotated[int, Query()],
     nonce: Annotated[str, Query(max_length=64)],
     signature: Annotated[str, Query(max_length=100)],
+    key_id: Annotated[str, Query(max_length=64)] = "",  # which upload key the URL was issued under
 ) -> dict:
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
-    grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, signature)
+    grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, key_id, signature)
     _refuse_declared_oversize(hub, request)
-    received = await uploads.receive_stream(hub, grant, request.stream())
+    # the URL's expiry also bounds the transfer: a file still arriving after it (and a grace) is cut off
+    try:
+        with anyio.fail_after(expires + hub.settings.upload_url_grace_seconds - time.time()):
+            received = await uploads.receive_stream(hub, grant, request.stream())
+    except TimeoutError:
+        raise Problem(408, "Request timeout", "the file did not arrive before the upload URL expired: ask for a new URL and send it again") from None
     return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")
 
 
@@ -55,21 +65,15 @@ def get_upload(hub: HubDep, principal: Scoped("uploads.read"), upload_id: str) -
 
 @router.get("/v1/uploads/{upload_id}/rejections.csv", response_class=Response)
 def rejections_csv(hub: HubDep, principal: Scoped("uploads.read"), upload_id: str) -> Response:
-    upload = _upload_of(hub, principal, upload_id)
-    body = uploads.rejections_csv(hub, store_organization(principal, upload["store_id"]), upload_id)
+    body = uploads.rejections_csv(hub, scope_of(principal, f"upload {upload_id}"), upload_id)
     return Response(body, media_type="text/csv; charset=utf-8")
 
 
 @router.get("/v1/stores/{store_id}/uploads")
 def list_uploads(hub: HubDep, principal: Scoped("uploads.read"), store_id: str, limit: Limit = 50, token: Token = None) -> dict:
-    return page_body(uploads.list_uploads(hub, store_organization(principal, store_id), store_id, limit, token))
+    return page_body(uploads.list_uploads(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token))
 
 
 def _upload_of(hub, principal: Principal, upload_id: str) -> dict:
     """The upload if the caller may see it: its organization's, or for a partner its connected store's."""
-    if principal.organization is None:
-        raise not_found(f"upload {upload_id}")
-    upload = uploads.get_upload(hub, principal.organization, upload_id)
-    if principal.is_partner and ids.decode("store", upload["store_id"]) != principal.store:
-        raise not_found(f"upload {upload_id}")
-    return upload
+    return uploads.get_upload(hub, scope_of(principal, f"upload {upload_id}"), upload_id)

@@ -5,21 +5,21 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockhub.api.deps import HubDep, Limit, Scoped, Token, connected_store, page_body
-from stockhub.domain.access import Owner
+from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
+from stockhub.domain.access import Scope
 from stockhub.services import events, webhooks
+from stockhub.services.scope import scope_of
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
-def webhook_owner(principal: Scoped("webhooks.manage")) -> Owner:
+def webhook_owner(principal: Scoped("webhooks.manage")) -> Scope:
     """An organization's token: its own subscriptions. A partner's (with `X-Store-Id`): its own,
     for that connected store only; without a connected store named, nothing here is found."""
-    organization, store = connected_store(principal)
-    return Owner(organization, principal.partner if principal.is_partner else None, store)
+    return scope_of(principal)
 
 
-WebhookOwner = Annotated[Owner, Depends(webhook_owner)]
+WebhookOwner = Annotated[Scope, Depends(webhook_owner)]
 
 
 @router.post("/webhook-subscriptions", status_code=201)
@@ -95,10 +95,10 @@ def retry_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
 def list_events(
     hub: HubDep,
     owner: WebhookOwner,
-    store_id: Annotated[str | None, Query(description="the store's events; omitted: the organization's own (a partner: its connected store's)")] = None,
+    store_id: Annotated[str | None, Query(description="the store's events; omitted: every event of the organization (a partner: its connected store's)")] = None,
     after: Annotated[int, Query(description="the last sequence number already seen (0: from the start)")] = 0,
     limit: Annotated[int, Query(description="events per page, at most 100")] = 20,
 ) -> dict:
-    """Catch up without webhooks: a stream's events after sequence `after`, oldest first.
+    """Catch up without webhooks: the events numbered after `after`, oldest first.
     Ask again with `after` = the answer's `next_after` until `items` is empty."""
     return events.list_events(hub, owner, store_id, after, limit)

@@ -1,17 +1,22 @@
 """Engine set-up for SQLite (embedded default) and PostgreSQL, and the two ways to use it.
 
-`transaction(engine)` is a write transaction. On SQLite it starts with BEGIN IMMEDIATE, so a
-writer takes the single write lock up front and waits for it (busy timeout) instead of failing
-half-way when a read lock cannot be upgraded. `reading(engine)` is a read-only snapshot.
+`transaction(engine)` is a write transaction and the unit of work of every use case: what it
+writes commits together, and after the commit it rings the workers' bell when the transaction
+made new work for them (`new_work(conn)`: an event to sequence and deliver, an upload to
+process, a delivery to retry), so no service wakes workers by hand. On SQLite it starts with
+BEGIN IMMEDIATE, so a writer takes the single write lock up front and waits for it (busy
+timeout) instead of failing half-way when a read lock cannot be upgraded. `reading(engine)` is
+a read-only snapshot.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -82,10 +87,28 @@ def is_postgres(conn_or_engine) -> bool:
     return conn_or_engine.dialect.name == "postgresql"
 
 
+_NEW_WORK = "stockhub.new_work"
+_bells: WeakKeyDictionary[Engine, Callable[[], None]] = WeakKeyDictionary()
+
+
+def ring_on_new_work(engine: Engine, bell: Callable[[], None]) -> None:
+    """What to call after a transaction on `engine` that made new work commits (the Hub's bell)."""
+    _bells[engine] = bell
+
+
+def new_work(conn: Connection) -> None:
+    """Mark the current transaction as one that leaves work for the workers."""
+    conn.info[_NEW_WORK] = True
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    with engine.begin() as conn:
-        yield conn
+    with engine.connect() as conn:
+        conn.info.pop(_NEW_WORK, None)
+        with conn.begin():
+            yield conn
+        if conn.info.pop(_NEW_WORK, False) and (bell := _bells.get(engine)) is not None:
+            bell()
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
     order row  →  store rows (by id)  →  stock level rows (by store, identifier)
 
+Events take no lock when written: the sequencer numbers them after commit, under its own lock.
+
 Applying an upload locks its store row FOR UPDATE; everything else that changes a store's
 stock (bookings, order steps, direct writes) takes the store row FOR KEY SHARE, which many
 such writers hold at once but which waits for an upload being applied. So an upload's diff
@@ -16,13 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, Row, func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import event_streams, orders, stock_levels, stores
+from stockhub.db.tables import orders, stock_levels, stores
 
-_UPLOAD_INTAKE = 1  # advisory lock namespace
+_UPLOAD_INTAKE = 1  # advisory lock namespaces
+_SEQUENCER = 2
 
 
 def lock_store(conn: Connection, store_id: int) -> None:
@@ -67,16 +68,7 @@ def lock_upload_intake(conn: Connection, store_id: int) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(_UPLOAD_INTAKE, store_id % 2**31)))
 
 
-def reserve_sequences(conn: Connection, stream: str, count: int) -> int:
-    """Take the next `count` sequence numbers of an event stream; returns the first.
-
-    The upsert locks the stream's row until commit, so a stream's events commit in sequence
-    order and a reader catching up `after=N` never skips one that commits late. Taken after the
-    store lock, like every stock writer's other locks.
-    """
-    dialect_insert = pg_insert if is_postgres(conn) else sqlite_insert
-    statement = dialect_insert(event_streams).values(stream=stream, last_sequence=count)
-    statement = statement.on_conflict_do_update(
-        index_elements=["stream"], set_={"last_sequence": event_streams.c.last_sequence + count}
-    ).returning(event_streams.c.last_sequence)
-    return conn.execute(statement).scalar_one() - count + 1
+def lock_sequencer(conn: Connection) -> None:
+    """One event sequencer at a time (see services.events.sequence_events), until commit."""
+    if is_postgres(conn):
+        conn.execute(select(func.pg_advisory_xact_lock(_SEQUENCER, 0)))

@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 
 
@@ -81,9 +82,11 @@ stores = Table(
     Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
     Column("brand_id", Id, ForeignKey("brands.id"), nullable=False, index=True),
     Column("name", String(200), nullable=False),
-    Column("address", String(500)),
-    Column("postcode", String(20)),
+    Column("address_line1", String(500)),
+    Column("address_line2", String(500)),
     Column("city", String(200)),
+    Column("postal_code", String(20)),
+    Column("state", String(200)),  # region, county or province, as the country writes addresses
     Column("country", String(2), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("timezone", String(64), nullable=False),
@@ -305,16 +308,10 @@ catalog_products = Table(
 
 
 # --- Events and webhooks ---------------------------------------------------------------------
-# The outbox: events are written in the transaction of the change they describe, numbered per
-# stream (a store's, or an organization's for events with no store) so receivers can order them
-# and catch up by sequence. Deliveries are the work the webhook workers claim.
-
-event_streams = Table(
-    "event_streams",
-    metadata,
-    Column("stream", String(40), primary_key=True),  # "store:12", "organization:3"
-    Column("last_sequence", BigInteger, nullable=False),
-)
+# The outbox: events are written in the transaction of the change they describe, without a
+# number; the sequencer numbers committed events afterwards (`sequence`, one numbering for all
+# streams) so readers catch up by store or organization without skipping one. Deliveries are
+# the work the webhook workers claim.
 
 events = Table(
     "events",
@@ -323,13 +320,15 @@ events = Table(
     Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
     Column("store_id", Id),
     Column("type", String(40), nullable=False),
-    Column("stream", String(40), nullable=False),
-    Column("sequence", BigInteger, nullable=False),
+    Column("sequence", BigInteger),  # set by the sequencer after commit
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("data", Text, nullable=False),  # JSON; an inventory batch's changes are in inventory_changes
     Column("change_count", Integer),
     Column("partner_id", Id, ForeignKey("partners.id")),  # set: the event is that partner's (store.connected)
-    Index("uq_events_stream_sequence", "stream", "sequence", unique=True),
+    Index("uq_events_sequence", "sequence", unique=True),
+    Index("ix_events_store_id_sequence", "store_id", "sequence"),
+    Index("ix_events_organization_id_sequence", "organization_id", "sequence"),
+    Index("ix_events_unsequenced", "id", sqlite_where=text("sequence IS NULL"), postgresql_where=text("sequence IS NULL")),
     Index("ix_events_occurred_at", "occurred_at"),
 )
 
@@ -360,6 +359,8 @@ webhook_subscriptions = Table(
     Column("event_types", Text, nullable=False),  # JSON list
     Column("store_ids", Text),  # JSON list of store numbers; null: every store
     Column("description", String(500)),
+    # true: each store's events go out one at a time in sequence order (a failing one holds back the later ones)
+    Column("ordered", Boolean, nullable=False, default=False, server_default=false()),
     Column("status", String(20), nullable=False, default="active"),  # active | paused | disabled | deleted
     Column("disabled_reason", Text),
     Column("failing_since", UTCDateTime),
@@ -390,6 +391,14 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
     Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
     Index("ix_webhook_deliveries_event_id", "event_id"),
+    # claiming: each subscription's due deliveries, and the few in flight (jobs/deliver.py)
+    Index("ix_webhook_deliveries_subscription_id_next_attempt_at", "subscription_id", "next_attempt_at"),
+    Index(
+        "ix_webhook_deliveries_delivering",
+        "subscription_id",
+        postgresql_where=text("status = 'delivering'"),
+        sqlite_where=text("status = 'delivering'"),
+    ),
 )
 
 webhook_attempts = Table(

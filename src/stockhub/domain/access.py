@@ -54,11 +54,11 @@ class Principal:
 
 
 @dataclass(frozen=True)
-class Owner:
-    """Whose webhook subscriptions (and event stream) a call is about.
+class Scope:
+    """What a call reaches (and whose webhook subscriptions and events it is about).
 
-    An organization's own (`partner` None, every store of it), or a partner's: then `store`
-    is the one connected store its `X-Store-Id` names, and everything is filtered to it.
+    An organization's own (`partner` None): every store of it. A partner's: only `store`, the
+    one connected store its `X-Store-Id` names. services/scope.py applies it everywhere.
     """
 
     organization: int
@@ -68,3 +68,6 @@ class Owner:
     @property
     def is_partner(self) -> bool:
         return self.partner is not None
+
+    def reaches(self, store: int | None) -> bool:
+        return store is not None and (self.store is None or store == self.store)

@@ -3,11 +3,19 @@
 Pure functions over bytes: no I/O, no database. Everything runs as columnar polars expressions.
 """
 
-from stockhub.feeds.identifiers import InvalidIdentifier, canonical_identifier, canonical_identifiers, lookup_identifier
+from stockhub.feeds.identifiers import (
+    IdentifierRule,
+    InvalidIdentifier,
+    canonical_identifier,
+    canonical_identifiers,
+    lookup_identifier,
+    rule_for,
+)
 from stockhub.feeds.product_file import ProductFile, read_product_file
 from stockhub.feeds.stock_file import StockFile, read_stock_file
 
 __all__ = [
+    "IdentifierRule",
     "InvalidIdentifier",
     "StockFile",
     "canonical_identifier",
@@ -16,4 +24,5 @@ __all__ = [
     "ProductFile",
     "read_product_file",
     "read_stock_file",
+    "rule_for",
 ]

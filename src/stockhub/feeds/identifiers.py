@@ -12,6 +12,7 @@ the oracle.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import polars as pl
 import polars.selectors as cs
@@ -177,16 +178,53 @@ def canonical_identifiers(values: pl.Series) -> pl.DataFrame:
     return with_canonical_identifier(frame, "value").select("identifier", "reason").collect()
 
 
-def lookup_identifier(value: str) -> str:
-    """The identifier under which a product asked for by `value` is stored: its canonical form,
-    else (custom product data) the value itself when it is a possible custom identifier."""
+def custom_identifier(value: str) -> str:
+    """`with_custom_identifier` for one value: a GTIN or ISBN canonicalised, else letters and
+    digits up to 36 characters kept as given (spaces and hyphens dropped)."""
     try:
         return canonical_identifier(value)
     except InvalidIdentifier:
-        compact = "".join(value.split()).replace("-", "")
-        if compact.isascii() and compact.isalnum() and len(compact) <= CUSTOM_MAX_LENGTH:
+        compact = _NOT_COMPACT.sub("", value)
+        if not compact:
+            raise
+        if _CUSTOM.fullmatch(compact):
             return compact
-        raise
+        raise InvalidIdentifier(f"identifier is not a GTIN or ISBN, and {CUSTOM_RULE}") from None
+
+
+@dataclass(frozen=True)
+class IdentifierRule:
+    """How a store names its products, one rule per kind of store, used alike by stock and
+    product files (`column`, polars) and by orders, direct stock writes and lookups (`one`).
+
+    Standard stores: a GTIN or ISBN, else a SKU of 6–32 letters and digits. Stores with custom
+    product data (NearSt's custom barcodes): a GTIN or ISBN, else 1–36 letters and digits. The
+    two forms of each rule are held to the same answers by tests over one table of cases.
+    """
+
+    custom: bool
+
+    def one(self, value: str) -> str:
+        """The canonical identifier; raises InvalidIdentifier saying why not."""
+        return custom_identifier(value) if self.custom else canonical_identifier(value)
+
+    def column(self, frame: pl.LazyFrame, source: str, *, identifier: str = "identifier", reason: str = "reason") -> pl.LazyFrame:
+        identify = with_custom_identifier if self.custom else with_canonical_identifier
+        return identify(frame, source, identifier=identifier, reason=reason)
+
+
+STANDARD = IdentifierRule(custom=False)
+CUSTOM = IdentifierRule(custom=True)
+
+
+def rule_for(custom_products: bool) -> IdentifierRule:
+    return CUSTOM if custom_products else STANDARD
+
+
+def lookup_identifier(value: str) -> str:
+    """The identifier under which a product asked for by `value` would be stored by any rule (a
+    custom rule accepts everything a standard one does): for reads, which find nothing else."""
+    return CUSTOM.one(value)
 
 
 def canonical_identifier(value: str) -> str:
@@ -218,6 +256,7 @@ _NOT_COMPACT = re.compile(r"[\s\-]")
 _DIGITS = re.compile(r"[0-9]+")
 _ISBN10 = re.compile(r"[0-9]{9}[0-9Xx]")
 _SKU = re.compile(r"[A-Za-z0-9]{6,32}")
+_CUSTOM = re.compile(rf"[A-Za-z0-9]{{1,{CUSTOM_MAX_LENGTH}}}")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
 

@@ -13,7 +13,7 @@ import polars as pl
 
 from stockhub.feeds.decode import UnreadableFile, read_table
 from stockhub.feeds.headers import normalise
-from stockhub.feeds.identifiers import with_canonical_identifier, with_custom_identifier
+from stockhub.feeds.identifiers import rule_for
 from stockhub.feeds.stock_file import NO_DATA_ROWS, unusable, verdict
 
 FIELDS = (
@@ -110,7 +110,7 @@ def _layout(first_row: dict[str, str | None]) -> tuple[dict[str, str], tuple[str
 
 
 def _validate(frame: pl.LazyFrame, custom_identifiers: bool) -> pl.LazyFrame:
-    identify = with_custom_identifier if custom_identifiers else with_canonical_identifier
+    identify = rule_for(custom_identifiers).column
     frame = identify(frame, "barcode", identifier="identifier", reason="barcode_reason")
     lowered = {f: pl.col(f).str.to_lowercase() for f in ("condition", "age_group", "gender")}
     frame = frame.with_columns(

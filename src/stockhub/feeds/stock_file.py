@@ -9,7 +9,7 @@ import polars as pl
 from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
-from stockhub.feeds.identifiers import restore_lost_zeros, with_canonical_identifier, with_custom_identifier
+from stockhub.feeds.identifiers import restore_lost_zeros, rule_for
 from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity
 
 ROW_SCHEMA = {
@@ -110,7 +110,7 @@ def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.Dat
 
 def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool) -> pl.LazyFrame:
     """Adds the parsed columns and `reject`, a struct (field, value, reason) or null if valid."""
-    identify = with_custom_identifier if custom_identifiers else with_canonical_identifier
+    identify = rule_for(custom_identifiers).column
     frame = identify(
         fields.lazy(), "identifier_raw", identifier="identifier", reason="identifier_reason"
     )

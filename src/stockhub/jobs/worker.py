@@ -1,5 +1,5 @@
-"""The worker loop: claim an upload, process it; start due webhook deliveries; repeat; sweep now
-and then; sleep until woken."""
+"""The worker loop: number new events; claim an upload, process it; start due webhook
+deliveries; repeat; sweep now and then; sleep until woken."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from stockhub.jobs.deliver import Deliverer
 from stockhub.jobs.queue import claim_upload, fail_upload
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
+from stockhub.services.events import sequence_events
 from stockhub.services.ingest import process_upload
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,12 @@ class Worker:
         self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
 
     def run_once(self) -> bool:
-        """Process one upload if one is claimable, and start the webhook deliveries that are due; True when it did either."""
+        """Number committed events, process one upload if one is claimable, and start the webhook
+        deliveries that are due; True when it did any of it."""
+        numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
         started = self.deliverer.deliver_due() if self.deliverer is not None else 0
-        return processed or started > 0
+        return numbered > 0 or processed or started > 0
 
     def _process_one_upload(self) -> bool:
         upload_id = claim_upload(self.hub, self.id)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 
 import polars as pl
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stockhub import feeds
+from stockhub import feeds, ids
 from stockhub.db.engine import is_postgres, reading
 from stockhub.db.tables import catalog_products
 from stockhub.errors import not_found
+from stockhub.services import events
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
 
@@ -20,10 +22,12 @@ DESCRIBED = [c.name for c in catalog_products.columns if c.name not in ("organiz
 # What the store stock responses show of a product, when the catalog has it.
 SHOWN_WITH_STOCK = ("title", "brand", "image_url")
 _BATCH = 5000
+PRODUCT_BATCH = 100  # products per product.updated event
 
 
-def apply_products(conn: Connection, organization: int, upload_id: int, rows: pl.DataFrame, now: datetime) -> int:
-    """Insert or replace the organization's products described by an upload; returns how many.
+def apply_products(conn: Connection, organization: int, store: int, upload_id: int, rows: pl.DataFrame, now: datetime) -> int:
+    """Insert or replace the organization's products described by a store's upload, and tell
+    subscribers what changed (product.updated, on the store's events); returns how many changed.
 
     Rows go in identifier order, so two uploads of one organization touching the same products
     lock them in the same order on PostgreSQL.
@@ -32,6 +36,7 @@ def apply_products(conn: Connection, organization: int, upload_id: int, rows: pl
     records = rows.sort("identifier").select("identifier", *DESCRIBED).with_columns(
         organization_id=pl.lit(organization), upload_id=pl.lit(upload_id), updated_at=pl.lit(now)
     ).to_dicts()
+    changed = _changed(conn, organization, records)
     for start in range(0, len(records), _BATCH):
         statement = insert(catalog_products)
         statement = statement.on_conflict_do_update(
@@ -39,7 +44,22 @@ def apply_products(conn: Connection, organization: int, upload_id: int, rows: pl
             set_={name: statement.excluded[name] for name in [*DESCRIBED, "upload_id", "updated_at"]},
         )
         conn.execute(statement, records[start : start + _BATCH])
-    return len(records)
+    batches = [changed[i : i + PRODUCT_BATCH] for i in range(0, len(changed), PRODUCT_BATCH)]
+    upload = ids.encode("upload", upload_id)
+    for n, batch in enumerate(batches, 1):
+        products = [render_product(SimpleNamespace(**record)) for record in batch]
+        events.emit(conn, "product.updated", organization, store, {"upload_id": upload, "batch": n, "batches": len(batches), "products": products}, now=now)
+    return len(changed)
+
+
+def _changed(conn: Connection, organization: int, records: list[dict]) -> list[dict]:
+    """The records that describe a product differently from the catalog (or a new one)."""
+    described = {}
+    for start in range(0, len(records), _BATCH):
+        wanted = [record["identifier"] for record in records[start : start + _BATCH]]
+        query = select(catalog_products).where(catalog_products.c.organization_id == organization, catalog_products.c.identifier.in_(wanted))
+        described |= {row.identifier: tuple(getattr(row, name) for name in DESCRIBED) for row in conn.execute(query)}
+    return [record for record in records if described.get(record["identifier"]) != tuple(record[name] for name in DESCRIBED)]
 
 
 def get_product(hub: Hub, organization: int, identifier: str) -> dict:

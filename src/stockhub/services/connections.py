@@ -10,11 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from stockhub import ids
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import brands, organizations, store_connections, stores
-from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
+from stockhub.errors import Conflict, FieldError, conflict, invalid, not_found
 from stockhub.services import events, vault
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
-from stockhub.services.tenancy import brand_number, store_number
+from stockhub.domain.access import Scope
+from stockhub.services.scope import store_number
+from stockhub.services.tenancy import brand_number, render_store
 
 
 def organization(hub: Hub, organization: int) -> dict:
@@ -39,12 +41,12 @@ def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: s
     with reading(hub.engine) as conn:
         brand = brand_number(conn, organization, brand_id)
         query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
-        return page_of(conn, query, stores.c.id, limit, token, _store)
+        return page_of(conn, query, stores.c.id, limit, token, render_store)
 
 
 def get_store(hub: Hub, organization: int, brand_id: str, store_id: str) -> dict:
     with reading(hub.engine) as conn:
-        return _store(conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
+        return render_store(conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
 
 
 def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id: str) -> int:
@@ -57,19 +59,6 @@ def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id
 
 def _brand(row) -> dict:
     return {"id": ids.encode("brand", row.id), "name": row.name}
-
-
-def _store(row) -> dict:
-    address = ", ".join(part for part in (row.address, row.city, row.postcode) if part) or None
-    return {
-        "id": ids.encode("store", row.id),
-        "brandId": ids.encode("brand", row.brand_id),
-        "name": row.name,
-        "address": address,
-        "country": row.country,
-        "currency": row.currency,
-        "timezone": row.timezone,
-    }
 
 
 # --- connections -----------------------------------------------------------------------------
@@ -106,7 +95,6 @@ def connect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: 
             f"store {store_id} is already connected to this application, or {partner_store_id!r} names another of "
             "your connected stores: DELETE the connection first to replace it"
         ) from None
-    hub.work_arrived.set()  # the store.connected event's deliveries go out now
 
 
 def disconnect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> None:
@@ -140,16 +128,14 @@ def _valid_partner_store_id(value: object) -> str:
 # --- the upload key, for a connected partner ---------------------------------------------------
 
 
-def current_upload_key(hub: Hub, organization: int, store_id: str) -> str:
+def current_upload_key(hub: Hub, scope: Scope | int, store_id: str) -> str:
     """The store's current upload key, unsealed (see services/vault.py for why it can be)."""
     with reading(hub.engine) as conn:
-        number = store_number(conn, organization, store_id)
+        number = store_number(conn, scope, store_id)
         sealed = conn.execute(select(stores.c.upload_key_sealed).where(stores.c.id == number)).scalar()
     key = vault.unseal(hub.secret, sealed) if sealed else None
     if key is None:
-        raise Problem(
-            409,
-            "Conflict",
+        raise Conflict(
             "this store's upload key predates key sealing (or the server secret changed): "
             "the retailer must rotate it once (POST /v1/stores/{id}/upload-key or `stockhub store rotate-key`)",
         )

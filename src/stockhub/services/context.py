@@ -6,18 +6,26 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
-from stockhub.db.engine import make_engine
+from stockhub import ids
+from stockhub.db.engine import make_engine, ring_on_new_work
 from stockhub.settings import Settings
 from stockhub.storage import Storage, from_url
 
 
 @dataclass
 class Hub:
-    """What every use case needs: the settings, the database, the file storage, and a bell that wakes the workers."""
+    """What every use case needs: the settings, the database, the file storage, and a bell that wakes the workers.
+
+The bell rings after any `db.engine.transaction` that left work (see `db.engine.new_work`).
+"""
 
     settings: Settings
     engine: Engine
     work_arrived: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        ring_on_new_work(self.engine, self.work_arrived.set)  # every unit of work that leaves work wakes the workers
+        ids.configure(self.settings.secret)  # public ids are keyed by the server secret
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Hub:

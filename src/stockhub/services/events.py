@@ -1,17 +1,22 @@
-"""The outbox: events written in the transaction of the change they describe, and read back.
+"""The outbox: events written in the transaction of the change they describe, numbered after
+commit, and read back.
 
-Every event belongs to a stream (a store's, or its organization's when it concerns no one
-store) and takes the stream's next sequence number, so a receiver can order events and catch
-up with `GET /v1/events?store_id=…&after=N`. Writing an event also fans it out, in the same
-transaction, into one delivery per matching webhook subscription: nothing is sent after
-commit that was not written before it.
+An event commits with its change and, in the same transaction, one delivery per matching
+webhook subscription: nothing is sent after commit that was not written before it. It is
+written without a number: `sequence_events` (one sequencer at a time, run by the workers and
+before every catch-up read) numbers committed events afterwards, in the order they became
+visible — the high-water-mark technique of event stores. So writers of one store never wait
+for each other's sequence number, and a reader paging `GET /v1/events?after=N` (per store or
+per organization) never skips an event: every number up to the highest it sees is committed.
+A store's events carry increasing numbers with gaps (the numbers are shared by all streams).
+Deliveries become due when their event is numbered, so every payload carries its `sequence`.
 
 For other services (orders, products, partners):
 
-    event_id = emit(conn, "order.created", organization_id, store_id, {"order_id": "ord_…", …})
+    emit(conn, "order.created", organization_id, store_id, {"order_id": "ord_…", …})
 
-inside their one write transaction (`conn` from `db.engine.transaction`), then, after the
-transaction commits, `hub.work_arrived.set()` so an idle worker delivers it at once.
+inside their one write transaction (`conn` from `db.engine.transaction`, the unit of work,
+which wakes the workers after commit).
 """
 
 from __future__ import annotations
@@ -23,27 +28,24 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from math import ceil
 
-from sqlalchemy import Connection, Table, func, insert, literal, or_, select
+from sqlalchemy import Connection, Engine, func, insert, literal, or_, select, update
 
 from stockhub import ids
-from stockhub.db.engine import reading
-from stockhub.db.locks import reserve_sequences
+from stockhub.db.engine import new_work, reading, transaction
+from stockhub.db.locks import lock_sequencer
 from stockhub.db.tables import events, inventory_changes, store_connections, webhook_deliveries, webhook_subscriptions
-from stockhub.domain.access import Owner
-from stockhub.domain.money import to_decimal_string
-from stockhub.domain.stock import StockLevel
+from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
-from stockhub.errors import FieldError, Problem, not_found
+from stockhub.errors import FieldError, Malformed
 from stockhub.services.context import Hub
-from stockhub.services.tenancy import store_number
+from stockhub.services.levels import render_level
+from stockhub.services.paging import check_limit
+from stockhub.services.scope import as_scope, store_number
 from stockhub.timefmt import iso
 
 MAX_EVENTS_PAGE = 100
+SEQUENCER_BATCH = 5000
 _public = lru_cache(maxsize=4096)(ids.encode)  # a few organizations and stores, rendered on every event
-
-
-def stream_of(organization_id: int, store_id: int | None) -> str:
-    return f"store:{store_id}" if store_id is not None else f"organization:{organization_id}"
 
 
 def emit(
@@ -52,40 +54,50 @@ def emit(
     organization_id: int,
     store_id: int | None,
     data: dict,
-    sequence_key: str | None = None,
     now: datetime | None = None,
     partner_id: int | None = None,
 ) -> int:
-    """Write one event (and its deliveries) in the caller's transaction; returns its number.
+    """Write one event (and its deliveries) in the caller's transaction; returns its row id.
 
-    `data` is rendered as given (public ids, decimal strings). The sequence is per store by
-    default (`sequence_key` may name another stream, e.g. "order:12"; then `GET /v1/events`
-    by store does not list it). `partner_id` makes the event that partner's (store.connected):
-    it goes to the organization's subscriptions and that partner's, never another partner's.
+    `data` is rendered as given (public ids, decimal strings). `partner_id` makes the event that
+    partner's (store.connected): it goes to the organization's subscriptions and that partner's,
+    never another partner's.
     """
+    return _write(conn, type, organization_id, store_id, now or datetime.now(UTC), [(data, None)], partner_id)[0]
+
+
+def _write(
+    conn: Connection,
+    type: str,
+    organization_id: int,
+    store_id: int | None,
+    now: datetime,
+    bodies: list[tuple[dict, int | None]],
+    partner_id: int | None = None,
+) -> list[int]:
+    """Insert events of one type (data, change_count each) and fan them out; their row ids, in order."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
-    now = now or datetime.now(UTC)
-    stream = sequence_key or stream_of(organization_id, store_id)
-    sequence = reserve_sequences(conn, stream, 1)
-    event_id = conn.execute(
-        events.insert().values(
-            organization_id=organization_id,
-            store_id=store_id,
-            type=type,
-            stream=stream,
-            sequence=sequence,
-            occurred_at=now,
-            data=json.dumps(data, separators=(",", ":")),
-            partner_id=partner_id,
-        )
-    ).inserted_primary_key[0]
-    _fan_out(conn, organization_id, store_id, type, stream, sequence, sequence, now, partner_id)
-    return event_id
+    rows = [
+        {
+            "organization_id": organization_id,
+            "store_id": store_id,
+            "type": type,
+            "occurred_at": now,
+            "data": json.dumps(data, separators=(",", ":")),
+            "change_count": change_count,
+            "partner_id": partner_id,
+        }
+        for data, change_count in bodies
+    ]
+    event_ids = list(conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True), rows).scalars())
+    _fan_out(conn, organization_id, store_id, type, event_ids, now, partner_id)
+    new_work(conn)  # the sequencer numbers them, then their deliveries go out
+    return event_ids
 
 
 def emit_inventory_changes(
-    conn: Connection, organization_id: int, store_id: int, upload_id: int | None, changes: Table, count: int, now: datetime
+    conn: Connection, organization_id: int, store_id: int, upload_id: int | None, changes, count: int, now: datetime
 ) -> int:
     """inventory.updated for the rows an ingest changed, straight from its `changes` table.
 
@@ -97,41 +109,28 @@ def emit_inventory_changes(
     if count == 0:
         return 0
     batches = ceil(count / INVENTORY_BATCH)
-    stream = stream_of(organization_id, store_id)
-    first = reserve_sequences(conn, stream, batches)
     upload = ids.encode("upload", upload_id) if upload_id is not None else None
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "organization_id": organization_id,
-                "store_id": store_id,
-                "type": "inventory.updated",
-                "stream": stream,
-                "sequence": first + i,
-                "occurred_at": now,
-                "data": json.dumps({"upload_id": upload, "batch": i + 1, "batches": batches}, separators=(",", ":")),
-                "change_count": min(INVENTORY_BATCH, count - i * INVENTORY_BATCH),
-            }
-            for i in range(batches)
-        ],
-    )
+    bodies = [
+        ({"upload_id": upload, "batch": i + 1, "batches": batches}, min(INVENTORY_BATCH, count - i * INVENTORY_BATCH))
+        for i in range(batches)
+    ]
+    event_ids = _write(conn, "inventory.updated", organization_id, store_id, now, bodies)
     c = changes.c
     numbered = (
         select(c, ((func.row_number().over(order_by=c.identifier) - 1) // INVENTORY_BATCH).label("batch"))
         .where(c.differs)
         .subquery()
     )
-    batch_events = (
-        select(events.c.id, (events.c.sequence - first).label("batch"))
-        .where(events.c.stream == stream, events.c.sequence.between(first, first + batches - 1))
+    batch_events = (  # the events of this ingest in id order are its batches in order
+        select(events.c.id.label("event_id"), (func.row_number().over(order_by=events.c.id) - 1).label("batch"))
+        .where(events.c.id.in_(event_ids))
         .subquery()
     )
     conn.execute(
         insert(inventory_changes).from_select(
             ["event_id", "identifier", "on_hand_before", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor"],
             select(
-                batch_events.c.id,
+                batch_events.c.event_id,
                 numbered.c.identifier,
                 numbered.c.on_hand_before,
                 numbered.c.quantity,
@@ -144,35 +143,23 @@ def emit_inventory_changes(
             ).select_from(numbered.join(batch_events, batch_events.c.batch == numbered.c.batch)),
         )
     )
-    _fan_out(conn, organization_id, store_id, "inventory.updated", stream, first, first + batches - 1, now)
     return batches
 
 
 def emit_level_changes(conn: Connection, organization_id: int, store_id: int, changes: list[dict], now: datetime) -> int:
-    """inventory.updated for a few levels changed one by one (orders, direct writes).
+    """inventory.updated for levels changed one by one or by a sweep (orders, direct writes, expiry).
 
     Each change is a dict of inventory_changes' columns except event_id. Returns events written.
     """
     if not changes:
         return 0
     batches = [changes[i : i + INVENTORY_BATCH] for i in range(0, len(changes), INVENTORY_BATCH)]
-    stream = stream_of(organization_id, store_id)
-    first = reserve_sequences(conn, stream, len(batches))
-    for n, batch in enumerate(batches):
-        event_id = conn.execute(
-            events.insert().values(
-                organization_id=organization_id,
-                store_id=store_id,
-                type="inventory.updated",
-                stream=stream,
-                sequence=first + n,
-                occurred_at=now,
-                data=json.dumps({"upload_id": None, "batch": n + 1, "batches": len(batches)}, separators=(",", ":")),
-                change_count=len(batch),
-            )
-        ).inserted_primary_key[0]
-        conn.execute(inventory_changes.insert(), [change | {"event_id": event_id} for change in batch])
-    _fan_out(conn, organization_id, store_id, "inventory.updated", stream, first, first + len(batches) - 1, now)
+    bodies = [({"upload_id": None, "batch": n + 1, "batches": len(batches)}, len(batch)) for n, batch in enumerate(batches)]
+    event_ids = _write(conn, "inventory.updated", organization_id, store_id, now, bodies)
+    conn.execute(
+        inventory_changes.insert(),
+        [change | {"event_id": event_id} for event_id, batch in zip(event_ids, batches) for change in batch],
+    )
     return len(batches)
 
 
@@ -181,16 +168,15 @@ def _fan_out(
     organization_id: int,
     store_id: int | None,
     type: str,
-    stream: str,
-    first: int,
-    last: int,
+    event_ids: list[int],
     now: datetime,
     partner_id: int | None = None,
 ) -> None:
-    """One delivery per matching subscription for events first..last of the stream (few subscriptions, set-based rows).
+    """One delivery per matching subscription and event (few subscriptions, set-based rows).
 
-    A partner's subscription (always for one store) gets the store's events only while the partner
-    is connected to it; a partner's own event goes to no other partner.
+    Deliveries wait (no `next_attempt_at`) until the sequencer numbers their event. A partner's
+    subscription (always for one store) gets the store's events only while the partner is
+    connected to it; a partner's own event goes to no other partner.
     """
     s = webhook_subscriptions.c
     query = select(s.id, s.status, s.event_types, s.store_ids, s.partner_id).where(
@@ -200,6 +186,7 @@ def _fan_out(
         query = query.where(or_(s.partner_id.is_(None), s.partner_id == partner_id))
     subscriptions = conn.execute(query).all()
     connected: set[int] | None = None
+    rows = []
     for subscription in subscriptions:
         if type not in json.loads(subscription.event_types):
             continue
@@ -210,21 +197,21 @@ def _fan_out(
                 connected = _partners_connected(conn, store_id)
             if subscription.partner_id not in connected:
                 continue
-        active = subscription.status == "active"
-        conn.execute(
-            insert(webhook_deliveries).from_select(
-                ["event_id", "subscription_id", "organization_id", "status", "attempts", "next_attempt_at", "created_at"],
-                select(
-                    events.c.id,
-                    literal(subscription.id),
-                    literal(organization_id),
-                    literal("pending" if active else "held"),
-                    literal(0),
-                    literal(now if active else None, webhook_deliveries.c.next_attempt_at.type),
-                    literal(now, webhook_deliveries.c.created_at.type),
-                ).where(events.c.stream == stream, events.c.sequence.between(first, last)),
-            )
-        )
+        status = "pending" if subscription.status == "active" else "held"
+        rows += [
+            {
+                "event_id": event_id,
+                "subscription_id": subscription.id,
+                "organization_id": organization_id,
+                "status": status,
+                "attempts": 0,
+                "next_attempt_at": None,
+                "created_at": now,
+            }
+            for event_id in event_ids
+        ]
+    if rows:
+        conn.execute(webhook_deliveries.insert(), rows)
 
 
 def _partners_connected(conn: Connection, store_id: int | None) -> set[int]:
@@ -232,6 +219,46 @@ def _partners_connected(conn: Connection, store_id: int | None) -> set[int]:
         return set()
     c = store_connections.c
     return set(conn.execute(select(c.partner_id).where(c.store_id == store_id)).scalars())
+
+
+# --- numbering events after commit ---------------------------------------------------------
+
+
+def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
+    """Number the committed events that have no number yet, oldest first; returns how many.
+
+    One sequencer at a time (`lock_sequencer`), so numbers are handed out in increasing order
+    and every number at or below the highest one a reader can see is committed. The
+    deliveries of the numbered events become due.
+    """
+    with reading(engine) as conn:
+        if conn.execute(select(events.c.id).where(events.c.sequence.is_(None)).limit(1)).first() is None:
+            return 0
+    with transaction(engine) as conn:
+        lock_sequencer(conn)
+        last = conn.execute(select(func.coalesce(func.max(events.c.sequence), 0))).scalar_one()
+        pending = (
+            select(events.c.id, (literal(last) + func.row_number().over(order_by=events.c.id)).label("number"))
+            .where(events.c.sequence.is_(None))
+            .order_by(events.c.id)
+            .limit(limit)
+            .subquery()
+        )
+        numbered = conn.execute(update(events).values(sequence=pending.c.number).where(events.c.id == pending.c.id)).rowcount
+        if numbered:
+            now = datetime.now(UTC)
+            d = webhook_deliveries.c
+            conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    d.event_id.in_(select(events.c.id).where(events.c.sequence > last)),
+                    d.status == "pending",
+                    d.next_attempt_at.is_(None),
+                )
+                .values(next_attempt_at=now)
+            )
+            new_work(conn)  # deliveries are due
+    return numbered
 
 
 # --- reading events ------------------------------------------------------------------------
@@ -269,35 +296,32 @@ def render_event(row, changes: list) -> dict:
 
 
 def _render_change(event_id: str, change) -> dict:
-    level = StockLevel(on_hand=change.on_hand, committed=change.committed, safety_stock=change.safety_stock, expired=change.expired)
     return {
         "change_id": f"{event_id}.{change.identifier}",
         "identifier": change.identifier,
         "on_hand_before": change.on_hand_before,
-        "on_hand": level.on_hand,
-        "committed": level.committed,
-        "available": level.available,
-        "status": level.status.value,
-        "price": to_decimal_string(change.price_minor, change.currency),
-        "currency": change.currency,
-        "promotion_amount": to_decimal_string(change.promotion_minor, change.currency),
+        **render_level(change),
     }
 
 
-def list_events(hub: Hub, owner: Owner | int, store_id: str | None, after: int, limit: int) -> dict:
-    """A stream's events after sequence `after`, oldest first: the store's, or the organization's own.
+def list_events(hub: Hub, owner: Scope | int, store_id: str | None, after: int, limit: int) -> dict:
+    """Events numbered after `after`, oldest first: one store's, or (no store) all of the
+    organization's, its own and every store's.
 
-    A partner reads only its connected store's stream (another store is not found), without the
-    events of other partners (their store.connected): it sees gaps in the sequence there.
+    A partner reads only its connected store's events (another store is not found; no store:
+    its connected store), without other partners' own events (their store.connected).
     """
-    owner = owner if isinstance(owner, Owner) else Owner(owner)
-    if not 1 <= limit <= MAX_EVENTS_PAGE:
-        raise Problem(400, "Bad request", f"limit must be between 1 and {MAX_EVENTS_PAGE}", [FieldError("limit", "out of range")])
+    owner = as_scope(owner)
+    check_limit(limit, MAX_EVENTS_PAGE)
     if after < 0:
-        raise Problem(400, "Bad request", "after must be 0 or a sequence number", [FieldError("after", "negative")])
+        raise Malformed("after must be 0 or a sequence number", [FieldError("after", "negative")])
+    while sequence_events(hub.engine) == SEQUENCER_BATCH:  # read your writes: what committed before this call is listed
+        pass
     with reading(hub.engine) as conn:
         store = _stream_store(conn, owner, store_id)
-        query = select(events).where(events.c.stream == stream_of(owner.organization, store), events.c.sequence > after)
+        query = select(events).where(events.c.organization_id == owner.organization, events.c.sequence > after)
+        if store is not None:
+            query = query.where(events.c.store_id == store)
         if owner.is_partner:
             query = query.where(or_(events.c.partner_id.is_(None), events.c.partner_id == owner.partner))
         rows = conn.execute(query.order_by(events.c.sequence).limit(limit)).all()
@@ -306,10 +330,6 @@ def list_events(hub: Hub, owner: Owner | int, store_id: str | None, after: int, 
     return {"items": items, "next_after": items[-1]["sequence"] if items else after}
 
 
-def _stream_store(conn: Connection, owner: Owner, store_id: str | None) -> int | None:
-    """The store whose stream to read (None: the organization's own); a partner reads its connected store's."""
-    if not owner.is_partner:
-        return store_number(conn, owner.organization, store_id) if store_id is not None else None
-    if store_id is not None and ids.decode("store", store_id) != owner.store:
-        raise not_found(f"store {store_id}")
-    return owner.store
+def _stream_store(conn: Connection, scope: Scope, store_id: str | None) -> int | None:
+    """The store whose events to read (None: the whole organization's; a partner: its connected store's)."""
+    return store_number(conn, scope, store_id) if store_id is not None else scope.store

@@ -70,7 +70,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         if in_parts:  # each part added its changes as it went
             changed = conn.execute(select(uploads.c.changed_count).where(uploads.c.id == upload_id)).scalar_one() or 0
         elif fatal is None and upload.kind == "products":
-            changed = apply_products(conn, upload.organization_id, upload_id, parsed.rows, now)
+            changed = apply_products(conn, upload.organization_id, upload.store_id, upload_id, parsed.rows, now)
         elif fatal is None:
             applied = apply_snapshot(
                 conn, upload.store_id, upload_id, parsed.rows, now, means_available=means_available, on_changes=inventory_updated
@@ -84,7 +84,6 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings, rejections_kept)
         emit_upload_processed(conn, upload_id, now)
-    hub.work_arrived.set()  # deliveries were committed with the events
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
 

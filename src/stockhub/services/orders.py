@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,15 +14,18 @@ from sqlalchemy.exc import IntegrityError
 from stockhub import feeds, ids
 from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_order
-from stockhub.db.tables import order_lines, orders, stores
+from stockhub.db.tables import order_lines, orders
 from stockhub.domain import places
+from stockhub.domain.access import Scope
 from stockhub.domain.money import to_decimal_string, to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
-from stockhub.errors import FieldError, Problem, conflict, invalid, not_found
-from stockhub.services import customers, events, stock_moves
+from stockhub.errors import FieldError, InsufficientStock, conflict, invalid, not_found
+from stockhub.services import customers, events, idempotency, stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
+from stockhub.services.scope import as_scope, store_numbers, visible
+from stockhub.services.tenancy import identifier_rules
 from stockhub.timefmt import iso
 
 
@@ -68,7 +69,7 @@ class Booking(BaseModel):
         return value.upper()
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        return idempotency.fingerprint(self.model_dump(mode="json"))
 
 
 class OrderChanges(BaseModel):
@@ -85,22 +86,21 @@ class OrderChanges(BaseModel):
 # --- booking ---------------------------------------------------------------------------------
 
 
-def book(hub: Hub, organization: int, booking: Booking, store: int | None = None) -> tuple[dict, bool]:
-    """Book an order: commit every line's stock or none. Returns (order, created now).
-
-    `store`: the caller reaches only this store (a partner's connected store); None: any of the
-    organization's."""
+def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]:
+    """Book an order at stores the scope reaches: commit every line's stock or none. Returns
+    (order, created now)."""
+    scope = as_scope(scope)
+    organization = scope.organization
     fingerprint = booking.fingerprint()
     existing = _by_external_id(hub, organization, booking.external_id)
     if existing is not None:
-        if store is not None and existing.fulfilment_store_id != store:
+        if not scope.reaches(existing.fulfilment_store_id):
             raise conflict(f"order {booking.external_id} was booked with a different request; an external_id names one order")
         return _replayed(hub, organization, existing, fingerprint)
-    lines = _resolved_lines(hub, organization, booking, store)
+    lines = _resolved_lines(hub, scope, booking)
     try:
         with transaction(hub.engine) as conn:
             rendered = _book(conn, organization, booking, fingerprint, lines)
-        hub.work_arrived.set()  # the order's events are committed: deliver them
         return rendered, True
     except IntegrityError:  # the same external id booked concurrently: that one won
         existing = _by_external_id(hub, organization, booking.external_id)
@@ -123,7 +123,7 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
         except Shortfall as shortfall:
             short.append(_shortfall(key, shortfall, lines))
     if short:
-        raise Problem(409, "Insufficient stock", "some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
+        raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
 
     customer_id = customers.find_or_make(conn, organization, booking.customer)[0] if booking.customer else None
     status = OrderStatus.CONFIRMED if booking.is_preconfirmed else OrderStatus.REQUESTED
@@ -151,19 +151,16 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
         [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)],
     )
     rendered = _announce(conn, "order.created", organization, order_id, now)
-    # Last: the stock effect takes the store's event sequence, which other writers of the store
-    # wait for until this transaction commits.
     stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
     return rendered
 
 
 def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> dict:
-    """order.created / order.updated, in the order's own sequence (per order, so bookings of one
-    store do not queue behind each other for a store-wide sequence number). Returns the order."""
+    """order.created / order.updated on the fulfilling store's events. Returns the order."""
     row = _order_row(conn, organization, order_id)
     order = render(conn, row)
     data = {"order": order} | ({"changed": changed} if changed is not None else {})
-    events.emit(conn, type, organization, row.fulfilment_store_id, data, sequence_key=f"order:{order_id}", now=now)
+    events.emit(conn, type, organization, row.fulfilment_store_id, data, now=now)
     return order
 
 
@@ -177,13 +174,12 @@ def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) ->
     }
 
 
-def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | None) -> list[dict]:
+def _resolved_lines(hub: Hub, scope: Scope, booking: Booking) -> list[dict]:
     """Lines with canonical identifiers, store row ids and prices in minor units; every error at once."""
     errors: list[FieldError] = []
     with reading(hub.engine) as conn:
-        owned = _store_numbers(conn, organization, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
-    if store is not None:  # a partner books only at its connected store
-        owned = {pid: number for pid, number in owned.items() if number == store}
+        owned = store_numbers(conn, scope, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
+        rules = identifier_rules(conn, owned.values())
     fulfilment_store = owned.get(booking.fulfilment.store_id)
     if fulfilment_store is None:
         errors.append(FieldError("fulfilment.store_id", f"no store {booking.fulfilment.store_id} in your organization"))
@@ -194,7 +190,7 @@ def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | 
         if store is None and line.store_id:
             errors.append(FieldError(f"lines.{n}.store_id", f"no store {store_id} in your organization"))
         try:
-            identifier = feeds.canonical_identifier(line.identifier)
+            identifier = rules.get(store, feeds.rule_for(False)).one(line.identifier)
         except feeds.InvalidIdentifier as error:
             errors.append(FieldError(f"lines.{n}.identifier", str(error)))
             identifier = None
@@ -218,16 +214,6 @@ def _resolved_lines(hub: Hub, organization: int, booking: Booking, store: int | 
     return resolved
 
 
-def _store_numbers(conn: Connection, organization: int, public_ids: list[str]) -> dict[str, int]:
-    numbers = {pid: ids.decode("store", pid) for pid in public_ids}
-    found = set(
-        conn.execute(
-            select(stores.c.id).where(stores.c.organization_id == organization, stores.c.id.in_([n for n in numbers.values() if n]))
-        ).scalars()
-    )
-    return {pid: n for pid, n in numbers.items() if n in found}
-
-
 def _by_external_id(hub: Hub, organization: int, external_id: str):
     with reading(hub.engine) as conn:
         return conn.execute(select(orders).where(orders.c.organization_id == organization, orders.c.external_id == external_id)).first()
@@ -243,13 +229,13 @@ def _replayed(hub: Hub, organization: int, existing, fingerprint: str) -> tuple[
 # --- after booking ---------------------------------------------------------------------------
 
 
-def step(
-    hub: Hub, organization: int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False, store: int | None = None
-) -> dict:
+def step(hub: Hub, scope: Scope | int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False) -> dict:
     """Move an order on (confirm, dispatch, deliver, cancel), with its stock effect."""
     now = datetime.now(UTC)
+    scope = as_scope(scope)
+    organization = scope.organization
     with transaction(hub.engine) as conn:
-        order = _locked(conn, organization, order_id, store)
+        order = _locked(conn, scope, order_id)
         status = OrderStatus(order.status)
         try:
             new_status = next_status(status, action)
@@ -261,20 +247,21 @@ def step(
             values |= {"cancellation_reason": reason, "restocked": effect is not None and status is not OrderStatus.REQUESTED}
         conn.execute(orders.update().where(orders.c.id == order.id).values(**values))
         rendered = _announce(conn, "order.updated", organization, order.id, now, changed=sorted(values))
-        if effect is not None:  # last, as in booking: it takes the store's event sequence
+        if effect is not None:
             wanted: dict[stock_moves.Key, int] = defaultdict(int)
             for line in conn.execute(select(order_lines).where(order_lines.c.order_id == order.id)):
                 wanted[(line.store_id, line.identifier)] += line.quantity
             levels = stock_moves.lock(conn, wanted)
             stock_moves.write(conn, organization, stock_moves.plan(levels, wanted, effect[0]), effect[1], now, order_id=order.id)
-    hub.work_arrived.set()
     return rendered
 
 
-def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges, store: int | None = None) -> dict:
+def update(hub: Hub, scope: Scope | int, order_id: str, changes: OrderChanges) -> dict:
     given = changes.model_dump(exclude_unset=True)
+    scope = as_scope(scope)
+    organization = scope.organization
     with transaction(hub.engine) as conn:
-        order = _locked(conn, organization, order_id, store)
+        order = _locked(conn, scope, order_id)
         errors = []
         if "custom_invoice_number" in given and order.confirmed_at is not None and order.custom_invoice_number:
             errors.append(FieldError("custom_invoice_number", "already set on a confirmed order: it can no longer change"))
@@ -287,42 +274,36 @@ def update(hub: Hub, organization: int, order_id: str, changes: OrderChanges, st
             conn.execute(orders.update().where(orders.c.id == order.id).values(**given, updated_at=now))
             _announce(conn, "order.updated", organization, order.id, now, changed=sorted(given))
         rendered = render(conn, _order_row(conn, organization, order.id))
-    hub.work_arrived.set()
     return rendered
 
 
-def get(hub: Hub, organization: int, order_id: str, store: int | None = None) -> dict:
+def get(hub: Hub, scope: Scope | int, order_id: str) -> dict:
     with reading(hub.engine) as conn:
-        row = conn.execute(
-            select(orders).where(orders.c.id == ids.decode("order", order_id), *_reachable(organization, store))
-        ).first()
+        row = conn.execute(select(orders).where(orders.c.id == ids.decode("order", order_id), *_reachable(scope))).first()
         if row is None:
             raise not_found(f"order {order_id}")
         return render(conn, row)
 
 
-def list_orders(hub: Hub, organization: int, limit: int, token: str | None, status: str | None, store: int | None = None) -> Page:
-    query = select(orders).where(*_reachable(organization, store))
+def list_orders(hub: Hub, scope: Scope | int, limit: int, token: str | None, status: str | None) -> Page:
+    query = select(orders).where(*_reachable(scope))
     if status:
         query = query.where(orders.c.status == status)
     with reading(hub.engine) as conn:
         return page_of(conn, query, orders.c.id, limit, token, lambda row: render(conn, row), descending=True)
 
 
-def _locked(conn: Connection, organization: int, order_id: str, store: int | None):
+def _locked(conn: Connection, scope: Scope, order_id: str):
     number = ids.decode("order", order_id)
-    order = lock_order(conn, organization, number) if number is not None else None
-    if order is None or (store is not None and order.fulfilment_store_id != store):
+    order = lock_order(conn, scope.organization, number) if number is not None else None
+    if order is None or not scope.reaches(order.fulfilment_store_id):
         raise not_found(f"order {order_id}")
     return order
 
 
-def _reachable(organization: int, store: int | None) -> list:
+def _reachable(scope: Scope | int) -> list:
     """The orders a caller may see: its organization's, or only its connected store's."""
-    conditions = [orders.c.organization_id == organization]
-    if store is not None:
-        conditions.append(orders.c.fulfilment_store_id == store)
-    return conditions
+    return visible(as_scope(scope), orders.c.organization_id, orders.c.fulfilment_store_id)
 
 
 def _order_row(conn: Connection, organization: int, number: int):

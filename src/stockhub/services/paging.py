@@ -10,9 +10,14 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Select
 
-from stockhub.errors import FieldError, Problem
+from stockhub.errors import FieldError, Malformed
 
-MAX_LIMIT = 500
+MAX_LIMIT = 500  # items per page, everywhere (the API's `limit` parameters say so too)
+
+
+def check_limit(limit: int, most: int = MAX_LIMIT) -> None:
+    if not 1 <= limit <= most:
+        raise Malformed(f"limit must be between 1 and {most}", [FieldError("limit", "out of range")])
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,7 @@ def page_of(
     render: Callable[[Any], dict],
     descending: bool = False,
 ) -> Page:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise Problem(400, "Bad request", f"limit must be between 1 and {MAX_LIMIT}", [FieldError("limit", "out of range")])
+    check_limit(limit)
     if token is not None:
         after = decode_token(token, key.type.python_type)
         query = query.where(key < after if descending else key > after)
@@ -54,4 +58,4 @@ def decode_token(token: str, kind: type) -> Any:
             raise TypeError(after)
         return after
     except (ValueError, KeyError, TypeError):
-        raise Problem(400, "Bad request", "the page token is not one this API gave out", [FieldError("token", "malformed")]) from None
+        raise Malformed("the page token is not one this API gave out", [FieldError("token", "malformed")]) from None

@@ -1,8 +1,9 @@
 """Changing individual stock levels under lock, with a ledger movement for each change.
 
-Used by bookings, order steps and direct writes; the rules of each change are the domain's
-(`domain/stock.py`), the locks are `db/locks.py`'s, and this is the only place that writes a
-single level and its movement.
+Used by bookings, order steps and direct writes (counts, adjustments, prices); the rules of
+each change are the domain's (`domain/stock.py`), the locks are `db/locks.py`'s, and `write`
+is the only place that writes a single level, its movement and its event. (An upload's
+snapshot is applied set-based by `db/stock_apply.py`.)
 """
 
 from __future__ import annotations
@@ -36,11 +37,35 @@ def lock(conn: Connection, keys: Iterable[Key]) -> dict[Key, Row]:
 
 
 @dataclass(frozen=True)
+class Price:
+    price_minor: int
+    currency: str
+    promotion_minor: int | None = None
+
+
+@dataclass(frozen=True)
 class Change:
     key: Key
     before: StockLevel
     after: StockLevel
-    row: Row | None = None  # the locked level (price, currency) when the store has the product
+    row: Row | None = None  # the locked level; None: the store does not have the product yet
+    price: Price | None = None  # a new price (required for a new level); None keeps the row's
+
+    @property
+    def moves(self) -> bool:
+        return (self.before.on_hand, self.before.committed) != (self.after.on_hand, self.after.committed)
+
+    @property
+    def price_after(self) -> Price:
+        if self.price is not None:
+            return self.price
+        return Price(self.row.price_minor, self.row.currency, self.row.promotion_minor)
+
+    @property
+    def changes_anything(self) -> bool:
+        if self.row is None:
+            return True
+        return self.moves or self.price_after != Price(self.row.price_minor, self.row.currency, self.row.promotion_minor)
 
 
 def plan(rows: dict[Key, Row], quantities: dict[Key, int], effect: Callable[[StockLevel, int], StockLevel]) -> list[Change]:
@@ -54,51 +79,93 @@ def plan(rows: dict[Key, Row], quantities: dict[Key, int], effect: Callable[[Sto
 def write(
     conn: Connection, organization: int, changes: list[Change], reason: MovementReason, now: datetime, *, order_id: int | None = None
 ) -> None:
-    """Store the new on_hand and committed of existing levels, append their movements, and tell
-    subscribers (inventory.updated), all in the caller's transaction."""
-    moved = [c for c in changes if (c.before.on_hand, c.before.committed) != (c.after.on_hand, c.after.committed)]
-    if not moved:
+    """Store levels (new ones inserted, existing ones updated: counts and price), append a ledger
+    movement for each change of on_hand or committed, and tell subscribers (inventory.updated),
+    all in the caller's transaction. The only writer of single stock levels."""
+    changed = [c for c in changes if c.changes_anything]
+    if not changed:
         return
-    conn.execute(
-        update(stock_levels)
-        .where(stock_levels.c.store_id == bindparam("k_store"), stock_levels.c.identifier == bindparam("k_identifier"))
-        .values(on_hand=bindparam("n_on_hand"), committed=bindparam("n_committed"), updated_at=now),
-        [
-            {"k_store": c.key[0], "k_identifier": c.key[1], "n_on_hand": c.after.on_hand, "n_committed": c.after.committed}
-            for c in moved
-        ],
-    )
-    conn.execute(
-        insert(stock_movements),
-        [
-            {
-                "store_id": c.key[0],
-                "identifier": c.key[1],
-                "reason": reason.value,
-                "on_hand_before": c.before.on_hand,
-                "on_hand_after": c.after.on_hand,
-                "committed_before": c.before.committed,
-                "committed_after": c.after.committed,
-                "order_id": order_id,
-                "created_at": now,
-            }
-            for c in moved
-        ],
-    )
+    new = [c for c in changed if c.row is None]
+    if new:
+        conn.execute(
+            insert(stock_levels),
+            [
+                {
+                    "store_id": c.key[0],
+                    "identifier": c.key[1],
+                    "on_hand": c.after.on_hand,
+                    "committed": c.after.committed,
+                    "safety_stock": c.after.safety_stock,
+                    "price_minor": c.price.price_minor,
+                    "currency": c.price.currency,
+                    "promotion_minor": c.price.promotion_minor,
+                    "last_reported_on": now.date(),
+                    "expired": False,
+                    "updated_at": now,
+                }
+                for c in new
+            ],
+        )
+    existing = [c for c in changed if c.row is not None]
+    if existing:
+        conn.execute(
+            update(stock_levels)
+            .where(stock_levels.c.store_id == bindparam("k_store"), stock_levels.c.identifier == bindparam("k_identifier"))
+            .values(
+                on_hand=bindparam("n_on_hand"),
+                committed=bindparam("n_committed"),
+                price_minor=bindparam("n_price_minor"),
+                currency=bindparam("n_currency"),
+                promotion_minor=bindparam("n_promotion_minor"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "k_store": c.key[0],
+                    "k_identifier": c.key[1],
+                    "n_on_hand": c.after.on_hand,
+                    "n_committed": c.after.committed,
+                    "n_price_minor": c.price_after.price_minor,
+                    "n_currency": c.price_after.currency,
+                    "n_promotion_minor": c.price_after.promotion_minor,
+                }
+                for c in existing
+            ],
+        )
+    moved = [c for c in changed if c.moves]
+    if moved:
+        conn.execute(
+            insert(stock_movements),
+            [
+                {
+                    "store_id": c.key[0],
+                    "identifier": c.key[1],
+                    "reason": reason.value,
+                    "on_hand_before": c.before.on_hand,
+                    "on_hand_after": c.after.on_hand,
+                    "committed_before": c.before.committed,
+                    "committed_after": c.after.committed,
+                    "order_id": order_id,
+                    "created_at": now,
+                }
+                for c in moved
+            ],
+        )
 
     by_store: dict[int, list[dict]] = defaultdict(list)
-    for c in moved:
+    for c in changed:
+        price = c.price_after
         by_store[c.key[0]].append(
             {
                 "identifier": c.key[1],
-                "on_hand_before": c.before.on_hand,
+                "on_hand_before": None if c.row is None else c.before.on_hand,
                 "on_hand": c.after.on_hand,
                 "committed": c.after.committed,
                 "safety_stock": c.after.safety_stock,
                 "expired": c.after.expired,
-                "price_minor": c.row.price_minor,
-                "currency": c.row.currency,
-                "promotion_minor": c.row.promotion_minor,
+                "price_minor": price.price_minor,
+                "currency": price.currency,
+                "promotion_minor": price.promotion_minor,
             }
         )
     for store, store_changes in sorted(by_store.items()):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,15 +11,17 @@ from sqlalchemy.exc import IntegrityError
 
 from stockhub import feeds
 from stockhub.db.engine import reading, transaction
-from stockhub.db.tables import idempotency_keys, stock_levels, stock_movements, stores
+from stockhub.db.tables import stores
 from stockhub.domain import places, stock
 from stockhub.domain.money import to_minor
 from stockhub.domain.stock import BelowCommitted, MovementReason
-from stockhub.errors import FieldError, Problem, conflict, invalid
-from stockhub.services import events, stock_moves
+from stockhub.errors import FieldError, conflict, invalid
+from stockhub.services import idempotency, stock_moves
 from stockhub.services.context import Hub
 from stockhub.services.stock import get_stock
-from stockhub.services.tenancy import store_number
+from stockhub.domain.access import Scope
+from stockhub.services.scope import as_scope, store_number
+from stockhub.services.tenancy import identifier_rules
 
 
 class Count(BaseModel):
@@ -44,68 +44,48 @@ class Adjustments(BaseModel):
     adjustments: list[Adjustment] = Field(min_length=1, max_length=1000)
 
 
-def set_count(hub: Hub, organization: int, store_id: str, identifier: str, count: Count) -> dict:
-    canonical = _canonical(identifier, "identifier")
+def set_count(hub: Hub, scope: Scope | int, store_id: str, identifier: str, count: Count) -> dict:
+    canonical = _canonical(_rule(hub, scope, store_id), identifier, "identifier")
     try:
-        _set_count(hub, organization, store_id, canonical, count)
+        _set_count(hub, as_scope(scope), store_id, canonical, count)
     except IntegrityError:  # two first counts of one product at once: this one lost
         raise conflict("the product's stock level was created concurrently: read it and retry") from None
-    return get_stock(hub, organization, store_id, canonical)
+    return get_stock(hub, scope, store_id, canonical)
 
 
-def _set_count(hub: Hub, organization: int, store_id: str, canonical: str, count: Count) -> None:
+def _set_count(hub: Hub, scope: Scope, store_id: str, canonical: str, count: Count) -> None:
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
-        store = store_number(conn, organization, store_id)
+        store = store_number(conn, scope, store_id)
         key = (store, canonical)
         row = stock_moves.lock(conn, [key]).get(key)
         current = stock_moves.level_of(row)
         if count.change_from is not None and count.change_from != current.on_hand:
             raise conflict(f"on_hand is {current.on_hand}, not {count.change_from}: it changed since you read it", on_hand=current.on_hand)
-        if row is None:
-            _new_level(conn, organization, store, canonical, count, now)
-        else:
-            try:
-                after = stock.count(current, count.on_hand)
-            except BelowCommitted as error:
-                raise conflict(str(error), on_hand=current.on_hand, committed=current.committed) from None
-            _reprice(conn, key, row, count)
-            stock_moves.write(conn, organization, [stock_moves.Change(key, current, after, row)], MovementReason.COUNT, now)
+        try:
+            after = stock.count(current, count.on_hand)
+        except BelowCommitted as error:
+            raise conflict(str(error), on_hand=current.on_hand, committed=current.committed) from None
+        price = _price(conn, store, row, count)
+        stock_moves.write(conn, scope.organization, [stock_moves.Change(key, current, after, row, price)], MovementReason.COUNT, now)
 
 
-def adjust(hub: Hub, organization: int, store_id: str, body: Adjustments, idempotency_key: str | None) -> dict:
+def adjust(hub: Hub, scope: Scope | int, store_id: str, body: Adjustments, idempotency_key: str | None) -> dict:
     """Apply every delta or none; the same Idempotency-Key and body get the same answer."""
-    with reading(hub.engine) as conn:
-        store_number(conn, organization, store_id)  # someone else's store is not found, whatever was sent
-    if not idempotency_key or len(idempotency_key) > 255:
-        raise Problem(400, "Bad request", "send an Idempotency-Key header (up to 255 characters)", [FieldError("Idempotency-Key", "missing")])
-    fingerprint = hashlib.sha256(json.dumps([store_id, body.model_dump()], sort_keys=True).encode()).hexdigest()
+    scope = as_scope(scope)
+    organization = scope.organization
+    rule = _rule(hub, scope, store_id)  # someone else's store is not found, whatever was sent
     deltas: dict[str, int] = {}
     for n, item in enumerate(body.adjustments):
-        canonical = _canonical(item.identifier, f"adjustments.{n}.identifier")
+        canonical = _canonical(rule, item.identifier, f"adjustments.{n}.identifier")
         deltas[canonical] = deltas.get(canonical, 0) + item.delta
-    try:
-        with transaction(hub.engine) as conn:
-            answer = _answered(conn, organization, idempotency_key, fingerprint)
-            if answer is None:
-                answer = _adjust(conn, organization, store_id, deltas)
-                conn.execute(
-                    idempotency_keys.insert().values(
-                        organization_id=organization, scope="stock_adjustments", key=idempotency_key, request_hash=fingerprint, response=json.dumps(answer)
-                    )
-                )
-            return answer
-    except IntegrityError:  # the same key concurrently: the other one's answer stands
-        with transaction(hub.engine) as conn:
-            answer = _answered(conn, organization, idempotency_key, fingerprint)
-        if answer is None:
-            raise
-        return answer
+    request = [store_id, body.model_dump()]
+    return idempotency.once(hub.engine, organization, "stock_adjustments", idempotency_key, request, lambda conn: _adjust(conn, scope, store_id, deltas))
 
 
-def _adjust(conn: Connection, organization: int, store_id: str, deltas: dict[str, int]) -> dict:
+def _adjust(conn: Connection, scope: Scope, store_id: str, deltas: dict[str, int]) -> dict:
     now = datetime.now(UTC)
-    store = store_number(conn, organization, store_id)
+    store = store_number(conn, scope, store_id)
     keys = {(store, identifier): delta for identifier, delta in deltas.items()}
     rows = stock_moves.lock(conn, keys)
     unknown = [identifier for (_, identifier) in keys if (store, identifier) not in rows]
@@ -115,74 +95,26 @@ def _adjust(conn: Connection, organization: int, store_id: str, deltas: dict[str
         changes = stock_moves.plan(rows, keys, stock.adjust)
     except BelowCommitted as error:
         raise conflict(f"an adjustment would leave {error}") from None
-    stock_moves.write(conn, organization, changes, MovementReason.ADJUSTMENT, now)
+    stock_moves.write(conn, scope.organization, changes, MovementReason.ADJUSTMENT, now)
     return {
         "store_id": store_id,
         "adjusted": [{"identifier": c.key[1], "on_hand": c.after.on_hand, "delta": deltas[c.key[1]]} for c in changes],
     }
 
 
-def _answered(conn: Connection, organization: int, key: str, fingerprint: str) -> dict | None:
-    row = conn.execute(
-        select(idempotency_keys).where(
-            idempotency_keys.c.organization_id == organization, idempotency_keys.c.scope == "stock_adjustments", idempotency_keys.c.key == key
-        )
-    ).first()
-    if row is None:
-        return None
-    if row.request_hash != fingerprint:
-        raise conflict("this Idempotency-Key was used with a different request")
-    return json.loads(row.response)
-
-
-def _new_level(conn: Connection, organization: int, store: int, identifier: str, count: Count, now: datetime) -> None:
-    if count.price is None:
+def _price(conn: Connection, store: int, row, count: Count) -> stock_moves.Price | None:
+    """The price a count sets: required for a product new to the store; None keeps the current one."""
+    if row is None and count.price is None:
         raise invalid("a product new to the store needs a price", [FieldError("price", "required for a new product")])
-    store_currency = conn.execute(select(stores.c.currency).where(stores.c.id == store)).scalar_one()
-    currency = (count.currency or store_currency).upper()
-    conn.execute(
-        stock_levels.insert().values(
-            store_id=store,
-            identifier=identifier,
-            on_hand=count.on_hand,
-            committed=0,
-            safety_stock=0,
-            price_minor=_minor(count.price, currency, "price"),
-            currency=currency,
-            promotion_minor=_minor(count.promotion_amount, currency, "promotion_amount"),
-            last_reported_on=now.date(),
-            expired=False,
-            updated_at=now,
-        )
-    )
-    level = conn.execute(select(stock_levels).where(stock_levels.c.store_id == store, stock_levels.c.identifier == identifier)).one()
-    change = {name: getattr(level, name) for name in ("identifier", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor")}
-    events.emit_level_changes(conn, organization, store, [change | {"on_hand_before": None}], now)
-    if count.on_hand != 0:
-        conn.execute(
-            stock_movements.insert().values(
-                store_id=store,
-                identifier=identifier,
-                reason=MovementReason.COUNT.value,
-                on_hand_before=0,
-                on_hand_after=count.on_hand,
-                committed_before=0,
-                committed_after=0,
-                created_at=now,
-            )
-        )
-
-
-def _reprice(conn: Connection, key: stock_moves.Key, row, count: Count) -> None:
     if count.price is None and count.promotion_amount is None and count.currency is None:
-        return
+        return None
+    if row is None:
+        currency = (count.currency or conn.execute(select(stores.c.currency).where(stores.c.id == store)).scalar_one()).upper()
+        return stock_moves.Price(_minor(count.price, currency, "price"), currency, _minor(count.promotion_amount, currency, "promotion_amount"))
     currency = (count.currency or row.currency).upper()
-    values = {"currency": currency}
-    if count.price is not None:
-        values["price_minor"] = _minor(count.price, currency, "price")
-    if count.promotion_amount is not None:
-        values["promotion_minor"] = _minor(count.promotion_amount, currency, "promotion_amount")
-    conn.execute(stock_levels.update().where(stock_levels.c.store_id == key[0], stock_levels.c.identifier == key[1]).values(**values))
+    price_minor = _minor(count.price, currency, "price") if count.price is not None else row.price_minor
+    promotion = _minor(count.promotion_amount, currency, "promotion_amount") if count.promotion_amount is not None else row.promotion_minor
+    return stock_moves.Price(price_minor, currency, promotion)
 
 
 def _minor(amount: Decimal | None, currency: str, field: str) -> int | None:
@@ -196,9 +128,15 @@ def _minor(amount: Decimal | None, currency: str, field: str) -> int | None:
         raise invalid("too many decimal places", [FieldError(field, str(error))]) from None
 
 
-def _canonical(identifier: str, field: str) -> str:
+def _rule(hub: Hub, scope: Scope | int, store_id: str) -> feeds.IdentifierRule:
+    with reading(hub.engine) as conn:
+        number = store_number(conn, scope, store_id)
+        return identifier_rules(conn, [number])[number]
+
+
+def _canonical(rule: feeds.IdentifierRule, identifier: str, field: str) -> str:
     try:
-        return feeds.canonical_identifier(identifier)
+        return rule.one(identifier)
     except feeds.InvalidIdentifier as error:
         raise invalid("invalid product identifier", [FieldError(field, str(error))]) from None
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, select
 
 from stockhub import ids, security
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import api_tokens, brands, organizations, stores, utcnow
 from stockhub.domain import places
+from stockhub.domain.access import Scope
+from stockhub.feeds import IdentifierRule, rule_for
 from stockhub.errors import FieldError, invalid, not_found
 from stockhub.services import vault
 from stockhub.services.context import Hub
+from stockhub.services.scope import any_store_number, as_scope, store_number
 from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
 
@@ -29,9 +33,11 @@ class StoreFields(BaseModel):
 
     name: Name
     country: str = Field(description="ISO 3166-1 alpha-2, e.g. GB")
-    address: str | None = Field(None, max_length=500)
-    postcode: str | None = Field(None, max_length=20)
+    address_line1: str | None = Field(None, max_length=500, validation_alias=AliasChoices("address_line1", "address"))
+    address_line2: str | None = Field(None, max_length=500)
     city: str | None = Field(None, max_length=200)
+    postal_code: str | None = Field(None, max_length=20, validation_alias=AliasChoices("postal_code", "postcode"))
+    state: str | None = Field(None, max_length=200, description="region, county or province")
     currency: str | None = Field(None, description="ISO 4217; defaults to the country's currency")
     timezone: str | None = Field(None, description="IANA name; defaults to the country's when it has only one")
     latitude: float | None = Field(None, ge=-90, le=90)
@@ -87,9 +93,11 @@ class StoreChanges(BaseModel):
 
     name: Name | None = None
     country: str | None = None
-    address: str | None = Field(None, max_length=500)
-    postcode: str | None = Field(None, max_length=20)
+    address_line1: str | None = Field(None, max_length=500, validation_alias=AliasChoices("address_line1", "address"))
+    address_line2: str | None = Field(None, max_length=500)
     city: str | None = Field(None, max_length=200)
+    postal_code: str | None = Field(None, max_length=20, validation_alias=AliasChoices("postal_code", "postcode"))
+    state: str | None = Field(None, max_length=200)
     currency: str | None = None
     timezone: str | None = None
     latitude: float | None = Field(None, ge=-90, le=90)
@@ -240,9 +248,9 @@ def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: s
         return page_of(conn, query, stores.c.id, limit, token, render_store)
 
 
-def get_store(hub: Hub, organization: int, store_id: str) -> dict:
+def get_store(hub: Hub, scope: Scope | int, store_id: str) -> dict:
     with reading(hub.engine) as conn:
-        return _store(conn, organization, store_number(conn, organization, store_id))
+        return _store(conn, as_scope(scope).organization, store_number(conn, scope, store_id))
 
 
 def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChanges) -> dict:
@@ -261,10 +269,10 @@ def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChang
 
 
 def rotate_upload_key(hub: Hub, organization: int | None, store_id: str) -> str:
-    """A new upload key for the store; the old one stops working at once."""
+    """A new upload key for the store; the old one stops working at once (organization None: the operator's CLI)."""
     upload_key = security.new_key()
     with transaction(hub.engine) as conn:
-        number = store_number(conn, organization, store_id)
+        number = any_store_number(conn, store_id) if organization is None else store_number(conn, organization, store_id)
         conn.execute(
             stores.update()
             .where(stores.c.id == number)
@@ -284,15 +292,11 @@ def store_for_upload_key(hub: Hub, upload_key: str):
         ).first()
 
 
-def store_number(conn: Connection, organization: int | None, store_id: str) -> int:
-    """The store's row id, if it exists and belongs to the organization (None: any, for the CLI)."""
-    number = ids.decode("store", store_id)
-    query = select(stores.c.id).where(stores.c.id == number)
-    if organization is not None:
-        query = query.where(stores.c.organization_id == organization)
-    if number is None or conn.execute(query).scalar() is None:
-        raise not_found(f"store {store_id}")
-    return number
+def identifier_rules(conn: Connection, store_numbers: Iterable[int]) -> dict[int, IdentifierRule]:
+    """How each store names its products (see feeds.IdentifierRule)."""
+    wanted = sorted(set(store_numbers))
+    rows = conn.execute(select(stores.c.id, stores.c.custom_products).where(stores.c.id.in_(wanted))).all() if wanted else []
+    return {row.id: rule_for(row.custom_products) for row in rows}
 
 
 def _store(conn: Connection, organization: int, number: int) -> dict:
@@ -305,9 +309,11 @@ def render_store(row) -> dict:
         "id": ids.encode("store", row.id),
         "brand_id": ids.encode("brand", row.brand_id),
         "name": row.name,
-        "address": row.address,
-        "postcode": row.postcode,
+        "address_line1": row.address_line1,
+        "address_line2": row.address_line2,
         "city": row.city,
+        "postal_code": row.postal_code,
+        "state": row.state,
         "country": row.country,
         "currency": row.currency,
         "timezone": row.timezone,

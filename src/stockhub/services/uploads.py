@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -19,14 +20,16 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from stockhub import ids, security
-from stockhub.db.engine import reading, transaction
+from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.locks import lock_upload_intake
 from stockhub.db.tables import stores, upload_rejections, uploads
-from stockhub.errors import FieldError, Problem, conflict, not_found
+from stockhub.errors import FieldError, Malformed, Refused, ServiceError, TooLarge, conflict, not_found
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
-from stockhub.services.tenancy import store_for_upload_key, store_number
+from stockhub.domain.access import Scope
+from stockhub.services.scope import any_store_number, as_scope, store_number, visible
+from stockhub.services.tenancy import store_for_upload_key
 
 KINDS = ("stock", "products")
 PRODUCTS_FILENAME = "products.csv"  # reserved (NearSt): custom product data; any other name is a stock file
@@ -39,20 +42,27 @@ _CHUNK = 1024 * 1024
 def upload_url(hub: Hub, upload_key: str, kind: str, base_url: str) -> str:
     """The absolute URL a POS PUTs one file to: bound to the store and kind, expiring, single-use."""
     if kind not in KINDS:
-        raise Problem(400, "Bad request", f"type must be one of {', '.join(KINDS)}", [FieldError("type", "unknown upload type")])
+        raise Malformed(f"type must be one of {', '.join(KINDS)}", [FieldError("type", "unknown upload type")])
     store = store_for_upload_key(hub, upload_key)
     if store is None:
         raise not_found("an upload key like this")
     store_id = ids.encode("store", store.id)
     expires = int(time.time()) + hub.settings.upload_url_ttl_seconds
     nonce = secrets.token_urlsafe(16)
-    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce))
+    key_id = _key_id(hub, store.upload_key_hash)
+    signature = security.sign(hub.secret, _signed_message(store_id, kind, expires, nonce, key_id))
     base = (hub.settings.public_url or base_url).rstrip("/")
-    return f"{base}/incoming/{store_id}/{kind}?" + urlencode({"expires": expires, "nonce": nonce, "signature": signature})
+    query = {"expires": expires, "nonce": nonce, "key_id": key_id, "signature": signature}
+    return f"{base}/incoming/{store_id}/{kind}?" + urlencode(query)
 
 
-def _signed_message(store_id: str, kind: str, expires: int, nonce: str) -> str:
-    return f"upload|{store_id}|{kind}|{expires}|{nonce}"
+def _signed_message(store_id: str, kind: str, expires: int, nonce: str, key_id: str) -> str:
+    return f"upload|{store_id}|{kind}|{expires}|{nonce}|{key_id}"
+
+
+def _key_id(hub: Hub, upload_key_hash: str) -> str:
+    """Which upload key a URL was issued under (revealing nothing of it): rotating the key revokes the URL."""
+    return security.sign(hub.secret, f"upload-key-id|{upload_key_hash}")[:16]
 
 
 @dataclass(frozen=True)
@@ -61,21 +71,30 @@ class UploadGrant:
     organization: int
     kind: str
     nonce: str | None  # None: not through a signed URL (CLI import)
+    key_id: str | None = None  # the upload key a signed URL was issued under: must still be current at commit
 
 
-def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, signature: str) -> UploadGrant:
-    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce), signature):
-        raise Problem(403, "Forbidden", "the upload URL's signature does not match: ask for a new URL")
+def check_upload_url(hub: Hub, store_id: str, kind: str, expires: int, nonce: str, key_id: str, signature: str) -> UploadGrant:
+    if not security.signature_valid(hub.secret, _signed_message(store_id, kind, expires, nonce, key_id), signature):
+        raise Refused("the upload URL's signature does not match: ask for a new URL")
     if expires < time.time():
-        raise Problem(403, "Forbidden", "the upload URL has expired: ask for a new URL")
+        raise Refused("the upload URL has expired: ask for a new URL")
     with reading(hub.engine) as conn:
-        store = conn.execute(select(stores.c.id, stores.c.organization_id).where(stores.c.id == ids.decode("store", store_id))).first()
+        store = conn.execute(
+            select(stores.c.id, stores.c.organization_id, stores.c.upload_key_hash).where(stores.c.id == ids.decode("store", store_id))
+        ).first()
         used = conn.execute(select(exists().where(uploads.c.url_nonce == nonce))).scalar()
     if store is None:
         raise not_found(f"store {store_id}")
+    if not hmac.compare_digest(_key_id(hub, store.upload_key_hash), key_id):
+        raise _revoked()
     if used:
         raise conflict("this upload URL has been used already: ask for a new URL for each upload")
-    return UploadGrant(store.id, store.organization_id, kind, nonce)
+    return UploadGrant(store.id, store.organization_id, kind, nonce, key_id)
+
+
+def _revoked() -> Refused:
+    return Refused("the upload URL was revoked: the store's upload key has been rotated since. Ask for a new URL with the new key")
 
 
 # --- step 2: receiving the file --------------------------------------------------------------
@@ -136,8 +155,8 @@ def receive_file(hub: Hub, grant: UploadGrant, source: Path, progress: Callable[
     return receiving.received()
 
 
-def too_large(hub: Hub) -> Problem:
-    return Problem(413, "Payload too large", f"the file is larger than the limit of {hub.settings.upload_max_bytes} bytes")
+def too_large(hub: Hub) -> TooLarge:
+    return TooLarge(f"the file is larger than the limit of {hub.settings.upload_max_bytes} bytes")
 
 
 def record_upload(
@@ -148,6 +167,10 @@ def record_upload(
     try:
         with transaction(hub.engine) as conn:
             lock_upload_intake(conn, grant.store)
+            if grant.key_id is not None:  # the key may have been rotated while the file streamed in
+                current = conn.execute(select(stores.c.upload_key_hash).where(stores.c.id == grant.store)).scalar_one()
+                if not hmac.compare_digest(_key_id(hub, current), grant.key_id):
+                    raise _revoked()
             upload_id = conn.execute(
                 uploads.insert().values(
                     organization_id=grant.organization,
@@ -162,12 +185,15 @@ def record_upload(
                     status="received",
                 )
             ).inserted_primary_key[0]
+            new_work(conn)
+    except ServiceError:
+        hub.storage.delete(received.key)
+        raise
     except IntegrityError:
         hub.storage.delete(received.key)
         if grant.nonce is None:  # not through a signed URL: nothing a client could have reused
             raise
         raise conflict("this upload URL has been used already: ask for a new URL for each upload") from None
-    hub.work_arrived.set()
     return {"upload_id": ids.encode("upload", upload_id), "status": "received"}
 
 
@@ -182,7 +208,7 @@ def stored_file(hub: Hub, path: str) -> bytes:
 def import_file(hub: Hub, store_id: str, source: Path, progress: Callable[[int], None] = lambda _: None) -> dict:
     """Take a local file in as an upload of the store (the CLI's `import`)."""
     with reading(hub.engine) as conn:
-        number = store_number(conn, None, store_id)
+        number = any_store_number(conn, store_id)
         organization = conn.execute(select(stores.c.organization_id).where(stores.c.id == number)).scalar_one()
     grant = UploadGrant(number, organization, kind_for_filename(source.name), nonce=None)
     return record_upload(hub, grant, receive_file(hub, grant, source, progress), source="cli", filename=source.name)
@@ -195,10 +221,10 @@ def kind_for_filename(filename: str) -> str:
 # --- reading upload records ------------------------------------------------------------------
 
 
-def get_upload(hub: Hub, organization: int | None, upload_id: str) -> dict:
-    """An upload record with its first rejected rows (organization None: any, for the CLI)."""
+def get_upload(hub: Hub, scope: Scope | int | None, upload_id: str) -> dict:
+    """An upload record with its first rejected rows (scope None: the operator's CLI and the workers)."""
     with reading(hub.engine) as conn:
-        row = conn.execute(select(uploads).where(*_owned(organization, upload_id))).first()
+        row = conn.execute(select(uploads).where(*_owned(scope, upload_id))).first()
         if row is None:
             raise not_found(f"upload {upload_id}")
         sample = conn.execute(
@@ -210,18 +236,18 @@ def get_upload(hub: Hub, organization: int | None, upload_id: str) -> dict:
     return render_upload(row) | {"rejections": [r._asdict() for r in sample]}
 
 
-def list_uploads(hub: Hub, organization: int, store_id: str, limit: int, token: str | None) -> Page:
+def list_uploads(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: str | None) -> Page:
     with reading(hub.engine) as conn:
-        number = store_number(conn, organization, store_id)
+        number = store_number(conn, scope, store_id)
         query = select(uploads).where(uploads.c.store_id == number)
         # newest first: page by descending id
         return page_of(conn, query, uploads.c.id, limit, token, render_upload, descending=True)
 
 
-def rejections_csv(hub: Hub, organization: int, upload_id: str) -> str:
+def rejections_csv(hub: Hub, scope: Scope | int, upload_id: str) -> str:
     """Every rejected row of an upload as CSV: row, field, value, reason."""
     with reading(hub.engine) as conn:
-        if conn.execute(select(uploads.c.id).where(*_owned(organization, upload_id))).first() is None:
+        if conn.execute(select(uploads.c.id).where(*_owned(scope, upload_id))).first() is None:
             raise not_found(f"upload {upload_id}")
         rows = conn.execute(
             select(upload_rejections.c.row, upload_rejections.c.field, upload_rejections.c.value, upload_rejections.c.reason)
@@ -235,9 +261,9 @@ def rejections_csv(hub: Hub, organization: int, upload_id: str) -> str:
     return buffer.getvalue()
 
 
-def _owned(organization: int | None, upload_id: str):
+def _owned(scope: Scope | int | None, upload_id: str) -> list:
     number = uploads.c.id == ids.decode("upload", upload_id)
-    return (number,) if organization is None else (number, uploads.c.organization_id == organization)
+    return [number] if scope is None else [number, *visible(as_scope(scope), uploads.c.organization_id, uploads.c.store_id)]
 
 
 def render_upload(row) -> dict:

@@ -5,7 +5,7 @@ A subscription's signing secret is never stored: it is derived from a random sal
 server secret (HMAC-SHA256), so it can be shown once, used to sign, and a leaked database
 reveals no usable secret.
 
-Every call is on behalf of an `Owner`: an organization's own subscriptions (partner_id null),
+Every call is on behalf of an `Scope`: an organization's own subscriptions (partner_id null),
 or a partner's for one connected store (partner_id set, `store_ids` exactly that store). Each
 sees only its own; a plain organization number stands for the organization's own.
 """
@@ -20,16 +20,17 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, func, select
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from sqlalchemy import Connection, select
 
 from stockhub import ids, outbound
-from stockhub.db.engine import reading, transaction
-from stockhub.db.tables import events, stores, webhook_attempts, webhook_deliveries, webhook_subscriptions
-from stockhub.domain.access import Owner
+from stockhub.db.engine import new_work, reading, transaction
+from stockhub.db.tables import events, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES
 from stockhub.errors import FieldError, conflict, invalid, not_found
 from stockhub.services.context import Hub
+from stockhub.services.scope import as_scope, store_numbers
 from stockhub.services.paging import Page, page_of
 from stockhub.timefmt import iso
 
@@ -38,6 +39,10 @@ LIVE = ("active", "paused", "disabled")  # not deleted
 EXCERPT_CHARS = 1000
 
 Url = Annotated[str, Field(min_length=1, max_length=2000)]
+ORDERED = (
+    "true: each store's events arrive one at a time in sequence order, a failing one holding back that store's later "
+    "ones (for this subscription only); false (default): at least once, possibly out of order"
+)
 
 
 class SubscriptionFields(BaseModel):
@@ -46,6 +51,7 @@ class SubscriptionFields(BaseModel):
     event_types: list[str] = Field(min_length=1, description=f"any of {', '.join(EVENT_TYPES)}")
     store_ids: list[str] | None = Field(None, description="only events of these stores; default every store")
     description: str | None = Field(None, max_length=500)
+    ordered: StrictBool = Field(False, description=ORDERED)
 
 
 class SubscriptionChanges(BaseModel):
@@ -54,6 +60,7 @@ class SubscriptionChanges(BaseModel):
     event_types: list[str] | None = Field(None, min_length=1)
     store_ids: list[str] | None = None
     description: str | None = Field(None, max_length=500)
+    ordered: StrictBool | None = Field(None, description=ORDERED)
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -78,9 +85,9 @@ def signing_keys(hub: Hub, row, now: datetime) -> list[bytes]:
 # --- subscriptions -------------------------------------------------------------------------
 
 
-def create_subscription(hub: Hub, owner: Owner | int, fields: SubscriptionFields) -> dict:
+def create_subscription(hub: Hub, owner: Scope | int, fields: SubscriptionFields) -> dict:
     """Subscribe a URL; the answer holds the signing `secret`, shown this once."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     _check_url(hub, fields.url)
     types = _event_types(fields.event_types)
     salt = secrets.token_urlsafe(24)
@@ -95,6 +102,7 @@ def create_subscription(hub: Hub, owner: Owner | int, fields: SubscriptionFields
                 event_types=json.dumps(types),
                 store_ids=None if store_filter is None else json.dumps(store_filter),
                 description=fields.description,
+                ordered=fields.ordered,
                 status="active",
                 secret_salt=salt,
                 created_at=now,
@@ -105,21 +113,21 @@ def create_subscription(hub: Hub, owner: Owner | int, fields: SubscriptionFields
     return render_subscription(row) | {"secret": shown_secret(secret_for(hub.secret, salt))}
 
 
-def list_subscriptions(hub: Hub, owner: Owner | int, limit: int, token: str | None) -> Page:
-    owner = as_owner(owner)
+def list_subscriptions(hub: Hub, owner: Scope | int, limit: int, token: str | None) -> Page:
+    owner = as_scope(owner)
     with reading(hub.engine) as conn:
         query = select(webhook_subscriptions).where(*_owned_by(owner), webhook_subscriptions.c.status.in_(LIVE))
         return page_of(conn, query, webhook_subscriptions.c.id, limit, token, render_subscription)
 
 
-def get_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> dict:
-    owner = as_owner(owner)
+def get_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> dict:
+    owner = as_scope(owner)
     with reading(hub.engine) as conn:
         return render_subscription(_subscription(conn, owner, _number(subscription_id)))
 
 
-def update_subscription(hub: Hub, owner: Owner | int, subscription_id: str, changes: SubscriptionChanges) -> dict:
-    owner = as_owner(owner)
+def update_subscription(hub: Hub, owner: Scope | int, subscription_id: str, changes: SubscriptionChanges) -> dict:
+    owner = as_scope(owner)
     given = changes.model_dump(exclude_unset=True)
     values: dict = {}
     with reading(hub.engine) as conn:  # someone else's subscription is not found, whatever the body says
@@ -131,6 +139,8 @@ def update_subscription(hub: Hub, owner: Owner | int, subscription_id: str, chan
         values["event_types"] = json.dumps(_event_types(given["event_types"]))
     if "description" in given:
         values["description"] = given["description"]
+    if given.get("ordered") is not None:
+        values["ordered"] = given["ordered"]
     with transaction(hub.engine) as conn:
         number = _subscription(conn, owner, _number(subscription_id)).id
         if "store_ids" in given:
@@ -141,9 +151,9 @@ def update_subscription(hub: Hub, owner: Owner | int, subscription_id: str, chan
         return render_subscription(_subscription(conn, owner, number))
 
 
-def pause_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> dict:
+def pause_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> dict:
     """Stop sending; new events keep being kept for the subscription and go out on resume."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     with transaction(hub.engine) as conn:
         row = _subscription(conn, owner, _number(subscription_id))
         if row.status == "active":
@@ -152,9 +162,9 @@ def pause_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> di
         return render_subscription(_subscription(conn, owner, row.id))
 
 
-def resume_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> dict:
+def resume_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> dict:
     """Send again, a paused or a disabled subscription; what was kept meanwhile goes out now."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         row = _subscription(conn, owner, _number(subscription_id))
@@ -165,14 +175,14 @@ def resume_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> d
                 .where(webhook_deliveries.c.subscription_id == row.id, webhook_deliveries.c.status == "held")
                 .values(status="pending", next_attempt_at=now)
             )
+            new_work(conn)
         result = render_subscription(_subscription(conn, owner, row.id))
-    hub.work_arrived.set()
     return result
 
 
-def delete_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> None:
+def delete_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> None:
     """Stop and forget the subscription; its delivery history is kept for the retention period."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         row = _subscription(conn, owner, _number(subscription_id))
@@ -184,9 +194,9 @@ def delete_subscription(hub: Hub, owner: Owner | int, subscription_id: str) -> N
         )
 
 
-def rotate_secret(hub: Hub, owner: Owner | int, subscription_id: str, grace_seconds: int | None) -> dict:
+def rotate_secret(hub: Hub, owner: Scope | int, subscription_id: str, grace_seconds: int | None) -> dict:
     """A new signing secret (shown this once); the old one keeps signing too for the grace period."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     grace = hub.settings.webhook_secret_grace_seconds if grace_seconds is None else grace_seconds
     if not 0 <= grace <= 7 * 24 * 3600:
         raise invalid("grace_seconds must be between 0 and 604800 (7 days)", [FieldError("grace_seconds", "out of range")])
@@ -223,9 +233,9 @@ def disable(conn: Connection, subscription: int, reason: str, now: datetime) -> 
 # --- delivery history ----------------------------------------------------------------------
 
 
-def list_deliveries(hub: Hub, owner: Owner | int, subscription_id: str, limit: int, token: str | None) -> Page:
+def list_deliveries(hub: Hub, owner: Scope | int, subscription_id: str, limit: int, token: str | None) -> Page:
     """The subscription's deliveries, newest first, each with its latest attempt."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     with reading(hub.engine) as conn:
         number = _subscription(conn, owner, _number(subscription_id)).id
         query = _deliveries_query().where(webhook_deliveries.c.subscription_id == number)
@@ -235,16 +245,16 @@ def list_deliveries(hub: Hub, owner: Owner | int, subscription_id: str, limit: i
     return Page(items, page.next_token)
 
 
-def get_delivery(hub: Hub, owner: Owner | int, delivery_id: str) -> dict:
-    owner = as_owner(owner)
+def get_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> dict:
+    owner = as_scope(owner)
     with reading(hub.engine) as conn:
         row = _delivery(conn, owner, delivery_id)
         return render_delivery(row, _attempts(conn, [row.id]).get(row.id, []), "attempts")
 
 
-def retry_delivery(hub: Hub, owner: Owner | int, delivery_id: str) -> dict:
+def retry_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> dict:
     """Send a delivery again now, whatever became of it (a replay: same event id, a new attempt)."""
-    owner = as_owner(owner)
+    owner = as_scope(owner)
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         row = _delivery(conn, owner, delivery_id)
@@ -264,8 +274,8 @@ def retry_delivery(hub: Hub, owner: Owner | int, delivery_id: str) -> dict:
                 finished_at=None,
             )
         )
+        new_work(conn)
         result = render_delivery(_delivery(conn, owner, delivery_id), [], "attempts")
-    hub.work_arrived.set()
     return result
 
 
@@ -274,7 +284,7 @@ def _deliveries_query():
     return select(webhook_deliveries, events.c.type.label("event_type")).join(events, events.c.id == d.event_id)
 
 
-def _delivery(conn: Connection, owner: Owner, delivery_id: str):
+def _delivery(conn: Connection, owner: Scope, delivery_id: str):
     number = ids.decode("webhook_delivery", delivery_id)
     row = conn.execute(
         _deliveries_query()
@@ -347,21 +357,16 @@ def _event_types(types: list[str]) -> list[str]:
     return sorted(set(types))
 
 
-def _store_filter(conn: Connection, owner: Owner, store_ids: list[str] | None) -> list[int] | None:
+def _store_filter(conn: Connection, owner: Scope, store_ids: list[str] | None) -> list[int] | None:
     if owner.is_partner:
         return _partner_store_filter(owner, store_ids)
     if store_ids is None:
         return None
-    numbers = []
-    for i, store_id in enumerate(store_ids):
-        number = ids.decode("store", store_id)
-        owned = number is not None and conn.execute(
-            select(func.count()).where(stores.c.id == number, stores.c.organization_id == owner.organization)
-        ).scalar()
-        if not owned:
-            raise invalid(f"store {store_id} was not found", [FieldError(f"store_ids.{i}", "no such store")])
-        numbers.append(number)
-    return sorted(set(numbers))
+    owned = store_numbers(conn, owner, store_ids)
+    missing = [(i, store_id) for i, store_id in enumerate(store_ids) if store_id not in owned]
+    if missing:
+        raise invalid(f"store {missing[0][1]} was not found", [FieldError(f"store_ids.{i}", "no such store") for i, _ in missing])
+    return sorted(set(owned.values()))
 
 
 def _number(subscription_id: str) -> int:
@@ -371,7 +376,7 @@ def _number(subscription_id: str) -> int:
     return number
 
 
-def _partner_store_filter(owner: Owner, store_ids: list[str] | None) -> list[int]:
+def _partner_store_filter(owner: Scope, store_ids: list[str] | None) -> list[int]:
     """A partner's subscription is always for exactly its connected store; naming another is refused."""
     connected = ids.encode("store", owner.store)
     for i, store_id in enumerate(store_ids or []):
@@ -383,12 +388,7 @@ def _partner_store_filter(owner: Owner, store_ids: list[str] | None) -> list[int
     return [owner.store]
 
 
-def as_owner(owner: Owner | int) -> Owner:
-    """A plain organization number stands for the organization's own subscriptions."""
-    return owner if isinstance(owner, Owner) else Owner(owner)
-
-
-def _owned_by(owner: Owner) -> tuple:
+def _owned_by(owner: Scope) -> tuple:
     """The conditions selecting the owner's subscriptions, and no one else's."""
     s = webhook_subscriptions.c
     if not owner.is_partner:
@@ -397,7 +397,7 @@ def _owned_by(owner: Owner) -> tuple:
     return (s.organization_id == owner.organization, s.partner_id == owner.partner, s.store_ids == json.dumps([owner.store]))
 
 
-def _subscription(conn: Connection, owner: Owner, number: int):
+def _subscription(conn: Connection, owner: Scope, number: int):
     row = conn.execute(
         select(webhook_subscriptions).where(webhook_subscriptions.c.id == number, *_owned_by(owner), webhook_subscriptions.c.status.in_(LIVE))
     ).first()
@@ -417,6 +417,7 @@ def render_subscription(row) -> dict:
         "event_types": json.loads(row.event_types),
         "store_ids": None if row.store_ids is None else [ids.encode("store", n) for n in json.loads(row.store_ids)],
         "description": row.description,
+        "ordered": row.ordered,
         "status": row.status,
         "disabled_reason": row.disabled_reason,
         "failing_since": iso(row.failing_since),

@@ -6,7 +6,7 @@ keys; others stay absolute and are still read from where they are (services.uplo
 The root comes from `stockhub.db.migrate.upgrade(engine, storage_root)`; without it nothing changes.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0012
 Create Date: 2026-11-30 10:20:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0006'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,86 @@
+"""Which stores a caller reaches: the one place that decides it.
+
+A caller's `Scope` (domain.access) is an organization's whole estate or, for a partner acting
+on a store connected to it (`X-Store-Id`), that one store. Everything that names or lists
+stores goes through here, so a store a caller does not reach is always "not found" (never
+"forbidden": no existence leaks):
+
+- `scope_of(principal)`: what a token reaches; a partner that names no connected store reaches nothing.
+- `organization_of(principal)`: routes over the whole organization (brands, stores, customers,
+  the catalog) take the organization's own API token only.
+- `store_number(conn, scope, store_id)`: a store named in a request, as its row id.
+- `store_numbers(conn, scope, store_ids)`: several at once; only the reachable ones are returned.
+- `visible(scope, organization_column, store_column)`: the conditions that filter a query.
+- `any_store_number(conn, store_id)`: the operator's CLI, which reaches every store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Column, Connection, select
+
+from stockhub import ids
+from stockhub.db.tables import stores
+from stockhub.domain.access import Principal, Scope
+from stockhub.errors import Refused, not_found
+
+
+def scope_of(principal: Principal, what: str = "this") -> Scope:
+    """An organization's token reaches all its stores; a partner's only the connected store it names."""
+    if principal.organization is None:
+        raise not_found(what)
+    if principal.is_partner:
+        if principal.store is None:
+            raise not_found(f"{what} (a partner names its connected store with X-Store-Id)")
+        return Scope(principal.organization, principal.partner, principal.store)
+    return Scope(principal.organization)
+
+
+def organization_of(principal: Principal, what: str | None = None) -> int:
+    """The organization of its own API token; to anyone else a named thing is not found."""
+    if principal.kind != "organization" or principal.organization is None:
+        if what:
+            raise not_found(what)
+        raise Refused("this route takes an organization's API token (partners: see /organization/v1)")
+    return principal.organization
+
+
+def as_scope(scope: Scope | int) -> Scope:
+    """A plain organization number stands for that organization's whole estate."""
+    return scope if isinstance(scope, Scope) else Scope(scope)
+
+
+def store_number(conn: Connection, scope: Scope | int, store_id: str) -> int:
+    """The row id of a store the scope reaches (an int: every store of that organization)."""
+    found = store_numbers(conn, scope, [store_id])
+    if store_id not in found:
+        raise not_found(f"store {store_id}")
+    return found[store_id]
+
+
+def store_numbers(conn: Connection, scope: Scope | int, store_ids: Iterable[str]) -> dict[str, int]:
+    """The reachable stores among `store_ids`, by public id."""
+    scope = as_scope(scope)
+    numbers = {store_id: ids.decode("store", store_id) for store_id in store_ids}
+    wanted = sorted({n for n in numbers.values() if scope.reaches(n)})
+    if not wanted:
+        return {}
+    found = set(conn.execute(select(stores.c.id).where(stores.c.organization_id == scope.organization, stores.c.id.in_(wanted))).scalars())
+    return {store_id: n for store_id, n in numbers.items() if n in found}
+
+
+def visible(scope: Scope, organization_column: Column, store_column: Column) -> list:
+    """Conditions that keep a query's rows to what the scope reaches."""
+    conditions = [organization_column == scope.organization]
+    if scope.store is not None:
+        conditions.append(store_column == scope.store)
+    return conditions
+
+
+def any_store_number(conn: Connection, store_id: str) -> int:
+    """For the operator's CLI only: any store of any organization."""
+    number = ids.decode("store", store_id)
+    if number is None or conn.execute(select(stores.c.id).where(stores.c.id == number)).scalar() is None:
+        raise not_found(f"store {store_id}")
+    return number
