@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,12 @@ def sqlite_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
+    return fresh_database(request, request.param, tmp_path)
+
+
+def fresh_database(request, kind: str, tmp_path: Path) -> str:
+    """An empty, migrated database of `kind` (sqlite or postgresql) for one test or module."""
+    if kind == "sqlite":
         path = tmp_path / "stockhub.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
@@ -153,6 +159,12 @@ class LiveServer:
 @pytest.fixture
 def server(hub):
     """stockhub's API and a worker, serving over real HTTP on a loopback port."""
+    with serving(hub) as live:
+        yield live
+
+
+@contextmanager
+def serving(hub):
     port = _free_port()
     uv = http_server(hub, "127.0.0.1", port, log_level="warning", lifespan="off")
     thread = threading.Thread(target=uv.run, daemon=True)

@@ -27,4 +27,5 @@ def sign(secret: bytes, message: str) -> str:
 
 
 def signature_valid(secret: bytes, message: str, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, message), signature)
+    # as bytes: comparing str refuses non-ASCII text (TypeError) instead of answering False
+    return hmac.compare_digest(sign(secret, message).encode(), signature.encode(errors="replace"))

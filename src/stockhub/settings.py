@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     expiry_days: int = 7
     apply_part_rows: int = 2000  # SQLite: a stock file of more rows is applied in parts of this many, each its own write transaction
     worker_poll_seconds: float = 2.0
+    auth_cache_seconds: float = 5.0  # a token revoked by another process stops working within this
     worker_lease_seconds: int = 300
     sweep_interval_seconds: int = 3600
 

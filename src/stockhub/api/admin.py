@@ -9,6 +9,7 @@ from stockhub.api.deps import CurrentPrincipal, HubDep
 from stockhub.domain.access import Principal
 from stockhub.errors import Problem
 from stockhub.services import accounts
+from stockhub.services.fields import Bool
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
 
@@ -18,7 +19,7 @@ class PartnerFields(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     redirect_uris: list[str] = Field(min_length=1, max_length=20)
     scopes: list[str] | None = Field(None, description="default: every scope")
-    public: bool = Field(False, description="a public client (no secret; PKCE required)")
+    public: Bool = Field(False, description="a public client (no secret; PKCE required)")
 
 
 def _admin(principal: Principal) -> None:

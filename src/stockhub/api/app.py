@@ -2,29 +2,67 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from stockhub import __version__
-from stockhub.api import admin, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
+from stockhub.api import admin, deps, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
+
+# The organization API's error dialect ({message, details[]}, see api/organization.py).
+MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["message", "details"],
+    "properties": {
+        "message": {"type": "string"},
+        "details": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"attribute": {"type": "string"}, "message": {"type": "string"}}},
+        },
+    },
+}
 
 
 def create_app(hub: Hub) -> FastAPI:
-    app = FastAPI(title="stockhub", version=__version__, description="Stock-and-order hub for physical retailers")
+    app = FastAPI(
+        title="stockhub",
+        version=__version__,
+        description="Stock-and-order hub for physical retailers",
+        dependencies=[Depends(deps.clean_input)],
+    )
     app.state.hub = hub
     problems.install(app)
-    app.include_router(tenancy.router)
-    app.include_router(uploads.router)
-    app.include_router(stock.router)
-    app.include_router(orders.router)
-    app.include_router(products.router)
-    app.include_router(webhooks.router)
-    app.include_router(oauth.router)
-    app.include_router(organization.router)
-    app.include_router(admin.router)
+    problems.describe(app, {"Message": MESSAGE_SCHEMA})
+    for router in (tenancy, uploads, stock, orders, products, webhooks, admin):
+        app.include_router(router.router, responses=problems.responses(*problems.COMMON))
+    app.include_router(oauth.router, responses=oauth_responses())
+    app.include_router(
+        organization.router, responses=problems.responses(*problems.COMMON, 400, 409, schema="Message", media_type="application/json")
+    )
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:
         return {"status": "ok"}
 
     return app
+
+
+def oauth_responses() -> dict:
+    """The OAuth and sign-in routes answer in their protocols' own ways: RFC 6749 errors as JSON
+    (token, revoke), pages (authorize, sign-in) and redirects; a form failing its CSRF check, or
+    text with a NUL, is a problem."""
+    page = {"text/html": {"schema": {"type": "string"}}}
+    oauth_error = {"application/json": {"schema": OAUTH_ERROR_SCHEMA}}
+    redirect = {"headers": {"Location": {"schema": {"type": "string"}}}}
+    return {
+        302: {"description": "to the client's redirect URI, with a code or an error", **redirect},
+        303: {"description": "to the sign-in page, or where it leads", **redirect},
+        400: {"description": "a refused request: an RFC 6749 error, or a page saying why", "content": page | oauth_error},
+        401: {"description": "a client that failed to authenticate, or a failed sign-in", "content": page | oauth_error},
+    } | problems.responses(403, 422, 503)
+
+
+OAUTH_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}, "error_uri": {"type": "string"}},
+}

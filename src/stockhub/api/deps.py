@@ -7,14 +7,16 @@ then reaches is `services.scope.scope_of(principal)` (a partner: only the store 
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from stockhub.api import problems
 from stockhub.domain.access import Principal
-from stockhub.errors import Problem
+from stockhub.errors import FieldError, Problem, invalid
 from stockhub.services.accounts import principal_for_token
 from stockhub.services.context import Hub
 from stockhub.services.paging import MAX_LIMIT
@@ -25,6 +27,59 @@ _bearer = HTTPBearer(auto_error=False)
 
 def get_hub(request: Request) -> Hub:
     return request.app.state.hub
+
+
+async def clean_input(request: Request) -> None:
+    """Every route's request is refused whole when a text value (path, query, JSON or form body)
+    holds a NUL character or is not valid UTF-8 (no database stores those alike: PostgreSQL refuses
+    them), or when a query parameter is given more than once (each takes one value)."""
+    errors = [FieldError(name, _UNCLEAN) for name, value in request.path_params.items() if not _clean(value)]
+    query = request.query_params.multi_items()
+    errors += [FieldError(name, _UNCLEAN) for name, value in query if not _clean(value)]
+    names = [name for name, _ in query]
+    errors += [FieldError(name, "given more than once") for name in sorted({n for n in names if names.count(n) > 1})]
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    reads_json = getattr(request.scope.get("route"), "body_field", None) is not None  # never a streamed file
+    if reads_json and (content_type == "application/json" or content_type.endswith("+json")):
+        body = await request.body()
+        if b"\\u0000" in body or b"\\ud" in body.lower():  # escapes only: raw NUL or bad UTF-8 is not JSON at all
+            try:
+                errors += [FieldError(name, _UNCLEAN) for name in _unclean_fields(json.loads(body))]
+            except ValueError:
+                pass  # not JSON: the route's own validation says so
+    elif content_type == "application/x-www-form-urlencoded" and request.method == "POST":  # the sign-in and OAuth forms
+        errors += [FieldError(name, _UNCLEAN) for name, value in (await request.form()).multi_items() if isinstance(value, str) and not _clean(value)]
+    if errors:
+        raise invalid("some text holds a NUL character or is not valid UTF-8, or a parameter is repeated", errors)
+
+
+_UNCLEAN = "must not contain NUL characters and must be valid UTF-8"
+
+
+def _clean(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _unclean_fields(value, path: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [] if _clean(value) else [path or "body"]
+    if isinstance(value, dict):
+        pairs = value.items()
+    elif isinstance(value, list):
+        pairs = enumerate(value)
+    else:
+        return []
+    found = []
+    for key, item in pairs:
+        name = f"{path}.{key}" if path else str(key)
+        found += [name] if isinstance(key, str) and not _clean(key) else _unclean_fields(item, name)
+    return found
 
 
 async def current_principal(
@@ -60,7 +115,13 @@ def current_organization(principal: CurrentPrincipal, request: Request) -> int:
 HubDep = Annotated[Hub, Depends(get_hub)]
 Organization = Annotated[int, Depends(current_organization)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
-Token = Annotated[str | None, Query(description="the page token from the previous page's `next_token`")]
+Token = Annotated[str | None, Query(max_length=200, description="the page token from the previous page's `next_token`")]
+CONFLICT = problems.responses(409)
+
+
+def also(status: int, description: str) -> dict:
+    """Another success answer of a route, with a JSON object body (e.g. 200 beside 201)."""
+    return {status: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
 def page_body(page) -> dict:

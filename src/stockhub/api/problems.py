@@ -8,14 +8,70 @@ from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from stockhub.errors import Conflict, FieldError, Invalid, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
 
 log = logging.getLogger(__name__)
 
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request timeout",
+    409: "Conflict",
+    413: "Content too large",
+    422: "Invalid request",
+    503: "Service unavailable",
+}
+BUSY_RETRY_AFTER_SECONDS = 1
+
+# The RFC 9457 body every error of the API has (JSON Schema, for the OpenAPI description).
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}, "row": {"type": "integer"}},
+            },
+        },
+    },
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
+}
+
+
+def responses(*statuses: int, schema: str = "Problem", media_type: str = "application/problem+json") -> dict:
+    """`responses=` for a router or route: each status answered with a problem body."""
+    return {
+        status: {
+            "description": _TITLES.get(status, "Error"),
+            "content": {media_type: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+            **({"headers": _HEADERS[status]} if status in _HEADERS else {}),
+        }
+        for status in statuses
+    }
+
+
+# What any route may answer: a malformed request (body, page token), a missing or unfit token,
+# something not found, invalid fields, a busy database.
+COMMON = (400, 401, 403, 404, 422, 503)
 
 # The HTTP status of each kind of service error (errors.py): the API's one mapping.
 STATUS: dict[type[ServiceError], int] = {
@@ -43,8 +99,30 @@ def problem_response(problem: Problem) -> JSONResponse:
     }
     if problem.errors:
         body["errors"] = [{k: v for k, v in asdict(e).items() if v is not None} for e in problem.errors]
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
-    return JSONResponse(body, status_code=problem.status, media_type="application/problem+json", headers=headers)
+    return JSONResponse(body, status_code=problem.status, media_type="application/problem+json", headers=problem_headers(problem))
+
+
+def problem_headers(problem: Problem) -> dict | None:
+    if problem.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if problem.status == 503:
+        return {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+    return None
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method of every route at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def _busy(error: OperationalError) -> bool:
+    """SQLite's one writer is taken for longer than the busy timeout."""
+    return "database is locked" in str(error.orig) or "database is busy" in str(error.orig)
 
 
 # Paths that speak another error dialect (e.g. the Otter-style organization API): prefix → renderer.
@@ -54,7 +132,10 @@ DIALECTS: dict[str, Callable[[Problem], Response]] = {}
 def _render(request: Request, problem: Problem) -> Response:
     for prefix, render in DIALECTS.items():
         if request.url.path.startswith(prefix):
-            return render(problem)
+            response = render(problem)
+            for name, value in (problem_headers(problem) or {}).items():
+                response.headers.setdefault(name, value)
+            return response
     return problem_response(problem)
 
 
@@ -77,9 +158,33 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, error: StarletteHTTPException):
-        return _render(request, Problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail)))
+        response = _render(request, Problem(error.status_code, _TITLES.get(error.status_code, "Error"), str(error.detail)))
+        response.headers.update(error.headers or {})
+        if error.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed(request))
+        return response
+
+    @app.exception_handler(OperationalError)
+    async def on_database_error(request: Request, error: OperationalError):
+        if _busy(error):
+            log.warning("database busy on %s %s", request.method, request.url.path)
+            return _render(request, Problem(503, "Service unavailable", "the database is busy: retry in a moment"))
+        return await on_crash(request, error)
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _render(request, Problem(500, "Internal error", "something went wrong on our side; it has been logged"))
+
+
+def describe(app: FastAPI, schemas: dict[str, dict]) -> None:
+    """The OpenAPI description with the error bodies `responses()` refers to."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            document.setdefault("components", {}).setdefault("schemas", {}).update({"Problem": PROBLEM_SCHEMA} | schemas)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi

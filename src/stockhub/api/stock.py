@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
+from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, page_body
+from stockhub.domain.stock import StockStatus
 from stockhub.services import stock, stock_writes
 from stockhub.services.scope import scope_of
 
@@ -18,7 +19,7 @@ def list_stock(
     store_id: str,
     limit: Limit = 100,
     token: Token = None,
-    status: str | None = None,
+    status: StockStatus | None = None,
 ) -> dict:
     """The store's stock levels by identifier; `status` filters to in_stock, out_of_stock or expired."""
     return page_body(stock.list_stock(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token, status))
@@ -30,19 +31,19 @@ def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, ident
     return stock.get_stock(hub, scope_of(principal, f"store {store_id}"), store_id, identifier)
 
 
-@router.put("/stores/{store_id}/stock/{identifier}")
+@router.put("/stores/{store_id}/stock/{identifier}", responses=CONFLICT)
 def set_count(hub: HubDep, principal: Scoped("stock.write"), store_id: str, identifier: str, body: stock_writes.Count) -> dict:
     """Set on_hand absolutely (an inventory master's count); `change_from` makes it compare-and-set."""
     return stock_writes.set_count(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body)
 
 
-@router.post("/stores/{store_id}/stock/adjustments")
+@router.post("/stores/{store_id}/stock/adjustments", responses=CONFLICT)
 def adjust(
     hub: HubDep,
     principal: Scoped("stock.write"),
     store_id: str,
     body: stock_writes.Adjustments,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(description="required: a retry with the same key and body gets the same answer")] = None,
 ) -> dict:
     """Apply deltas to on_hand, all or none; retry safely with the same `Idempotency-Key`."""
     return stock_writes.adjust(hub, scope_of(principal, f"store {store_id}"), store_id, body, idempotency_key)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
+from stockhub.api import problems
 from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.access import Principal
 from stockhub.errors import FieldError, Problem
@@ -17,24 +18,26 @@ from stockhub.services.scope import scope_of
 
 router = APIRouter(tags=["uploads"])
 UPLOAD_PATH = "/incoming/"  # the PUT's time is bounded by its URL's expiry, not the server's body timeout
+URL_SAFE = r"^[A-Za-z0-9_=-]+$"  # what the signed URL's nonce and signature are made of
+UploadKind = Literal["stock", "products"]
 
 
 @router.get("/upload/{upload_key}", response_class=PlainTextResponse)
-def upload_url(hub: HubDep, request: Request, upload_key: str, type: str = "stock") -> str:
+def upload_url(hub: HubDep, request: Request, upload_key: str, type: Annotated[str, Query(description="stock or products")] = "stock") -> str:
     """Step 1 of the two-step upload (NearSt-compatible): the body is the URL to PUT the file to."""
     return uploads.upload_url(hub, upload_key, type, str(request.base_url))
 
 
-@router.put(UPLOAD_PATH + "{store_id}/{kind}")
+@router.put(UPLOAD_PATH + "{store_id}/{kind}", responses=problems.responses(408, 409, 413))
 async def put_file(
     hub: HubDep,
     request: Request,
     store_id: str,
-    kind: str,
-    expires: Annotated[int, Query()],
-    nonce: Annotated[str, Query(max_length=64)],
-    signature: Annotated[str, Query(max_length=100)],
-    key_id: Annotated[str, Query(max_length=64)] = "",  # which upload key the URL was issued under
+    kind: UploadKind,
+    expires: Annotated[int, Query(ge=0, le=2**63 - 1)],
+    nonce: Annotated[str, Query(max_length=64, pattern=URL_SAFE)],
+    signature: Annotated[str, Query(max_length=100, pattern=URL_SAFE)],
+    key_id: Annotated[str, Query(max_length=64, pattern=URL_SAFE)] = "",  # which upload key the URL was issued under
 ) -> dict:
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
     grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, key_id, signature)

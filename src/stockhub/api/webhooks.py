@@ -5,12 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
+from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.access import Scope
 from stockhub.services import events, webhooks
+from stockhub.services.fields import Int
 from stockhub.services.scope import scope_of
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
+MAX_SEQUENCE = 2**63 - 1  # sequence numbers are 64-bit
 
 
 def webhook_owner(principal: Scoped("webhooks.manage")) -> Scope:
@@ -64,7 +66,7 @@ def delete_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) 
 
 class Rotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grace_seconds: int | None = Field(None, description="how long the old secret keeps signing too (default 24 h)")
+    grace_seconds: Int | None = Field(None, description="how long the old secret keeps signing too (default 24 h)")
 
 
 @router.post("/webhook-subscriptions/{subscription_id}/secret")
@@ -85,7 +87,7 @@ def get_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
     return webhooks.get_delivery(hub, owner, delivery_id)
 
 
-@router.post("/webhook-deliveries/{delivery_id}/retry", status_code=202)
+@router.post("/webhook-deliveries/{delivery_id}/retry", status_code=202, responses=CONFLICT)
 def retry_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
     """Send the delivery's event again now (same event id), with a fresh retry schedule."""
     return webhooks.retry_delivery(hub, owner, delivery_id)
@@ -96,8 +98,8 @@ def list_events(
     hub: HubDep,
     owner: WebhookOwner,
     store_id: Annotated[str | None, Query(description="the store's events; omitted: every event of the organization (a partner: its connected store's)")] = None,
-    after: Annotated[int, Query(description="the last sequence number already seen (0: from the start)")] = 0,
-    limit: Annotated[int, Query(description="events per page, at most 100")] = 20,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE, description="the last sequence number already seen (0: from the start)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=events.MAX_EVENTS_PAGE, description="events per page")] = 20,
 ) -> dict:
     """Catch up without webhooks: the events numbered after `after`, oldest first.
     Ask again with `after` = the answer's `next_after` until `items` is empty."""

@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 
@@ -85,6 +87,16 @@ def let_waiting_writers_in(at_most: float = 0.5) -> None:
 
 def is_postgres(conn_or_engine) -> bool:
     return conn_or_engine.dialect.name == "postgresql"
+
+
+def upsert(conn: Connection, table: Table):
+    """INSERT with ON CONFLICT clauses, in the connection's dialect."""
+    return (pg_insert if is_postgres(conn) else sqlite_insert)(table)
+
+
+def insert_new(conn: Connection, table: Table, keys: list[str]):
+    """INSERT … ON CONFLICT (keys) DO NOTHING: with RETURNING, no row back means it existed."""
+    return upsert(conn, table).on_conflict_do_nothing(index_elements=keys)
 
 
 _NEW_WORK = "stockhub.new_work"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Row, func, select, tuple_
+from sqlalchemy import Connection, Row, Select, func, select, tuple_
 
 from stockhub.db.engine import is_postgres
 from stockhub.db.tables import orders, stock_levels, stores
@@ -34,7 +34,12 @@ def lock_store(conn: Connection, store_id: int) -> None:
 def share_stores(conn: Connection, store_ids: Iterable[int]) -> None:
     """For a single-product writer: waits for an upload being applied, not for other writers."""
     ids = sorted(set(store_ids))
-    conn.execute(select(stores.c.id).where(stores.c.id.in_(ids)).order_by(stores.c.id).with_for_update(read=True, key_share=True)).all()
+    conn.execute(sharing(select(stores.c.id).where(stores.c.id.in_(ids)))).all()
+
+
+def sharing(query: Select) -> Select:
+    """`share_stores` as part of a query of the stores table (a booking reads its stores and shares them at once)."""
+    return query.order_by(stores.c.id).with_for_update(read=True, key_share=True)
 
 
 def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Row]:

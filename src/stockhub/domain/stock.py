@@ -53,6 +53,17 @@ def available(on_hand: int, committed: int, safety_stock: int = 0, expired: bool
     return max(on_hand - committed - safety_stock, 0)
 
 
+MAX_QUANTITY = 1_000_000_000  # units of one product at one store: any count, report or adjustment
+
+
+class QuantityOutOfRange(ValueError):
+    """A count beyond what any store holds (and the storage's 32-bit integers)."""
+
+    def __init__(self, on_hand: int):
+        super().__init__(f"on_hand {on_hand:,} is out of range: at most {MAX_QUANTITY:,} units either way")
+        self.on_hand = on_hand
+
+
 class Shortfall(Exception):
     """A request for more units than are available."""
 
@@ -103,6 +114,8 @@ def restock(level: StockLevel, quantity: int) -> StockLevel:
 
 def count(level: StockLevel, on_hand: int) -> StockLevel:
     """Set the count absolutely (an inventory master's write); never below what orders hold."""
+    if abs(on_hand) > MAX_QUANTITY:
+        raise QuantityOutOfRange(on_hand)
     if on_hand < level.committed:
         raise BelowCommitted(on_hand, level.committed)
     return replace(level, on_hand=on_hand)

@@ -234,7 +234,7 @@ def canonical_identifier(value: str) -> str:
     lookup, an order line) would otherwise pay milliseconds to plan a polars query. A property
     test holds the two to the same answers on generated values.
     """
-    compact = _NOT_COMPACT.sub("", value.strip())
+    compact = _NOT_COMPACT.sub("", value.strip(_WHITESPACE))
     if not compact:
         raise InvalidIdentifier("missing identifier")
     if _DIGITS.fullmatch(compact) and len(compact) in GTIN_LENGTHS:
@@ -252,7 +252,10 @@ def canonical_identifier(value: str) -> str:
     raise InvalidIdentifier(f"identifier is not a GTIN or ISBN, and its length ({len(compact)}) does not fit a SKU ({SKU_RULE})")
 
 
-_NOT_COMPACT = re.compile(r"[\s\-]")
+# Whitespace as polars (Rust) knows it, Unicode's White_Space: Python's `\s` and str.strip() also
+# take the separators \x1c–\x1f, which would make the two forms of a rule disagree.
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_COMPACT = re.compile(f"[{_WHITESPACE}\\-]")
 _DIGITS = re.compile(r"[0-9]+")
 _ISBN10 = re.compile(r"[0-9]{9}[0-9Xx]")
 _SKU = re.compile(r"[A-Za-z0-9]{6,32}")

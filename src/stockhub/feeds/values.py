@@ -13,11 +13,11 @@ from functools import cache
 import polars as pl
 import polars.selectors as cs
 
+from stockhub.domain.money import MAX_AMOUNT_DIGITS
 from stockhub.domain.places import CURRENCY_CODES, currency_exponent
+from stockhub.domain.stock import MAX_QUANTITY
 
 EMPTY_OR_ZERO_PRICE = "price is empty or zero: row discarded"
-MAX_QUANTITY = 1_000_000_000
-MAX_AMOUNT_DIGITS = 12  # integer digits; a trillion of any currency is not a shelf price
 
 _AMOUNT = r"^(?P<sign>-?)(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*))?$"
 

@@ -7,11 +7,9 @@ from types import SimpleNamespace
 
 import polars as pl
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stockhub import feeds, ids
-from stockhub.db.engine import is_postgres, reading
+from stockhub.db.engine import reading, upsert
 from stockhub.db.tables import catalog_products
 from stockhub.errors import not_found
 from stockhub.services import events
@@ -32,13 +30,12 @@ def apply_products(conn: Connection, organization: int, store: int, upload_id: i
     Rows go in identifier order, so two uploads of one organization touching the same products
     lock them in the same order on PostgreSQL.
     """
-    insert = pg_insert if is_postgres(conn) else sqlite_insert
     records = rows.sort("identifier").select("identifier", *DESCRIBED).with_columns(
         organization_id=pl.lit(organization), upload_id=pl.lit(upload_id), updated_at=pl.lit(now)
     ).to_dicts()
     changed = _changed(conn, organization, records)
     for start in range(0, len(records), _BATCH):
-        statement = insert(catalog_products)
+        statement = upsert(conn, catalog_products)
         statement = statement.on_conflict_do_update(
             index_elements=["organization_id", "identifier"],
             set_={name: statement.excluded[name] for name in [*DESCRIBED, "upload_id", "updated_at"]},

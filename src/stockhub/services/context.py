@@ -22,6 +22,7 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
     settings: Settings
     engine: Engine
     work_arrived: threading.Event = field(default_factory=threading.Event)
+    token_cache: dict = field(default_factory=dict)  # services.accounts: live tokens, briefly
 
     def __post_init__(self) -> None:
         ring_on_new_work(self.engine, self.work_arrived.set)  # every unit of work that leaves work wakes the workers

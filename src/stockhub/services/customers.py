@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from sqlalchemy import Connection, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stockhub import ids
-from stockhub.db.engine import reading, transaction
+from stockhub.db.engine import is_postgres, reading, transaction
 from stockhub.db.tables import customers, orders
 from stockhub.errors import not_found
 from stockhub.services.context import Hub
@@ -45,29 +46,29 @@ def find_or_make(conn: Connection, organization: int, ref: CustomerRef) -> tuple
     email = ref.email.lower() if ref.email else None
     match = [customers.c.external_id == ref.external_id] if ref.external_id else []
     match += [customers.c.email == email] if email else []
-    found = conn.execute(
+    find = (
         select(customers.c.id)
         .where(customers.c.organization_id == organization, or_(*match))
         .order_by(customers.c.external_id.is_(None))  # an external id match wins
-    ).scalar()
+    )
+    found = conn.execute(find).scalar()
     if found is not None:
         return found, False
+    # Another request may be making the same customer right now: its row wins, we use it.
+    insert = pg_insert if is_postgres(conn) else sqlite_insert
     made = conn.execute(
-        customers.insert().values(organization_id=organization, email=email, name=ref.name, external_id=ref.external_id)
-    ).inserted_primary_key[0]
-    return made, True
+        insert(customers)
+        .values(organization_id=organization, email=email, name=ref.name, external_id=ref.external_id)
+        .on_conflict_do_nothing()
+        .returning(customers.c.id)
+    ).scalar()
+    return (made, True) if made is not None else (conn.execute(find).scalar_one(), False)
 
 
 def get_or_create(hub: Hub, organization: int, ref: CustomerRef) -> tuple[dict, bool]:
-    for attempt in range(2):  # a concurrent create of the same customer: the second look finds it
-        try:
-            with transaction(hub.engine) as conn:
-                number, made = find_or_make(conn, organization, ref)
-                return render(conn.execute(select(customers).where(customers.c.id == number)).one()), made
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    with transaction(hub.engine) as conn:
+        number, made = find_or_make(conn, organization, ref)
+        return render(conn.execute(select(customers).where(customers.c.id == number)).one()), made
 
 
 def search(hub: Hub, organization: int, q: str | None, limit: int, token: str | None) -> Page:

@@ -57,7 +57,7 @@ def emit(
     now: datetime | None = None,
     partner_id: int | None = None,
 ) -> int:
-    """Write one event (and its deliveries) in the caller's transaction; returns its row id.
+    """Write one event in the caller's transaction; returns its row id.
 
     `data` is rendered as given (public ids, decimal strings). `partner_id` makes the event that
     partner's (store.connected): it goes to the organization's subscriptions and that partner's,
@@ -75,7 +75,7 @@ def _write(
     bodies: list[tuple[dict, int | None]],
     partner_id: int | None = None,
 ) -> list[int]:
-    """Insert events of one type (data, change_count each) and fan them out; their row ids, in order."""
+    """Insert events of one type (data, change_count each); their row ids, in order."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     rows = [
@@ -91,8 +91,7 @@ def _write(
         for data, change_count in bodies
     ]
     event_ids = list(conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True), rows).scalars())
-    _fan_out(conn, organization_id, store_id, type, event_ids, now, partner_id)
-    new_work(conn)  # the sequencer numbers them, then their deliveries go out
+    new_work(conn)  # the sequencer numbers them and makes their deliveries
     return event_ids
 
 
@@ -163,62 +162,64 @@ def emit_level_changes(conn: Connection, organization_id: int, store_id: int, ch
     return len(batches)
 
 
-def _fan_out(
-    conn: Connection,
-    organization_id: int,
-    store_id: int | None,
-    type: str,
-    event_ids: list[int],
-    now: datetime,
-    partner_id: int | None = None,
-) -> None:
-    """One delivery per matching subscription and event (few subscriptions, set-based rows).
+def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
+    """One delivery per matching subscription for each numbered event; returns how many.
 
-    Deliveries wait (no `next_attempt_at`) until the sequencer numbers their event. A partner's
-    subscription (always for one store) gets the store's events only while the partner is
-    connected to it; a partner's own event goes to no other partner.
+    Done by the sequencer, not the writer: a booking or an upload writes only its events, and
+    subscriptions are matched once their events are numbered (few subscriptions per
+    organization, read once per batch). A partner's subscription (always for one store) gets
+    the store's events only while the partner is connected to it; a partner's own event
+    (store.connected) goes to the organization's subscriptions and that partner's only.
     """
     s = webhook_subscriptions.c
-    query = select(s.id, s.status, s.event_types, s.store_ids, s.partner_id).where(
-        s.organization_id == organization_id, s.status.in_(("active", "paused", "disabled"))
-    )
-    if partner_id is not None:
-        query = query.where(or_(s.partner_id.is_(None), s.partner_id == partner_id))
-    subscriptions = conn.execute(query).all()
-    connected: set[int] | None = None
+    organizations = sorted({event.organization_id for event in numbered})
+    subscriptions: dict[int, list] = defaultdict(list)
+    for row in conn.execute(
+        select(s.id, s.organization_id, s.status, s.event_types, s.store_ids, s.partner_id).where(
+            s.organization_id.in_(organizations), s.status.in_(("active", "paused", "disabled"))
+        )
+    ):
+        subscriptions[row.organization_id].append((row, set(json.loads(row.event_types)), _stores_of(row)))
+    if not any(subscriptions.values()):
+        return 0
+    connected = _partners_connected(conn, {event.store_id for event in numbered if event.store_id is not None})
     rows = []
-    for subscription in subscriptions:
-        if type not in json.loads(subscription.event_types):
-            continue
-        if subscription.store_ids is not None and store_id not in json.loads(subscription.store_ids):
-            continue
-        if subscription.partner_id is not None:
-            if connected is None:
-                connected = _partners_connected(conn, store_id)
-            if subscription.partner_id not in connected:
+    for event in numbered:
+        for subscription, types, stores in subscriptions.get(event.organization_id, []):
+            if event.type not in types or (stores is not None and event.store_id not in stores):
                 continue
-        status = "pending" if subscription.status == "active" else "held"
-        rows += [
-            {
-                "event_id": event_id,
-                "subscription_id": subscription.id,
-                "organization_id": organization_id,
-                "status": status,
-                "attempts": 0,
-                "next_attempt_at": None,
-                "created_at": now,
-            }
-            for event_id in event_ids
-        ]
+            if subscription.partner_id is not None and subscription.partner_id not in connected.get(event.store_id, ()):
+                continue
+            if event.partner_id is not None and subscription.partner_id not in (None, event.partner_id):
+                continue
+            active = subscription.status == "active"
+            rows.append(
+                {
+                    "event_id": event.id,
+                    "subscription_id": subscription.id,
+                    "organization_id": event.organization_id,
+                    "status": "pending" if active else "held",
+                    "attempts": 0,
+                    "next_attempt_at": now if active else None,
+                    "created_at": now,
+                }
+            )
     if rows:
         conn.execute(webhook_deliveries.insert(), rows)
+    return len(rows)
 
 
-def _partners_connected(conn: Connection, store_id: int | None) -> set[int]:
-    if store_id is None:
-        return set()
-    c = store_connections.c
-    return set(conn.execute(select(c.partner_id).where(c.store_id == store_id)).scalars())
+def _stores_of(subscription) -> set[int] | None:
+    return None if subscription.store_ids is None else set(json.loads(subscription.store_ids))
+
+
+def _partners_connected(conn: Connection, store_ids: set[int]) -> dict[int, set[int]]:
+    connected: dict[int, set[int]] = defaultdict(set)
+    if store_ids:
+        c = store_connections.c
+        for row in conn.execute(select(c.store_id, c.partner_id).where(c.store_id.in_(sorted(store_ids)))):
+            connected[row.store_id].add(row.partner_id)
+    return connected
 
 
 # --- numbering events after commit ---------------------------------------------------------
@@ -228,8 +229,8 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
     """Number the committed events that have no number yet, oldest first; returns how many.
 
     One sequencer at a time (`lock_sequencer`), so numbers are handed out in increasing order
-    and every number at or below the highest one a reader can see is committed. The
-    deliveries of the numbered events become due.
+    and every number at or below the highest one a reader can see is committed. The numbered
+    events' deliveries are made in the same transaction (`_fan_out`), due at once.
     """
     with reading(engine) as conn:
         if conn.execute(select(events.c.id).where(events.c.sequence.is_(None)).limit(1)).first() is None:
@@ -244,21 +245,14 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
             .limit(limit)
             .subquery()
         )
-        numbered = conn.execute(update(events).values(sequence=pending.c.number).where(events.c.id == pending.c.id)).rowcount
-        if numbered:
-            now = datetime.now(UTC)
-            d = webhook_deliveries.c
-            conn.execute(
-                update(webhook_deliveries)
-                .where(
-                    d.event_id.in_(select(events.c.id).where(events.c.sequence > last)),
-                    d.status == "pending",
-                    d.next_attempt_at.is_(None),
-                )
-                .values(next_attempt_at=now)
-            )
+        conn.execute(update(events).values(sequence=pending.c.number).where(events.c.id == pending.c.id))
+        e = events.c
+        numbered = conn.execute(
+            select(e.id, e.organization_id, e.store_id, e.type, e.partner_id).where(e.sequence > last).order_by(e.sequence)
+        ).all()
+        if _fan_out(conn, numbered, datetime.now(UTC)):
             new_work(conn)  # deliveries are due
-    return numbered
+    return len(numbered)
 
 
 # --- reading events ------------------------------------------------------------------------

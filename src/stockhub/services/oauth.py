@@ -242,6 +242,7 @@ class Revocation(RevocationEndpoint):
         else:
             with transaction(self.server.hub.engine) as conn:
                 conn.execute(api_tokens.update().where(api_tokens.c.id == token.row.id).values(revoked_at=utcnow()))
+            accounts.forget_tokens(self.server.hub)
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -320,6 +321,7 @@ def revoke_family(hub: Hub, family: str) -> None:
         conn.execute(
             api_tokens.update().where(api_tokens.c.family == family, api_tokens.c.revoked_at.is_(None)).values(revoked_at=utcnow())
         )
+    accounts.forget_tokens(hub)
 
 
 def _token_row(hub: Hub, token: str, kinds: tuple[str, ...]):

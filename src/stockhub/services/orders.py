@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from types import SimpleNamespace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import IntegrityError
 
 from stockhub import feeds, ids
-from stockhub.db.engine import reading, transaction
-from stockhub.db.locks import lock_order
+from stockhub.db.engine import insert_new, reading, transaction
+from stockhub.db.locks import lock_order, sharing
 from stockhub.db.tables import order_lines, orders
 from stockhub.domain import places
 from stockhub.domain.access import Scope
@@ -22,10 +21,10 @@ from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatu
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, InsufficientStock, conflict, invalid, not_found
 from stockhub.services import customers, events, idempotency, stock_moves
+from stockhub.services.fields import Amount, Bool, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
-from stockhub.services.scope import as_scope, store_numbers, visible
-from stockhub.services.tenancy import identifier_rules
+from stockhub.services.scope import as_scope, store_rows, visible
 from stockhub.timefmt import iso
 
 
@@ -38,8 +37,8 @@ class Channel(BaseModel):
 class Line(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     identifier: str = Field(min_length=1, max_length=64, description="barcode (any spelling) or SKU")
-    quantity: int = Field(ge=1, le=100_000)
-    unit_price: Decimal = Field(ge=0, description="per unit, in the order's currency")
+    quantity: Int = Field(ge=1, le=100_000)
+    unit_price: Amount = Field(ge=0, description="per unit, in the order's currency")
     store_id: str | None = Field(None, description="the fulfilling store; default: the fulfilment store")
 
 
@@ -59,7 +58,7 @@ class Booking(BaseModel):
     fulfilment: Fulfilment
     placed_at: AwareDatetime | None = None
     payment_type: Literal["checkout", "card", "manual"] = "checkout"
-    is_preconfirmed: bool = False
+    is_preconfirmed: Bool = False
 
     @field_validator("currency")
     @classmethod
@@ -80,7 +79,7 @@ class OrderChanges(BaseModel):
     dispatch_planned_at: AwareDatetime | None = None
     delivery_planned_at: AwareDatetime | None = None
     paid_at: AwareDatetime | None = None
-    payment_status: Literal["pending", "paid", "refunded", "failed"] | None = None
+    payment_status: Literal["pending", "paid", "refunded", "failed"] = None  # absent: unchanged; never null
 
 
 # --- booking ---------------------------------------------------------------------------------
@@ -88,33 +87,47 @@ class OrderChanges(BaseModel):
 
 def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]:
     """Book an order at stores the scope reaches: commit every line's stock or none. Returns
-    (order, created now)."""
+    (order, created now). One transaction: a retry of the same `external_id` is found by the
+    order's own insert, a concurrent one waits for it."""
     scope = as_scope(scope)
-    organization = scope.organization
     fingerprint = booking.fingerprint()
-    existing = _by_external_id(hub, organization, booking.external_id)
-    if existing is not None:
-        if not scope.reaches(existing.fulfilment_store_id):
-            raise conflict(f"order {booking.external_id} was booked with a different request; an external_id names one order")
-        return _replayed(hub, organization, existing, fingerprint)
-    lines = _resolved_lines(hub, scope, booking)
-    try:
-        with transaction(hub.engine) as conn:
-            rendered = _book(conn, organization, booking, fingerprint, lines)
-        return rendered, True
-    except IntegrityError:  # the same external id booked concurrently: that one won
-        existing = _by_external_id(hub, organization, booking.external_id)
-        if existing is None:
-            raise
-        return _replayed(hub, organization, existing, fingerprint)
+    with transaction(hub.engine) as conn:
+        return _book(conn, scope, booking, fingerprint)
 
 
-def _book(conn: Connection, organization: int, booking: Booking, fingerprint: str, lines: list[dict]) -> dict:
+def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) -> tuple[dict, bool]:
     now = datetime.now(UTC)
+    organization = scope.organization
+    named = [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)]
+    lines = _resolved_lines(booking, store_rows(conn, scope, named, lock=sharing))  # the stores are shared until commit
+    customer_id = customers.find_or_make(conn, organization, booking.customer)[0] if booking.customer else None
+    status = OrderStatus.CONFIRMED if booking.is_preconfirmed else OrderStatus.REQUESTED
+    values = {
+        "organization_id": organization,
+        "external_id": booking.external_id,
+        "request_hash": fingerprint,
+        "status": status.value,
+        "channel_type": booking.channel.type,
+        "channel_name": booking.channel.name,
+        "currency": booking.currency,
+        "customer_id": customer_id,
+        "fulfilment_type": booking.fulfilment.type,
+        "fulfilment_store_id": lines[0]["fulfilment_store"],
+        "payment_type": booking.payment_type,
+        "payment_status": "pending",
+        "placed_at": booking.placed_at or now,
+        "confirmed_at": now if booking.is_preconfirmed else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    order_id = conn.execute(insert_new(conn, orders, ["organization_id", "external_id"]).values(**values).returning(orders.c.id)).scalar()
+    if order_id is None:  # this external id is booked already (or is being booked: then it waited for that one)
+        return _replayed(conn, scope, booking.external_id, fingerprint), False
+
     wanted: dict[stock_moves.Key, int] = defaultdict(int)
     for line in lines:  # lines naming one product at one store are checked as one
         wanted[(line["store_id"], line["identifier"])] += line["quantity"]
-    levels = stock_moves.lock(conn, wanted)
+    levels = stock_moves.lock(conn, wanted, stores_shared=True)
     effect, reason = booking_effect(booking.is_preconfirmed)
     changes, short = [], []
     for key, quantity in sorted(wanted.items()):
@@ -122,41 +135,24 @@ def _book(conn: Connection, organization: int, booking: Booking, fingerprint: st
             changes += stock_moves.plan(levels, {key: quantity}, effect)
         except Shortfall as shortfall:
             short.append(_shortfall(key, shortfall, lines))
-    if short:
+    if short:  # the transaction rolls back, the order's insert with it
         raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
 
-    customer_id = customers.find_or_make(conn, organization, booking.customer)[0] if booking.customer else None
-    status = OrderStatus.CONFIRMED if booking.is_preconfirmed else OrderStatus.REQUESTED
-    order_id = conn.execute(
-        orders.insert().values(
-            organization_id=organization,
-            external_id=booking.external_id,
-            request_hash=fingerprint,
-            status=status.value,
-            channel_type=booking.channel.type,
-            channel_name=booking.channel.name,
-            currency=booking.currency,
-            customer_id=customer_id,
-            fulfilment_type=booking.fulfilment.type,
-            fulfilment_store_id=lines[0]["fulfilment_store"],
-            payment_type=booking.payment_type,
-            placed_at=booking.placed_at or now,
-            confirmed_at=now if booking.is_preconfirmed else None,
-            created_at=now,
-            updated_at=now,
-        )
-    ).inserted_primary_key[0]
-    conn.execute(
-        order_lines.insert(),
-        [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)],
-    )
-    rendered = _announce(conn, "order.created", organization, order_id, now)
+    rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
+    conn.execute(order_lines.insert(), rows)
+    rendered = render_order(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
+    events.emit(conn, "order.created", organization, values["fulfilment_store_id"], {"order": rendered}, now=now)
     stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
-    return rendered
+    return rendered, True
+
+
+# What a new order has not got yet: rendered as null.
+_UNSET = {name: None for name in ("paid_at", "custom_invoice_number", "dispatch_planned_at", "delivery_planned_at", "dispatched_at",
+                                   "delivered_at", "cancelled_at", "cancellation_reason", "restocked")}
 
 
 def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> dict:
-    """order.created / order.updated on the fulfilling store's events. Returns the order."""
+    """order.updated (or created) on the fulfilling store's events. Returns the order."""
     row = _order_row(conn, organization, order_id)
     order = render(conn, row)
     data = {"order": order} | ({"changed": changed} if changed is not None else {})
@@ -174,23 +170,21 @@ def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) ->
     }
 
 
-def _resolved_lines(hub: Hub, scope: Scope, booking: Booking) -> list[dict]:
-    """Lines with canonical identifiers, store row ids and prices in minor units; every error at once."""
+def _resolved_lines(booking: Booking, stores: dict) -> list[dict]:
+    """Lines with canonical identifiers (each store's rule), store row ids and prices in minor
+    units; every error at once. `stores`: the reachable stores named, by public id."""
     errors: list[FieldError] = []
-    with reading(hub.engine) as conn:
-        owned = store_numbers(conn, scope, [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)])
-        rules = identifier_rules(conn, owned.values())
-    fulfilment_store = owned.get(booking.fulfilment.store_id)
-    if fulfilment_store is None:
+    fulfilment = stores.get(booking.fulfilment.store_id)
+    if fulfilment is None:
         errors.append(FieldError("fulfilment.store_id", f"no store {booking.fulfilment.store_id} in your organization"))
     resolved = []
     for n, line in enumerate(booking.lines):
         store_id = line.store_id or booking.fulfilment.store_id
-        store = owned.get(store_id)
+        store = stores.get(store_id)
         if store is None and line.store_id:
             errors.append(FieldError(f"lines.{n}.store_id", f"no store {store_id} in your organization"))
         try:
-            identifier = rules.get(store, feeds.rule_for(False)).one(line.identifier)
+            identifier = feeds.rule_for(store is not None and store.custom_products).one(line.identifier)
         except feeds.InvalidIdentifier as error:
             errors.append(FieldError(f"lines.{n}.identifier", str(error)))
             identifier = None
@@ -201,12 +195,12 @@ def _resolved_lines(hub: Hub, scope: Scope, booking: Booking) -> list[dict]:
             minor = 0
         resolved.append(
             {
-                "store_id": store,
+                "store_id": store.id if store is not None else None,
                 "identifier": identifier,
                 "identifier_given": line.identifier,
                 "quantity": line.quantity,
                 "unit_price_minor": minor,
-                "fulfilment_store": fulfilment_store,
+                "fulfilment_store": fulfilment.id if fulfilment is not None else None,
             }
         )
     if errors:
@@ -214,16 +208,11 @@ def _resolved_lines(hub: Hub, scope: Scope, booking: Booking) -> list[dict]:
     return resolved
 
 
-def _by_external_id(hub: Hub, organization: int, external_id: str):
-    with reading(hub.engine) as conn:
-        return conn.execute(select(orders).where(orders.c.organization_id == organization, orders.c.external_id == external_id)).first()
-
-
-def _replayed(hub: Hub, organization: int, existing, fingerprint: str) -> tuple[dict, bool]:
-    if existing.request_hash != fingerprint:
-        raise conflict(f"order {existing.external_id} was booked with a different request; an external_id names one order")
-    with reading(hub.engine) as conn:
-        return render(conn, existing), False
+def _replayed(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> dict:
+    existing = conn.execute(select(orders).where(orders.c.organization_id == scope.organization, orders.c.external_id == external_id)).one()
+    if existing.request_hash != fingerprint or not scope.reaches(existing.fulfilment_store_id):
+        raise conflict(f"order {external_id} was booked with a different request; an external_id names one order")
+    return render(conn, existing)
 
 
 # --- after booking ---------------------------------------------------------------------------
@@ -312,6 +301,10 @@ def _order_row(conn: Connection, organization: int, number: int):
 
 def render(conn: Connection, row) -> dict:
     lines = conn.execute(select(order_lines).where(order_lines.c.order_id == row.id).order_by(order_lines.c.line_no)).all()
+    return render_order(row, lines)
+
+
+def render_order(row, lines: list) -> dict:
     return {
         "id": ids.encode("order", row.id),
         "external_id": row.external_id,

@@ -54,7 +54,7 @@ def decode_token(token: str, kind: type) -> Any:
     try:
         padded = token + "=" * (-len(token) % 4)
         after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-        if type(after) is not kind:
+        if type(after) is not kind or (kind is int and not -(2**63) <= after < 2**63):  # ids are 64-bit
             raise TypeError(after)
         return after
     except (ValueError, KeyError, TypeError):

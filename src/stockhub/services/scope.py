@@ -10,15 +10,16 @@ stores goes through here, so a store a caller does not reach is always "not foun
   the catalog) take the organization's own API token only.
 - `store_number(conn, scope, store_id)`: a store named in a request, as its row id.
 - `store_numbers(conn, scope, store_ids)`: several at once; only the reachable ones are returned.
+- `store_rows(conn, scope, store_ids, lock)`: the same with the stores' settings, locked as asked.
 - `visible(scope, organization_column, store_column)`: the conditions that filter a query.
 - `any_store_number(conn, store_id)`: the operator's CLI, which reaches every store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from sqlalchemy import Column, Connection, select
+from sqlalchemy import Column, Connection, Row, Select, select
 
 from stockhub import ids
 from stockhub.db.tables import stores
@@ -61,13 +62,20 @@ def store_number(conn: Connection, scope: Scope | int, store_id: str) -> int:
 
 def store_numbers(conn: Connection, scope: Scope | int, store_ids: Iterable[str]) -> dict[str, int]:
     """The reachable stores among `store_ids`, by public id."""
+    return {store_id: row.id for store_id, row in store_rows(conn, scope, store_ids).items()}
+
+
+def store_rows(conn: Connection, scope: Scope | int, store_ids: Iterable[str], lock: Callable[[Select], Select] | None = None) -> dict[str, Row]:
+    """The reachable stores among `store_ids` with what a writer needs of them (id, custom_products),
+    by public id; `lock` (from db.locks) takes their locks in the same statement."""
     scope = as_scope(scope)
     numbers = {store_id: ids.decode("store", store_id) for store_id in store_ids}
     wanted = sorted({n for n in numbers.values() if scope.reaches(n)})
     if not wanted:
         return {}
-    found = set(conn.execute(select(stores.c.id).where(stores.c.organization_id == scope.organization, stores.c.id.in_(wanted))).scalars())
-    return {store_id: n for store_id, n in numbers.items() if n in found}
+    query = select(stores.c.id, stores.c.custom_products).where(stores.c.organization_id == scope.organization, stores.c.id.in_(wanted))
+    found = {row.id: row for row in conn.execute(lock(query) if lock else query)}
+    return {store_id: found[n] for store_id, n in numbers.items() if n in found}
 
 
 def visible(scope: Scope, organization_column: Column, store_column: Column) -> list:

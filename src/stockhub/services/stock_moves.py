@@ -30,9 +30,11 @@ def level_of(row: Row | None) -> StockLevel:
     return StockLevel(on_hand=row.on_hand, committed=row.committed, safety_stock=row.safety_stock, expired=row.expired)
 
 
-def lock(conn: Connection, keys: Iterable[Key]) -> dict[Key, Row]:
+def lock(conn: Connection, keys: Iterable[Key], *, stores_shared: bool = False) -> dict[Key, Row]:
+    """Lock the levels of `keys` (their stores first, unless the caller already shares them)."""
     keys = list(keys)
-    share_stores(conn, (store for store, _ in keys))
+    if not stores_shared:
+        share_stores(conn, (store for store, _ in keys))
     return lock_levels(conn, keys)
 
 

@@ -14,10 +14,11 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import stores
 from stockhub.domain import places, stock
 from stockhub.domain.money import to_minor
-from stockhub.domain.stock import BelowCommitted, MovementReason
+from stockhub.domain.stock import BelowCommitted, MovementReason, QuantityOutOfRange
 from stockhub.errors import FieldError, conflict, invalid
 from stockhub.services import idempotency, stock_moves
 from stockhub.services.context import Hub
+from stockhub.services.fields import Amount, Int, Quantity
 from stockhub.services.stock import get_stock
 from stockhub.domain.access import Scope
 from stockhub.services.scope import as_scope, store_number
@@ -26,17 +27,17 @@ from stockhub.services.tenancy import identifier_rules
 
 class Count(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    on_hand: int = Field(ge=-1_000_000_000, le=1_000_000_000)
-    change_from: int | None = Field(None, description="the on_hand you last saw: refused with 409 if it moved since")
-    price: Decimal | None = Field(None, gt=0, description="required for a product the store does not have yet")
+    on_hand: Quantity
+    change_from: Quantity | None = Field(None, description="the on_hand you last saw: refused with 409 if it moved since")
+    price: Amount | None = Field(None, gt=0, description="required for a product the store does not have yet")
     currency: str | None = None
-    promotion_amount: Decimal | None = Field(None, gt=0)
+    promotion_amount: Amount | None = Field(None, gt=0)
 
 
 class Adjustment(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     identifier: str = Field(min_length=1, max_length=64)
-    delta: int = Field(ge=-1_000_000, le=1_000_000)
+    delta: Int = Field(ge=-1_000_000, le=1_000_000)
 
 
 class Adjustments(BaseModel):
@@ -95,6 +96,8 @@ def _adjust(conn: Connection, scope: Scope, store_id: str, deltas: dict[str, int
         changes = stock_moves.plan(rows, keys, stock.adjust)
     except BelowCommitted as error:
         raise conflict(f"an adjustment would leave {error}") from None
+    except QuantityOutOfRange as error:
+        raise invalid(f"an adjustment would leave {error}", [FieldError("adjustments", str(error))]) from None
     stock_moves.write(conn, scope.organization, changes, MovementReason.ADJUSTMENT, now)
     return {
         "store_id": store_id,

@@ -21,6 +21,7 @@ from stockhub.services import vault
 from stockhub.services.context import Hub
 from stockhub.services.scope import any_store_number, as_scope, store_number
 from stockhub.timefmt import iso
+from stockhub.services.fields import Bool, Number
 from stockhub.services.paging import Page, page_of
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -40,12 +41,12 @@ class StoreFields(BaseModel):
     state: str | None = Field(None, max_length=200, description="region, county or province")
     currency: str | None = Field(None, description="ISO 4217; defaults to the country's currency")
     timezone: str | None = Field(None, description="IANA name; defaults to the country's when it has only one")
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
+    latitude: Number | None = Field(None, ge=-90, le=90)
+    longitude: Number | None = Field(None, ge=-180, le=180)
     feed_quantity_means: Literal["on_hand", "available"] = Field(
         "on_hand", description="what a stock file's quantity counts: units on hand, or units available to sell"
     )
-    custom_products: bool = Field(False, description="custom product data (products.csv) is on: stock rows may use any alphanumeric identifier up to 36 characters")
+    custom_products: Bool = Field(False, description="custom product data (products.csv) is on: stock rows may use any alphanumeric identifier up to 36 characters")
 
     @field_validator("country")
     @classmethod
@@ -91,8 +92,9 @@ class StoreFields(BaseModel):
 class StoreChanges(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Name | None = None
-    country: str | None = None
+    # Absent: unchanged. Null clears only what may be empty (currency and timezone: the country's).
+    name: Name = None
+    country: str = None
     address_line1: str | None = Field(None, max_length=500, validation_alias=AliasChoices("address_line1", "address"))
     address_line2: str | None = Field(None, max_length=500)
     city: str | None = Field(None, max_length=200)
@@ -100,10 +102,10 @@ class StoreChanges(BaseModel):
     state: str | None = Field(None, max_length=200)
     currency: str | None = None
     timezone: str | None = None
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
-    feed_quantity_means: Literal["on_hand", "available"] | None = None
-    custom_products: bool | None = None
+    latitude: Number | None = Field(None, ge=-90, le=90)
+    longitude: Number | None = Field(None, ge=-180, le=180)
+    feed_quantity_means: Literal["on_hand", "available"] = None
+    custom_products: Bool = None
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
