@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -53,3 +54,14 @@ def wait_for_upload(client: httpx.Client, tenant: Tenant, upload_id: str, timeou
 
 def upload_and_wait(client: httpx.Client, tenant: Tenant, body: bytes) -> dict:
     return wait_for_upload(client, tenant, upload(client, tenant.upload_key, body)["upload_id"])
+
+
+def gtins(count: int, seed: int) -> list[str]:
+    """Distinct valid EAN-13s."""
+    bodies = random.Random(seed).sample(range(10**10, 10**11), count)
+    out = []
+    for body in bodies:
+        digits = f"5{body:011d}"
+        total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits))
+        out.append(digits + str((10 - total % 10) % 10))
+    return out

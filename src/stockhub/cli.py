@@ -22,7 +22,7 @@ def _hub(migrate: bool = True) -> Hub:
     if migrate:
         from stockhub.db.migrate import upgrade
 
-        upgrade(hub.engine)
+        upgrade(hub.engine, hub.storage.local_folder())
     return hub
 
 

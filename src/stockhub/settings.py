@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file in data_dir
     secret_key: str | None = None  # default: generated into data_dir on first run
     public_url: str | None = None  # base of the upload URLs we hand out; default: the request's own base URL
+    storage_url: str | None = None  # where files live (storage.py): default the data folder; file:///path
     host: str = "127.0.0.1"
     port: int = 8000
     http_header_timeout_seconds: float = 10  # a request head must be complete this soon after it began
@@ -27,6 +28,7 @@ class Settings(BaseSettings):
     upload_url_grace_seconds: float = 60  # a PUT still arriving this long after its URL expired is cut off
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
+    apply_part_rows: int = 2000  # SQLite: a stock file of more rows is applied in parts of this many, each its own write transaction
     worker_poll_seconds: float = 2.0
     auth_cache_seconds: float = 5.0  # a token revoked by another process stops working within this
     worker_lease_seconds: int = 300
@@ -78,15 +80,6 @@ class Settings(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-    @property
-    def upload_dir(self) -> Path:
-        return self.data_dir / "uploads"
-
-    @property
-    def ftp_dir(self) -> Path:
-        """Each store's FTP folder lives here, named by the store's public id."""
-        return self.data_dir / "ftp"
 
     @property
     def db_url(self) -> str:

@@ -96,7 +96,7 @@ def test_formula_cells_come_back_spreadsheet_safe(client, server, tenant):
     values = [row[2] for row in csv.reader(io.StringIO(text))][1:]
     assert values == ["'" + f for f in FORMULAS]
 
-    log = (store_folder(server.hub.settings, ids.decode("store", tenant.store)) / FILENAME).read_text()
+    log = server.hub.storage.read_bytes(f"{store_folder(ids.decode('store', tenant.store))}/{FILENAME}").decode()
     for formula in FORMULAS:
         assert f"identifier {repr(QUOTE + formula)}:" in log, log
         assert f" {formula!r}" not in log

@@ -107,7 +107,8 @@ def test_a_stalled_body_is_cut_and_nothing_is_applied(server, client, tenant):
         sock.close()
     assert client.get("/healthz").status_code == 200
     assert uploads_of(client, tenant) == []
-    assert list((server.hub.settings.upload_dir / "incoming").iterdir()) == []  # the partial file is gone
+    assert server.hub.storage.list("uploads") == []  # nothing kept
+    assert list((server.hub.storage.local_folder() / ".partial").iterdir()) == []  # the partial file is gone
 
 
 def test_a_body_dripping_under_the_idle_timeout_is_cut_at_the_body_timeout(server, client, tenant):

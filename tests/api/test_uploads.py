@@ -219,9 +219,8 @@ def test_a_file_still_streaming_in_when_the_key_is_rotated_is_refused(client, se
         refused = putter.put(issued, content=body())
     assert refused.status_code == 403 and "revoked" in refused.json()["detail"]
     assert client.get(f"/v1/stores/{tenant.store}/uploads", headers=tenant.auth).json()["items"] == []
-    assert not list((server.hub.settings.upload_dir / "incoming").iterdir())
-    kept = server.hub.settings.upload_dir.glob("[0-9]*/*")
-    assert not list(kept)
+    assert server.hub.storage.list("uploads") == []  # nothing kept, not even a part
+    assert list((server.hub.storage.local_folder() / ".partial").iterdir()) == []
 
 
 def test_a_file_over_the_size_cap_is_refused_and_not_kept(client, server, tenant):
@@ -237,7 +236,8 @@ def test_a_file_over_the_size_cap_is_refused_and_not_kept(client, server, tenant
     url = client.get(f"/upload/{tenant.upload_key}").text
     assert client.put(url, content=chunks()).status_code == 413
     assert client.get(f"/v1/stores/{tenant.store}/uploads", headers=tenant.auth).json()["items"] == []
-    assert list((server.hub.settings.upload_dir / "incoming").iterdir()) == []
+    assert server.hub.storage.list("uploads") == []  # nothing kept, not even a part
+    assert list((server.hub.storage.local_folder() / ".partial").iterdir()) == []
 
 
 def test_uploads_of_one_store_apply_in_the_order_received(client, tenant):

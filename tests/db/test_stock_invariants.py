@@ -117,3 +117,12 @@ def test_no_interleaving_oversells_or_breaks_the_ledger(hub, tenant, tmp_path, e
         make_machine(hub, tenant, tmp_path),
         settings=settings(max_examples=examples, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)),
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_uploads_applied_in_parts_never_oversell_or_break_the_ledger(hub, tenant, tmp_path):
+    hub.settings.apply_part_rows = 1  # on SQLite every upload of more than one row is applied a row per transaction
+    run_state_machine_as_test(
+        make_machine(hub, tenant, tmp_path),
+        settings=settings(max_examples=25, stateful_step_count=20, deadline=None, suppress_health_check=list(HealthCheck)),
+    )

@@ -101,7 +101,7 @@ def test_a_store_can_neither_see_nor_touch_another_stores_files(client, hub, ten
     gateway = ftp_gateway()
     with connect(gateway, other.upload_key) as ftp:
         put(ftp, "secret.csv", STOCK)
-    other_folder = hub.settings.ftp_dir / other.store
+    other_folder = hub.storage.local_folder(f"ftp/{other.store}")
     assert (other_folder / "secret.csv").exists()
     with connect(gateway, tenant.upload_key) as ftp:
         assert "secret.csv" not in ftp.nlst()

@@ -45,7 +45,7 @@ async def put_file(
     # the URL's expiry also bounds the transfer: a file still arriving after it (and a grace) is cut off
     try:
         with anyio.fail_after(expires + hub.settings.upload_url_grace_seconds - time.time()):
-            received = await uploads.receive_stream(hub, request.stream())
+            received = await uploads.receive_stream(hub, grant, request.stream())
     except TimeoutError:
         raise Problem(408, "Request timeout", "the file did not arrive before the upload URL expired: ask for a new URL and send it again") from None
     return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")

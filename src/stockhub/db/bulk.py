@@ -1,7 +1,7 @@
 """Moving whole frames in and out of the database: the ingest hot path.
 
 On PostgreSQL this is COPY (the fastest way in or out, and no per-row Python); on SQLite,
-one executemany. Both run inside the caller's transaction.
+one executemany (of plain tuples where no column needs a type conversion). Both run inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 
 import polars as pl
-from sqlalchemy import Connection, Select, Table, and_, bindparam, update
+from sqlalchemy import Connection, Select, Table, TypeDecorator, and_, bindparam, update
 
 from stockhub.db.engine import is_postgres
 
@@ -36,8 +36,11 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> int:
         return 0
     if is_postgres(conn):
         _copy_in(conn, table.name, frame)
-    else:
+    elif any(isinstance(table.c[name].type, TypeDecorator) for name in frame.columns):
         conn.execute(table.insert(), frame.to_dicts())
+    else:
+        marks = ", ".join("?" * frame.width)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(frame.columns)}) VALUES ({marks})", frame.rows())
     return frame.height
 
 

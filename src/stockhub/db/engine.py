@@ -11,6 +11,8 @@ a read-only snapshot.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +53,36 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection):
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
+            return
+        _waiting.add(1)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            _waiting.add(-1)
+
+
+class _Count:
+    def __init__(self):
+        self.value, self._lock = 0, threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+_waiting = _Count()  # SQLite writers of this process waiting for the write lock
+
+
+def let_waiting_writers_in(at_most: float = 0.5) -> None:
+    """Between the parts of a long SQLite job: let writers already waiting for the write lock
+    (bookings, other uploads) take it first, for at most `at_most` seconds. SQLite's busy
+    handler polls, it does not queue: without this a job that begins its next part at once
+    would win the lock again and again."""
+    deadline = time.monotonic() + at_most
+    while _waiting.value and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 def is_postgres(conn_or_engine) -> bool:

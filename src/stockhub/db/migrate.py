@@ -11,17 +11,19 @@ from sqlalchemy import Engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(engine_connection=None) -> Config:
+def alembic_config(engine_connection=None, storage_root: Path | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = engine_connection
+    config.attributes["storage_root"] = storage_root  # data migrations of stored file paths (0009)
     return config
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, storage_root: Path | None = None, target: str = "head") -> None:
+    """`storage_root`: the local file storage's folder, so absolute upload paths under it become keys."""
     with engine.connect() as conn:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        command.upgrade(alembic_config(conn), "head")
+        command.upgrade(alembic_config(conn, storage_root), target)
         conn.commit()
 
 

@@ -12,6 +12,11 @@ From it, small statements write
 
 Products absent from the snapshot are left alone: an upload never zeroes what it does not
 mention. The caller holds the store lock (db/locks.py) and the transaction.
+
+On SQLite, whose one write lock every writer shares, a large snapshot is instead staged and
+diffed in a read transaction (`stage_snapshot`: temporary tables live in the connection's
+own temp database) and applied in parts (`apply_staged_part`), each in its own short write
+transaction and each diffed again under the lock, by the same statements.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -73,6 +79,7 @@ changes = _temp_table(  # its `quantity` is the new on_hand the reported count m
     Column("differs", Boolean, nullable=False),
     Column("held_back", Boolean, nullable=False),  # reported fewer than orders hold: kept at committed
 )
+staged = _temp_table("snapshot_staged", *_reported_columns())  # SQLite: a large snapshot, applied in parts
 REPORTED = [column.name for column in snapshot.columns]
 BULK_LOAD_ROWS = 10_000
 
@@ -106,12 +113,78 @@ def apply_snapshot(
     """`rows` hold reported counts in `quantity`; `means_available`: they count units available to
     sell. `on_changes(conn, changes, count)` may read the changed rows (`differs`) before they go."""
     conn = conn.execution_options(preserve_rowcount=True)  # rowcount of INSERT ... SELECT too
-    for table in (snapshot, changes):
-        table.drop(conn, checkfirst=True)
-        table.create(conn)
+    _create(conn, snapshot, changes)
     if is_postgres(conn):
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # the join's hash table fits in memory
     insert_frame(conn, snapshot, rows.select(REPORTED))
+    applied = _apply_snapshot_table(conn, store_id, upload_id, now, means_available, on_changes)
+    for table in (snapshot, changes):
+        table.drop(conn)
+    return applied
+
+
+# --- SQLite: a large snapshot in parts, each its own short write transaction -----------------
+
+
+def stage_snapshot(conn: Connection, store_id: int, rows: pl.DataFrame, today, *, means_available: bool = False) -> int:
+    """Stage a snapshot for `apply_staged_part`, in a read transaction (SQLite: temporary tables
+    live in the connection's own temp database, so this takes no write lock). Keeps, in
+    identifier order, only the rows that may change something — new, different, stale or held
+    back — against the levels as they are now; returns how many (the parts are `range(0, n, size)`)."""
+    conn = conn.execution_options(preserve_rowcount=True)
+    _create(conn, snapshot, changes, staged)
+    insert_frame(conn, snapshot, rows.select(REPORTED))
+    _find_changes(conn, store_id, today, means_available)
+    s = snapshot.c
+    kept = conn.execute(
+        insert(staged).from_select(
+            REPORTED, select(*s).where(s.identifier.in_(select(changes.c.identifier))).order_by(s.identifier)
+        )
+    ).rowcount
+    conn.execute(snapshot.delete())
+    conn.execute(changes.delete())
+    return kept
+
+
+def apply_staged_part(
+    conn: Connection,
+    store_id: int,
+    upload_id: int | None,
+    first: int,
+    size: int,
+    now: datetime,
+    *,
+    means_available: bool = False,
+    on_changes: ChangesHook | None = None,
+) -> Applied:
+    """Apply staged rows first..first+size-1 (0-based, identifier order) in the caller's write
+    transaction, exactly as `apply_snapshot` applies a whole one: the diff is taken again under
+    the lock, against the levels as they are then (bookings may have moved them meanwhile)."""
+    conn = conn.execution_options(preserve_rowcount=True)
+    st = staged.c
+    part = select(*st).where(literal_column("rowid").between(first + 1, first + size))  # rowids 1..n in insertion order
+    conn.execute(insert(snapshot).from_select(REPORTED, part))
+    applied = _apply_snapshot_table(conn, store_id, upload_id, now, means_available, on_changes)
+    conn.execute(snapshot.delete())
+    conn.execute(changes.delete())
+    return applied
+
+
+def drop_staged(conn: Connection) -> None:
+    for table in (snapshot, changes, staged):
+        table.drop(conn, checkfirst=True)
+
+
+def _create(conn: Connection, *tables: Table) -> None:
+    for table in tables:
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+
+
+def _apply_snapshot_table(
+    conn: Connection, store_id: int, upload_id: int | None, now: datetime, means_available: bool, on_changes: ChangesHook | None
+) -> Applied:
+    """Apply the rows in `snapshot`: the diff into `changes`, then the ledger, updates, touches, inserts."""
     today = now.date()
     held_back = _find_changes(conn, store_id, today, means_available)
 
@@ -176,8 +249,6 @@ def apply_snapshot(
         conn.exec_driver_sql(f"ANALYZE {stock_levels.name}")
     if on_changes is not None:
         on_changes(conn, changes, inserted + updated)
-    for table in (snapshot, changes):
-        table.drop(conn)
     return Applied(inserted, updated, touched, moved, held_back)
 
 

@@ -5,9 +5,10 @@ Built on pyftpdlib. `ThreadedFTPServer` serves each connection in its own thread
 lookup and the hand-over of a finished file (copy, fsync, upload record) never hold up other
 stores; parsing happens later, in the workers, like every other upload.
 
-- A login sees only its store's folder (`services.upload_log.store_folder`); pyftpdlib's
-  AbstractedFS maps every path, `..` and absolute ones included, inside it and resolves links
-  before allowing a path.
+- A login sees only its store's folder (`services.upload_log.store_folder`), served from the
+  file storage by `ftp_fs.StorageFS`, which maps every path, `..` and absolute ones included,
+  inside it. A received file becomes an upload through `uploads.receive_file`, like an HTTP
+  upload, and is kept in the folder; stockhub puts `upload_log.txt` there.
 - Allowed: list, change folder, make folders, upload, download. Refused (550): delete,
   rename, append, chmod, and writing `upload_log.txt`, which stockhub writes.
 - A file is taken in when its transfer completes and before the 226 reply, so a 226 means
@@ -27,6 +28,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.servers import ThreadedFTPServer
 
 from stockhub.errors import ServiceError
+from stockhub.gateways.ftp_fs import Incoming, StorageFS
 from stockhub.gateways.ftp_tls import server_context
 from stockhub.gateways.login_throttle import LoginThrottle
 from stockhub.services import uploads
@@ -112,22 +114,25 @@ class StoreHandler(FTPHandler):
             self.close_when_done()
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
-        folder = store_folder(self.hub.settings, self.store.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        super().handle_auth_success(str(folder.resolve()), password, msg_login)
+        super().handle_auth_success("/" + store_folder(self.store.id), password, msg_login)
 
-    def take_in(self, path: str) -> tuple[str, object] | None:
-        """Hand a completely received file to ingestion; a reply replacing the 226 if that fails."""
-        name = os.path.basename(path)
+    def take_in(self, incoming: Incoming) -> tuple[str, object] | None:
+        """Hand a completely received file to ingestion and keep it in the store's folder; a
+        reply replacing the 226 if that fails. The local spool goes either way."""
+        name = os.path.basename(incoming.key)
         grant = uploads.UploadGrant(self.store.id, self.store.organization_id, uploads.kind_for_filename(name), nonce=None)
         try:
-            received = uploads.receive_file(self.hub, Path(path))
+            received = uploads.receive_file(self.hub, grant, Path(incoming.name))
             recorded = uploads.record_upload(self.hub, grant, received, source="ftp", filename=name)
+            with open(incoming.name, "rb") as spool:
+                self.hub.storage.put(incoming.key, spool)  # listed and downloadable like before
         except ServiceError as problem:
             return (f"552 {problem.detail or problem.title}.", log.info)
         except Exception:
-            log.exception("could not take in %s", path)
+            log.exception("could not take in %s", incoming.key)
             return ("451 The file could not be stored: please send it again.", log.error)
+        finally:
+            Path(incoming.name).unlink(missing_ok=True)
         log.info("store %s uploaded %s over FTP: %s", self.store.id, name, recorded["upload_id"])
         return None
 
@@ -158,7 +163,7 @@ class TakeInOnClose:
         if not self._closed and not self._taken_in and self.receive and self.transfer_finished and self.file_obj is not None:
             self._taken_in = True
             self.file_obj.close()
-            failure = self.cmd_channel.take_in(self.file_obj.name)
+            failure = self.cmd_channel.take_in(self.file_obj)
             if failure is not None:
                 self._resp = failure
                 self.transfer_finished = False  # so the file is removed, not reported as received
@@ -195,6 +200,7 @@ def handler_class(hub: Hub, throttle: LoginThrottle) -> type[StoreHandler]:
         "throttle": throttle,
         "authorizer": UploadKeyAuthorizer(hub, throttle),
         "dtp_handler": data_handler,
+        "abstracted_fs": StorageFS,
         "banner": BANNER,
         "timeout": settings.ftp_idle_timeout_seconds,
         "login_timeout": settings.ftp_login_timeout_seconds,

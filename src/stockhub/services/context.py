@@ -2,17 +2,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Engine
 
 from stockhub import ids
 from stockhub.db.engine import make_engine, ring_on_new_work
 from stockhub.settings import Settings
+from stockhub.storage import Storage, from_url
 
 
 @dataclass
 class Hub:
-    """What every use case needs: the settings, the database, and a bell that wakes the workers.
+    """What every use case needs: the settings, the database, the file storage, and a bell that wakes the workers.
 
 The bell rings after any `db.engine.transaction` that left work (see `db.engine.new_work`).
 """
@@ -29,6 +31,11 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
     @classmethod
     def from_settings(cls, settings: Settings) -> Hub:
         return cls(settings=settings, engine=make_engine(settings.db_url))
+
+    @cached_property
+    def storage(self) -> Storage:
+        """Where raw uploads, upload logs and FTP folders live (STOCKHUB_STORAGE_URL)."""
+        return from_url(self.settings.storage_url, self.settings.data_dir)
 
     @property
     def secret(self) -> bytes:

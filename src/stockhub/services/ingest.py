@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from stockhub.db.bulk import insert_frame
-from stockhub.db.engine import reading, transaction
+from stockhub.db.engine import is_postgres, let_waiting_writers_in, reading, transaction
 from stockhub.db.locks import lock_store
-from stockhub.db.stock_apply import apply_snapshot
+from stockhub.db.stock_apply import apply_snapshot, apply_staged_part, drop_staged, stage_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
 from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
@@ -24,7 +23,7 @@ from stockhub.services import events
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
-from stockhub.services.uploads import render_upload
+from stockhub.services.uploads import render_upload, stored_file
 
 log = logging.getLogger(__name__)
 
@@ -45,40 +44,41 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     parsed = _parse(hub, upload, store)
     fatal = parsed.invalid_reason
     now = datetime.now(UTC)
+    means_available = store.feed_quantity_means == "available"
+
+    def inventory_updated(conn, changes, count):
+        events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
+
+    in_parts = fatal is None and upload.kind == "stock" and not is_postgres(hub.engine) and parsed.rows.height > hub.settings.apply_part_rows
+    held_back = 0
+    if in_parts:
+        held_back = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, inventory_updated)
+        if held_back is None:
+            return None
+    rejections_kept = not is_postgres(hub.engine) and parsed.rejections.height > hub.settings.apply_part_rows
+    if rejections_kept and not _keep_rejections_in_parts(hub, upload_id, worker_id, parsed.rejections):
+        return None
     with transaction(hub.engine) as conn:
         lock_store(conn, upload.store_id)
-        still_ours = conn.execute(
-            select(uploads.c.id).where(
-                uploads.c.id == upload_id, uploads.c.status == "processing", uploads.c.worker_id == worker_id
-            )
-        ).first()
-        if still_ours is None:
+        if not _still_ours(conn, upload_id, worker_id):
             return None
         changed, warnings = 0, []
-        if fatal is None and upload.kind == "products":
+        if in_parts:  # each part added its changes as it went
+            changed = conn.execute(select(uploads.c.changed_count).where(uploads.c.id == upload_id)).scalar_one() or 0
+        elif fatal is None and upload.kind == "products":
             changed = apply_products(conn, upload.organization_id, upload.store_id, upload_id, parsed.rows, now)
         elif fatal is None:
-
-            def inventory_updated(conn, changes, count):
-                events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
-
             applied = apply_snapshot(
-                conn,
-                upload.store_id,
-                upload_id,
-                parsed.rows,
-                now,
-                means_available=store.feed_quantity_means == "available",
-                on_changes=inventory_updated,
+                conn, upload.store_id, upload_id, parsed.rows, now, means_available=means_available, on_changes=inventory_updated
             )
-            changed = applied.changed
-            if applied.held_back:
-                warnings.append(
-                    f"{applied.held_back} products reported fewer units than are committed to open orders:"
-                    " their on_hand was kept at the committed quantity, so none of them is available"
-                )
+            changed, held_back = applied.changed, applied.held_back
+        if held_back:
+            warnings.append(
+                f"{held_back} products reported fewer units than are committed to open orders:"
+                " their on_hand was kept at the committed quantity, so none of them is available"
+            )
         outcome = Outcome("invalid" if fatal else "applied", changed)
-        _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
+        _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings, rejections_kept)
         emit_upload_processed(conn, upload_id, now)
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
@@ -98,11 +98,78 @@ def _parse(hub: Hub, upload, store) -> StockFile | ProductFile:
     limits = Limits(settings.parse_max_columns, settings.parse_max_rows, settings.parse_max_cell_chars)
     sandbox = Sandbox(settings.parse_max_memory_mb, settings.parse_timeout_seconds, limits)
     try:
-        return read_isolated(upload.kind, Path(upload.path), options, sandbox)
+        return read_isolated(upload.kind, stored_file(hub, upload.path), options, sandbox)
     except ReaderFailed as failure:
         if upload.attempts < settings.upload_max_attempts:
             raise
         return unusable(*empty, str(failure))
+
+
+def _still_ours(conn: Connection, upload_id: int, worker_id: str) -> bool:
+    mine = uploads.c.id == upload_id, uploads.c.status == "processing", uploads.c.worker_id == worker_id
+    return conn.execute(select(uploads.c.id).where(*mine)).first() is not None
+
+
+def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: datetime, means_available: bool, on_changes) -> int | None:
+    """SQLite, a large stock file: stage it and take the diff without the write lock, then apply
+    what may change in parts of `apply_part_rows` rows, each its own short write transaction under the
+    same lock and rules as a whole apply, so other writers (bookings at any store) wait
+    milliseconds, not the whole upload. A reader may meanwhile see the upload partly applied.
+
+    Each part adds its changes to the upload's `changed_count` and renews the lease; after a
+    crash the retry stages the file again and finds only what is still to do (a snapshot applied
+    twice changes nothing twice). Returns how many products were held back; None if the claim
+    was lost."""
+    with hub.engine.connect() as conn:
+        try:
+            with conn.execution_options(sqlite_begin="DEFERRED").begin():
+                staged = stage_snapshot(conn, upload.store_id, rows, now.date(), means_available=means_available)
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+            held_back = 0
+            size = hub.settings.apply_part_rows
+            for first in range(0, staged, size):
+                let_waiting_writers_in()
+                with conn.begin():
+                    lock_store(conn, upload.store_id)
+                    if not _still_ours(conn, upload.id, worker_id):
+                        return None
+                    applied = apply_staged_part(
+                        conn, upload.store_id, upload.id, first, size, now, means_available=means_available, on_changes=on_changes
+                    )
+                    held_back += applied.held_back
+                    conn.execute(
+                        uploads.update()
+                        .where(uploads.c.id == upload.id)
+                        .values(
+                            changed_count=func.coalesce(uploads.c.changed_count, 0) + applied.changed,
+                            lease_until=datetime.now(UTC) + timedelta(seconds=hub.settings.worker_lease_seconds),
+                        )
+                    )
+            return held_back
+        finally:
+            conn.rollback()
+            with conn.execution_options(sqlite_begin="DEFERRED").begin():
+                drop_staged(conn)
+
+
+def _keep_rejections_in_parts(hub: Hub, upload_id: int, worker_id: str, rejections: pl.DataFrame) -> bool:
+    """SQLite, many rejected rows: kept before the outcome in parts of `apply_part_rows`, each a
+    short write transaction (the first clears what an interrupted attempt kept). False if the
+    claim was lost."""
+    rows, size = _rejection_rows(rejections, upload_id), hub.settings.apply_part_rows
+    for first in range(0, rows.height, size):
+        let_waiting_writers_in()
+        with transaction(hub.engine) as conn:
+            if not _still_ours(conn, upload_id, worker_id):
+                return False
+            if first == 0:
+                conn.execute(upload_rejections.delete().where(upload_rejections.c.upload_id == upload_id))
+            insert_frame(conn, upload_rejections, rows.slice(first, size))
+    return True
+
+
+def _rejection_rows(rejections: pl.DataFrame, upload_id: int) -> pl.DataFrame:
+    return rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id))
 
 
 def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:
@@ -122,9 +189,11 @@ def _log_for_the_store(hub: Hub, store: int, upload_id: int) -> None:
 
 
 def _record_outcome(
-    conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime, warnings: list[str]
+    conn: Connection, upload_id: int, outcome: Outcome, parsed, fatal: str | None, now: datetime, warnings: list[str],
+    rejections_kept: bool = False,
 ) -> None:
-    """`parsed` is a feeds.StockFile or feeds.ProductFile: the same counts and rejections."""
+    """`parsed` is a feeds.StockFile or feeds.ProductFile: the same counts and rejections
+    (`rejections_kept`: already written, in parts)."""
     is_stock = "quantity" in parsed.rows.columns
     counts = {
         "line_count": parsed.line_count,
@@ -134,7 +203,8 @@ def _record_outcome(
         "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height if is_stock else None,
         "warnings": json.dumps([*parsed.warnings, *warnings]),
     }
-    insert_frame(conn, upload_rejections, parsed.rejections.select("row", "field", "value", "reason").with_columns(upload_id=pl.lit(upload_id)))
+    if not rejections_kept:
+        insert_frame(conn, upload_rejections, _rejection_rows(parsed.rejections, upload_id))
     conn.execute(
         uploads.update()
         .where(uploads.c.id == upload_id)

@@ -7,32 +7,25 @@ the way in (FTP, HTTP, CLI), so it always describes the latest one.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from stockhub import ids
 from stockhub.services import uploads
 from stockhub.services.context import Hub
-from stockhub.settings import Settings
 
 FILENAME = "upload_log.txt"
 SHOWN_REJECTIONS = 20
 
 
-def store_folder(settings: Settings, store: int) -> Path:
-    """The store's own FTP folder (named by its public id); the gateway confines a login to it."""
-    return settings.ftp_dir / ids.encode("store", store)
+def store_folder(store: int) -> str:
+    """The storage folder of the store's FTP files (named by its public id); the gateway confines a login to it."""
+    return f"ftp/{ids.encode('store', store)}"
 
 
-def write_upload_log(hub: Hub, store: int, upload_id: int) -> Path:
+def write_upload_log(hub: Hub, store: int, upload_id: int) -> str:
+    """Put the store's upload_log.txt in storage (whole: a download never sees half a log); returns its key."""
     record = uploads.get_upload(hub, None, ids.encode("upload", upload_id))
-    folder = store_folder(hub.settings, store)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FILENAME
-    partial = folder / f".{FILENAME}.{upload_id}.partial"
-    partial.write_text(describe(record), encoding="utf-8")
-    os.replace(partial, path)  # a download never sees half a log
-    return path
+    key = f"{store_folder(store)}/{FILENAME}"
+    hub.storage.put(key, describe(record).encode("utf-8"))
+    return key
 
 
 def describe(record: dict) -> str:

@@ -100,70 +100,68 @@ def _revoked() -> Refused:
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    path: Path
+    key: str  # where it is kept (hub.storage), already durable
     size: int
     sha256: str
+    is_xlsx: bool
 
 
-async def receive_stream(hub: Hub, chunks: AsyncIterator[bytes]) -> ReceivedFile:
-    """Stream a request body to disk, never whole in memory; refuse it past the size cap."""
-    incoming = hub.settings.upload_dir / "incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    path = incoming / secrets.token_hex(16)
-    digest, size = hashlib.sha256(), 0
-    try:
-        with open(path, "wb") as file:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > hub.settings.upload_max_bytes:
-                    raise too_large(hub)
-                digest.update(chunk)
-                file.write(chunk)
-            await anyio.to_thread.run_sync(_flush, file)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return ReceivedFile(path, size, digest.hexdigest())
+def _new_key(store: int) -> str:
+    return f"uploads/{store}/{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(12)}"
 
 
-def receive_file(hub: Hub, source: Path, progress: Callable[[int], None] = lambda _: None) -> ReceivedFile:
-    """Copy a local file in (the CLI's import); `progress` is told each chunk's size."""
+class _Receiving:
+    """A file streaming into storage: hashed, measured against the size cap, kept only on commit."""
+
+    def __init__(self, hub: Hub, store: int):
+        self.hub, self.key = hub, _new_key(store)
+        self.out = hub.storage.writer(self.key)
+        self.digest, self.head = hashlib.sha256(), b""
+
+    def write(self, chunk: bytes) -> None:
+        if self.out.size + len(chunk) > self.hub.settings.upload_max_bytes:
+            raise too_large(self.hub)
+        if len(self.head) < 4:
+            self.head += chunk[:4]
+        self.digest.update(chunk)
+        self.out.write(chunk)
+
+    def received(self) -> ReceivedFile:
+        return ReceivedFile(self.key, self.out.size, self.digest.hexdigest(), self.head.startswith(b"PK\x03\x04"))
+
+
+async def receive_stream(hub: Hub, grant: UploadGrant, chunks: AsyncIterator[bytes]) -> ReceivedFile:
+    """Stream a request body into storage, never whole in memory; refuse it past the size cap."""
+    receiving = _Receiving(hub, grant.store)
+    with receiving.out:
+        async for chunk in chunks:
+            receiving.write(chunk)
+        await anyio.to_thread.run_sync(receiving.out.commit)
+    return receiving.received()
+
+
+def receive_file(hub: Hub, grant: UploadGrant, source: Path, progress: Callable[[int], None] = lambda _: None) -> ReceivedFile:
+    """Copy a local file in (the CLI's import, a file received over FTP); `progress` is told each chunk's size."""
     if source.stat().st_size > hub.settings.upload_max_bytes:
         raise too_large(hub)
-    incoming = hub.settings.upload_dir / "incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    path = incoming / secrets.token_hex(16)
-    digest = hashlib.sha256()
-    with open(source, "rb") as src, open(path, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
+    receiving = _Receiving(hub, grant.store)
+    with receiving.out, open(source, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            receiving.write(chunk)
             progress(len(chunk))
-        _flush(dst)
-    return ReceivedFile(path, source.stat().st_size, digest.hexdigest())
+        receiving.out.commit()
+    return receiving.received()
 
 
 def too_large(hub: Hub) -> TooLarge:
     return TooLarge(f"the file is larger than the limit of {hub.settings.upload_max_bytes} bytes")
 
 
-def _flush(file) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-
-
 def record_upload(
     hub: Hub, grant: UploadGrant, received: ReceivedFile, source: str, filename: str | None = None
 ) -> dict:
-    """Keep the file and its upload record; once this returns, the upload survives a crash."""
-    with open(received.path, "rb") as file:
-        is_xlsx = file.read(4) == b"PK\x03\x04"
-    filename = filename or f"{grant.kind}.{'xlsx' if is_xlsx else 'csv'}"
-    folder = hub.settings.upload_dir / str(grant.store)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{time.strftime('%Y%m%dT%H%M%S')}-{received.sha256[:12]}-{received.path.name}"
-    received.path.rename(final)
-    _fsync_dir(folder)
+    """Record a received (stored, durable) file as an upload; once this returns, the upload survives a crash."""
+    filename = filename or f"{grant.kind}.{'xlsx' if received.is_xlsx else 'csv'}"
     try:
         with transaction(hub.engine) as conn:
             lock_upload_intake(conn, grant.store)
@@ -179,7 +177,7 @@ def record_upload(
                     source=source,
                     url_nonce=grant.nonce,
                     filename=filename,
-                    path=str(final.resolve()),
+                    path=received.key,
                     size_bytes=received.size,
                     sha256=received.sha256,
                     status="received",
@@ -187,22 +185,22 @@ def record_upload(
             ).inserted_primary_key[0]
             new_work(conn)
     except ServiceError:
-        final.unlink(missing_ok=True)
+        hub.storage.delete(received.key)
         raise
     except IntegrityError:
-        final.unlink(missing_ok=True)
+        hub.storage.delete(received.key)
         if grant.nonce is None:  # not through a signed URL: nothing a client could have reused
             raise
         raise conflict("this upload URL has been used already: ask for a new URL for each upload") from None
     return {"upload_id": ids.encode("upload", upload_id), "status": "received"}
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def stored_file(hub: Hub, path: str) -> bytes:
+    """An upload's file by its `uploads.path`: a storage key, or (rows from before keys, outside the
+    data folder) an absolute local path."""
+    if os.path.isabs(path):
+        return Path(path).read_bytes()
+    return hub.storage.read_bytes(path)
 
 
 def import_file(hub: Hub, store_id: str, source: Path, progress: Callable[[int], None] = lambda _: None) -> dict:
@@ -211,7 +209,7 @@ def import_file(hub: Hub, store_id: str, source: Path, progress: Callable[[int],
         number = any_store_number(conn, store_id)
         organization = conn.execute(select(stores.c.organization_id).where(stores.c.id == number)).scalar_one()
     grant = UploadGrant(number, organization, kind_for_filename(source.name), nonce=None)
-    return record_upload(hub, grant, receive_file(hub, source, progress), source="cli", filename=source.name)
+    return record_upload(hub, grant, receive_file(hub, grant, source, progress), source="cli", filename=source.name)
 
 
 def kind_for_filename(filename: str) -> str:

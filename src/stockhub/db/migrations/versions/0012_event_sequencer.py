@@ -2,7 +2,7 @@
 per-stream counter row that every writer of a store must lock
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-30 10:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0012'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
