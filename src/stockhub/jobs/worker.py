@@ -16,6 +16,7 @@ from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
 from stockhub.services.events import sequence_events
 from stockhub.services.ingest import process_upload
+from stockhub.services.store_status import refresh_all as refresh_store_statuses
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Worker:
             if expired:
                 log.info("expired %d stock levels not reported for %d days", expired, self.hub.settings.expiry_days)
             purge_event_history(self.hub)
+            refresh_store_statuses(self.hub)
             self._next_sweep = time.monotonic() + self.hub.settings.sweep_interval_seconds
 
     def start(self) -> threading.Thread:

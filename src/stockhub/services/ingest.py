@@ -17,7 +17,7 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
 from stockhub.db.stock_apply import apply_snapshot
 from stockhub.db.tables import stores, upload_rejections, uploads
-from stockhub.services import events
+from stockhub.services import events, store_status
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
@@ -84,6 +84,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings)
         emit_upload_processed(conn, upload_id, now)
+        store_status.refresh(conn, hub.settings, upload.store_id, now)
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
 
