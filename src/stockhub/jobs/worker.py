@@ -11,6 +11,7 @@ import time
 import uuid
 
 from stockhub.jobs.deliver import Deliverer
+from stockhub.jobs.mail import send_due_mail
 from stockhub.jobs.queue import claim_upload, fail_upload
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
@@ -35,7 +36,8 @@ class Worker:
         numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
         started = self.deliverer.deliver_due() if self.deliverer is not None else 0
-        return numbered > 0 or processed or started > 0
+        mailed = send_due_mail(self.hub, self.id)
+        return numbered > 0 or processed or started > 0 or mailed > 0
 
     def _process_one_upload(self) -> bool:
         upload_id = claim_upload(self.hub, self.id)

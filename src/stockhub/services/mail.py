@@ -28,11 +28,11 @@ def queue(
     store: int,
     partner: int | None = None,
     data: dict | None = None,
-    now: datetime | None = None,
 ) -> None:
+    """Due at once; a second queue of the same `dedupe_key` does nothing."""
     if kind not in KINDS:
         raise ValueError(f"unknown mail kind {kind!r}")
-    now = now or datetime.now(UTC)
+    now = datetime.now(UTC)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(mail_outbox).values(
         dedupe_key=dedupe_key,

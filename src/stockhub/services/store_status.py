@@ -70,10 +70,10 @@ def refresh(conn: Connection, settings: Settings, store: int, now: datetime | No
     if row.status == StoreStatus.PENDING:
         partners = conn.execute(select(store_connections.c.partner_id).where(store_connections.c.store_id == store)).scalars()
         for partner in partners:
-            mail.queue(conn, "first_upload", f"first_upload:{store}:{partner}", row.organization_id, store, partner, data, now)
+            mail.queue(conn, "first_upload", f"first_upload:{store}:{partner}", row.organization_id, store, partner, data)
     if new.status in (StoreStatus.INVALID, StoreStatus.DISCONNECTED):
         key = f"store_status:{store}:{now.date().isoformat()}"
-        mail.queue(conn, "store_status", key, row.organization_id, store, None, data, now)
+        mail.queue(conn, "store_status", key, row.organization_id, store, None, data)
     return new
 
 
