@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stockhub import __version__
+from stockhub import dashboard
 from stockhub.api import admin, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
 
 def create_app(hub: Hub) -> FastAPI:
-    app = FastAPI(title="stockhub", version=__version__, description="Stock-and-order hub for physical retailers")
+    app = FastAPI(
+        title="stockhub", version=__version__, description="Stock-and-order hub for physical retailers", docs_url=None, redoc_url=None
+    )  # /docs: served offline by the dashboard
     app.state.hub = hub
     problems.install(app)
     app.include_router(tenancy.router)
@@ -22,6 +25,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(organization.router)
     app.include_router(admin.router)
+    dashboard.install(app)  # the pages for people, and /docs
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:
