@@ -126,3 +126,21 @@ def test_a_mail_waits_while_smtp_is_down_and_is_sent_once_it_is_back(server, hub
     assert to == ["owner@acme.test"] and tenant.upload_key in message.get_content()
     time.sleep(1)
     assert len(inbox.messages) == 1
+
+
+def test_mail_is_off_without_smtp_and_what_waited_is_not_sent_later(hub, smtp):
+    controller, inbox = smtp
+    from stockhub.jobs.mail import send_due_mail, sweep_mail
+
+    retailer(hub)  # SMTP_HOST unset: the mail is queued, not sent
+    assert send_due_mail(hub, "w") == 0
+    sweep_mail(hub)
+    hub.settings.smtp_host, hub.settings.smtp_port = "127.0.0.1", controller.port
+    assert send_due_mail(hub, "w") == 0 and inbox.messages == []
+    with reading(hub.engine) as conn:
+        assert conn.execute(select(mail_outbox.c.status, mail_outbox.c.last_error)).one() == (
+            "skipped", "mail is off (STOCKHUB_SMTP_HOST is unset)"
+        )
+    sweep_mail(hub, datetime.now(UTC) + timedelta(days=31))  # past the retention period: forgotten
+    with reading(hub.engine) as conn:
+        assert conn.execute(select(mail_outbox.c.id)).all() == []

@@ -40,13 +40,35 @@ SUBJECTS = {
 
 def send_due_mail(hub: Hub, worker_id: str, limit: int = 20) -> int:
     """Send up to `limit` due mails; returns how many were attempted."""
-    if not hub.settings.smtp_host:
+    if not hub.settings.smtp_host or not _any_due(hub):  # a read first: no write lock taken on an idle loop
         return 0
     done = 0
     while done < limit and (claimed := _claim(hub, worker_id)) is not None:
         _send(hub, claimed, worker_id)
         done += 1
     return done
+
+
+def _any_due(hub: Hub) -> bool:
+    m = mail_outbox.c
+    with reading(hub.engine) as conn:
+        return conn.execute(select(m.id).where(m.next_attempt_at <= datetime.now(UTC)).limit(1)).first() is not None
+
+
+def sweep_mail(hub: Hub, now: datetime | None = None) -> None:
+    """Mail is off while SMTP_HOST is unset: what waits is skipped, not sent days later when it is
+    set. Finished mail is forgotten after the event retention period."""
+    now = now or datetime.now(UTC)
+    m = mail_outbox.c
+    with transaction(hub.engine) as conn:
+        if not hub.settings.smtp_host:
+            conn.execute(
+                mail_outbox.update()
+                .where(m.status == "pending", m.next_attempt_at <= now)
+                .values(status="skipped", next_attempt_at=None, last_error="mail is off (STOCKHUB_SMTP_HOST is unset)")
+            )
+        cutoff = now - timedelta(days=hub.settings.event_retention_days)
+        conn.execute(mail_outbox.delete().where(m.status.in_(("sent", "skipped", "failed")), m.created_at < cutoff))
 
 
 def _claim(hub: Hub, worker_id: str):

@@ -11,7 +11,7 @@ import time
 import uuid
 
 from stockhub.jobs.deliver import Deliverer
-from stockhub.jobs.mail import send_due_mail
+from stockhub.jobs.mail import send_due_mail, sweep_mail
 from stockhub.jobs.queue import claim_upload, fail_upload
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
@@ -77,6 +77,7 @@ class Worker:
                 log.info("expired %d stock levels not reported for %d days", expired, self.hub.settings.expiry_days)
             purge_event_history(self.hub)
             refresh_store_statuses(self.hub)
+            sweep_mail(self.hub)
             self._next_sweep = time.monotonic() + self.hub.settings.sweep_interval_seconds
 
     def start(self) -> threading.Thread:
