@@ -131,10 +131,13 @@ def test_a_retailer_and_a_partner_use_the_dashboard(browser, server, client, sho
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("#stock tbody tr")).to_have_count(1)
     expect(page.locator("#stock")).to_contain_text(BOOK)
+    unlabelled = "els => els.filter(e => e.type !== 'hidden' && e.labels.length === 0).map(e => e.outerHTML)"
+    assert page.locator("input, select").evaluate_all(unlabelled) == []  # every field says what it is
     _shot(page, shop, "04-stock")
 
     # the upload key: revealed, then rotated, each only once the box is ticked
     page.goto(f"{base}/dashboard/stores/{tenant.store}")
+    assert page.locator("input, select").evaluate_all(unlabelled) == []
     page.get_by_role("button", name="Reveal the key").click()
     expect(page).to_have_url(f"{base}/dashboard/stores/{tenant.store}")  # the box is required: nothing sent
     page.get_by_label(re.compile("private place")).check()
