@@ -22,10 +22,9 @@ import httpx2 as httpx
 import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
-import uvicorn
 from sqlalchemy import text
 
-from stockhub.api.app import create_app
+from stockhub.api.server import http_server
 from stockhub.db.engine import make_engine
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import metadata
@@ -155,8 +154,7 @@ class LiveServer:
 def server(hub):
     """stockhub's API and a worker, serving over real HTTP on a loopback port."""
     port = _free_port()
-    config = uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    uv = uvicorn.Server(config)
+    uv = http_server(hub, "127.0.0.1", port, log_level="warning", lifespan="off")
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     worker = Worker(hub)

@@ -58,9 +58,7 @@ def main() -> None:
 @click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
 def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_port: int | None, ftp: bool | None) -> None:
     """Run the HTTP API, the FTP gateway and the workers in one process."""
-    import uvicorn
-
-    from stockhub.api.app import create_app
+    from stockhub.api.server import http_server
     from stockhub.jobs.worker import Worker
 
     hub = _hub()
@@ -80,8 +78,10 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     if gateway:
         gateway.start()
     try:
-        config = uvicorn.Config(create_app(hub), host=host, port=port, log_level="info", proxy_headers=True)
-        uvicorn.Server(config).run(sockets=[listening])
+        server = http_server(hub, host, port, log_level="info", proxy_headers=True)
+        server.run(sockets=[listening])
+        if not server.started:  # uvicorn has logged why
+            sys.exit(3)
     finally:
         if gateway:
             gateway.stop()

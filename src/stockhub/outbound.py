@@ -5,15 +5,24 @@ the HTTP client's network backend resolves the host itself, refuses it if any ad
 loopback, private or link-local (unless settings allow), and connects to the address it
 checked, so a DNS answer that changes between the check and the connection cannot slip
 through.
+
+Every request made under `deadline(seconds)` must be over within that time, however the
+receiver drips its answer: each network operation waits at most what is left of it (httpx's own
+timeouts bound one operation each, not the whole request).
 """
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpcore2
 import httpx2
+from httpcore2._backends.base import NetworkStream
 from httpcore2._backends.sync import SyncBackend
 
 from stockhub.domain.webhooks import AddressPolicy
@@ -63,6 +72,54 @@ def _is_loopback(address: str) -> bool:
     return AddressPolicy(allow_loopback=False, allow_private=True).refusal(address) is not None
 
 
+_deadline = threading.local()  # requests are sent synchronously: the deadline is the sending thread's
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Requests made by this thread inside the block end by `seconds` from now (httpx2.TimeoutException)."""
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = None
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    at = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("the request's total deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(NetworkStream):
+    """A connection whose every read and write waits no longer than the current request's deadline."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, stream: NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), self.CHUNK):
+            self._stream.write(buffer[start : start + self.CHUNK], _left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _left(timeout, httpcore2.ConnectTimeout)))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
 class _GuardedBackend(SyncBackend):
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -75,7 +132,8 @@ class _GuardedBackend(SyncBackend):
         last: Exception | None = None
         for address in addresses:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, _left(timeout, httpcore2.ConnectTimeout), local_address, socket_options)
+                return _DeadlineStream(stream)
             except httpcore2.ConnectError as error:
                 last = error
         raise last or httpcore2.ConnectError(f"no address for {host}")

@@ -18,9 +18,13 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base of the upload URLs we hand out; default: the request's own base URL
     host: str = "127.0.0.1"
     port: int = 8000
+    http_header_timeout_seconds: float = 10  # a request head must be complete this soon after it began
+    http_body_idle_timeout_seconds: float = 30  # the longest wait for the next chunk of a request body
+    http_body_timeout_seconds: float = 60  # a request body's whole time (an upload's is bounded by its URL's expiry)
 
     upload_max_bytes: int = 200 * 1024 * 1024
     upload_url_ttl_seconds: int = 15 * 60
+    upload_url_grace_seconds: float = 60  # a PUT still arriving this long after its URL expired is cut off
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
     worker_poll_seconds: float = 2.0
@@ -43,13 +47,16 @@ class Settings(BaseSettings):
     ftp_login_failure_delay_seconds: float = 2.0  # answer a wrong key this late (grows with failures)
     ftp_max_login_failures: int = 10  # from one address within the lockout period, then refused
     ftp_lockout_seconds: int = 900
+    ftp_max_connections_per_address: int = 20  # control connections from one address at once; more get 421
+    ftp_login_timeout_seconds: float = 30  # a connection not logged in by then is closed
 
     # events and webhooks
-    webhook_timeout_seconds: float = 15.0
+    webhook_timeout_seconds: float = 15.0  # an attempt's whole time: connect, send, the answer and its first bytes
     webhook_retry_schedule: list[float] = [0, 5, 300, 1800, 7200, 18000, 36000, 36000]  # delay before each attempt
     webhook_disable_after_seconds: int = 5 * 24 * 3600  # a subscription failing this long is disabled
     webhook_lease_seconds: int = 60  # must exceed the timeout: a lapsed lease means the worker died
     webhook_concurrency: int = 16  # requests in flight per worker
+    webhook_max_in_flight_per_subscription: int | None = None  # per worker; default: a quarter of the concurrency, at least 2
     webhook_secret_grace_seconds: int = 24 * 3600  # both secrets sign for this long after a rotation
     webhook_allow_loopback: bool = False  # demo/test mode: http:// and loopback receivers
     webhook_allow_private: bool = False  # receivers on private or link-local addresses

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import time
 from typing import Annotated
+
+import anyio
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,6 +16,7 @@ from stockhub.services import uploads
 from stockhub.services.scope import scope_of
 
 router = APIRouter(tags=["uploads"])
+UPLOAD_PATH = "/incoming/"  # the PUT's time is bounded by its URL's expiry, not the server's body timeout
 
 
 @router.get("/upload/{upload_key}", response_class=PlainTextResponse)
@@ -21,7 +25,7 @@ def upload_url(hub: HubDep, request: Request, upload_key: str, type: str = "stoc
     return uploads.upload_url(hub, upload_key, type, str(request.base_url))
 
 
-@router.put("/incoming/{store_id}/{kind}")
+@router.put(UPLOAD_PATH + "{store_id}/{kind}")
 async def put_file(
     hub: HubDep,
     request: Request,
@@ -35,7 +39,12 @@ async def put_file(
     """Step 2: PUT the stock file (CSV or XLSX) as the body. Answered once the file is durable."""
     grant = await run_in_threadpool(uploads.check_upload_url, hub, store_id, kind, expires, nonce, key_id, signature)
     _refuse_declared_oversize(hub, request)
-    received = await uploads.receive_stream(hub, request.stream())
+    # the URL's expiry also bounds the transfer: a file still arriving after it (and a grace) is cut off
+    try:
+        with anyio.fail_after(expires + hub.settings.upload_url_grace_seconds - time.time()):
+            received = await uploads.receive_stream(hub, request.stream())
+    except TimeoutError:
+        raise Problem(408, "Request timeout", "the file did not arrive before the upload URL expired: ask for a new URL and send it again") from None
     return await run_in_threadpool(uploads.record_upload, hub, grant, received, "http")
 
 

@@ -18,10 +18,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 
 
@@ -364,6 +364,8 @@ webhook_subscriptions = Table(
     Column("event_types", Text, nullable=False),  # JSON list
     Column("store_ids", Text),  # JSON list of store numbers; null: every store
     Column("description", String(500)),
+    # true: each store's events go out one at a time in sequence order (a failing one holds back the later ones)
+    Column("ordered", Boolean, nullable=False, default=False, server_default=false()),
     Column("status", String(20), nullable=False, default="active"),  # active | paused | disabled | deleted
     Column("disabled_reason", Text),
     Column("failing_since", UTCDateTime),
@@ -394,6 +396,14 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
     Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
     Index("ix_webhook_deliveries_event_id", "event_id"),
+    # claiming: each subscription's due deliveries, and the few in flight (jobs/deliver.py)
+    Index("ix_webhook_deliveries_subscription_id_next_attempt_at", "subscription_id", "next_attempt_at"),
+    Index(
+        "ix_webhook_deliveries_delivering",
+        "subscription_id",
+        postgresql_where=text("status = 'delivering'"),
+        sqlite_where=text("status = 'delivering'"),
+    ),
 )
 
 webhook_attempts = Table(

@@ -96,9 +96,19 @@ class StoreHandler(FTPHandler):
     throttle: LoginThrottle
     store = None
 
+    login_timeout: float
+
     def on_connect(self) -> None:
         if self.throttle.refused_for(self.remote_ip):
             self.respond("421 Too many failed logins from your address: try again later.")
+            self.close_when_done()
+            return
+        # an absolute deadline: commands (NOOP, wrong logins) do not extend it, unlike the idle timeout
+        self.ioloop.call_later(self.login_timeout, self._login_deadline, _errback=self.handle_error)
+
+    def _login_deadline(self) -> None:
+        if not self.authenticated and not self._closed and not self._closing:
+            self.respond("421 Not logged in in time: closing the connection.", logfun=log.info)
             self.close_when_done()
 
     def handle_auth_success(self, home: str, password: str, msg_login: str) -> None:
@@ -187,6 +197,7 @@ def handler_class(hub: Hub, throttle: LoginThrottle) -> type[StoreHandler]:
         "dtp_handler": data_handler,
         "banner": BANNER,
         "timeout": settings.ftp_idle_timeout_seconds,
+        "login_timeout": settings.ftp_login_timeout_seconds,
         "passive_ports": _passive_ports(settings.ftp_passive_ports),
         "masquerade_address": settings.ftp_masquerade_address,
         "max_login_attempts": 3,
@@ -224,6 +235,8 @@ class FtpGateway:
             (host or settings.ftp_host or settings.host, settings.ftp_port if port is None else port),
             handler_class(hub, self.throttle),
         )
+        # one address may not fill the server (max_cons, 512) with idle connections
+        self.server.max_cons_per_ip = settings.ftp_max_connections_per_address
         self.host, self.port = self.server.socket.getsockname()[:2]
         self._stopping = threading.Event()
         self._stopped = threading.Event()

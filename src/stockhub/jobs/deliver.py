@@ -4,7 +4,8 @@ A delivery is claimable when its `next_attempt_at` has come: a pending one when 
 delivering one when its lease lapsed (its worker died mid-request: it is sent again, at least
 once). Claims take `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers share the
 queue and no attempt is sent by two of them at once. Requests go out from a small thread pool
-so one slow receiver does not hold up the worker's other work.
+so one slow receiver does not hold up the worker's other work: an attempt ends within
+`webhook_timeout_seconds` in all, and one subscription holds at most its share of the senders.
 
 Messages follow Standard Webhooks: `webhook-id` is the event's id (stable across retries, to
 de-duplicate), `webhook-timestamp` the attempt's time, `webhook-signature` one `v1,…` per
@@ -18,12 +19,13 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx2
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select, union_all
 from standardwebhooks.webhooks import Webhook
 
 from stockhub import outbound
@@ -69,13 +71,10 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
     lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
     d = webhook_deliveries.c
     with transaction(hub.engine) as conn:
-        due = conn.execute(
-            select(d.id, d.status)
-            .where(d.next_attempt_at <= now)
-            .order_by(d.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        chosen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit)
+        if not chosen:
+            return []
+        due = conn.execute(select(d.id, d.status).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)).all()
         if not due:
             return []
         lapsed = [row.id for row in due if row.status == "delivering"]
@@ -112,7 +111,58 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
     ]
 
 
-def send(client: httpx2.Client, claimed: Claimed) -> Answer:
+def share_per_subscription(settings) -> int:
+    """How many of a worker's senders one subscription may hold at once (a slow receiver holds no more)."""
+    return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
+
+
+def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int) -> list[int]:
+    """The deliveries to claim now, soonest due first, fairly across subscriptions.
+
+    No subscription gets more than `share` of this worker's senders (its leased deliveries that have
+    not lapsed), so one slow receiver cannot take them all: each active subscription is asked for
+    its own due deliveries, up to its room (an index probe each, however long another's backlog).
+    An ordered subscription's deliveries wait in line per store by the event's sequence: only the first unfinished one of each may go, so a failing event holds back its
+    store's later events, for that subscription only. Deliveries whose lease lapsed (their worker
+    died) go out again whatever their subscription's state.
+    """
+    d, s = webhook_deliveries.c, webhook_subscriptions.c
+    delivering = conn.execute(select(d.id, d.subscription_id, d.worker_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
+    busy = Counter(row.subscription_id for row in delivering if row.lease_until > now and row.worker_id == worker_id)
+    found = {row.id: row.next_attempt_at for row in delivering if row.lease_until <= now}
+    branches = []
+    for subscription in conn.execute(select(s.id, s.ordered).where(s.status == "active")):
+        room = share - busy[subscription.id]
+        if room > 0:
+            branches.append((_in_line if subscription.ordered else _soonest)(subscription.id, now, min(room, limit)))
+    for start in range(0, len(branches), 100):  # a compound select of at most 100 parts
+        found |= {row.id: row.next_attempt_at for row in conn.execute(union_all(*branches[start : start + 100]))}
+    return sorted(found, key=lambda number: (found[number], number))[:limit]
+
+
+def _soonest(subscription: int, now: datetime, room: int):
+    d = webhook_deliveries.c
+    part = select(d.id, d.next_attempt_at).where(d.subscription_id == subscription, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(room)
+    return select(part.subquery())
+
+
+def _in_line(subscription: int, now: datetime, room: int):
+    """An ordered subscription's due deliveries that are first in line for their store."""
+    d, e = webhook_deliveries.c, events.c
+    # by sequence (gaps do not matter); a delivery is in line once its event is numbered (next_attempt_at set)
+    place = func.row_number().over(partition_by=e.store_id, order_by=(e.sequence, e.id))
+    unfinished = (
+        select(d.id, d.next_attempt_at, place.label("place"))
+        .join(events, e.id == d.event_id)
+        .where(d.subscription_id == subscription, d.next_attempt_at.is_not(None))
+        .subquery()
+    )
+    part = select(unfinished.c.id, unfinished.c.next_attempt_at).where(unfinished.c.place == 1, unfinished.c.next_attempt_at <= now)
+    return select(part.order_by(unfinished.c.next_attempt_at).limit(room).subquery())
+
+
+def send(client: httpx2.Client, claimed: Claimed, total_seconds: float) -> Answer:
+    """One attempt, over within `total_seconds` however slowly the receiver answers."""
     now = datetime.now(UTC)
     signature = " ".join(Webhook(key).sign(claimed.message_id, now, claimed.body) for key in claimed.keys)
     headers = {
@@ -125,11 +175,11 @@ def send(client: httpx2.Client, claimed: Claimed) -> Answer:
     started = time.perf_counter()
     status = excerpt = error = retry_after = None
     try:
-        with client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
+        with outbound.deadline(total_seconds), client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
             status, retry_after = response.status_code, response.headers.get("retry-after")
             excerpt = _excerpt(response)
     except httpx2.TimeoutException as timeout:
-        error = f"timed out ({type(timeout).__name__})"
+        error = f"timed out ({type(timeout).__name__}): no complete answer within {total_seconds:g} s"
     except httpx2.HTTPError as failure:
         error = f"{type(failure).__name__}: {failure}"[:500]
     latency = int((time.perf_counter() - started) * 1000)
@@ -265,7 +315,7 @@ class Deliverer:
 
     def _send(self, claimed: Claimed) -> None:
         try:
-            answer = send(self._client, claimed)
+            answer = send(self._client, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
             answer = None

@@ -20,7 +20,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import Connection, select
 
 from stockhub import ids, outbound
@@ -39,6 +39,10 @@ LIVE = ("active", "paused", "disabled")  # not deleted
 EXCERPT_CHARS = 1000
 
 Url = Annotated[str, Field(min_length=1, max_length=2000)]
+ORDERED = (
+    "true: each store's events arrive one at a time in sequence order, a failing one holding back that store's later "
+    "ones (for this subscription only); false (default): at least once, possibly out of order"
+)
 
 
 class SubscriptionFields(BaseModel):
@@ -47,6 +51,7 @@ class SubscriptionFields(BaseModel):
     event_types: list[str] = Field(min_length=1, description=f"any of {', '.join(EVENT_TYPES)}")
     store_ids: list[str] | None = Field(None, description="only events of these stores; default every store")
     description: str | None = Field(None, max_length=500)
+    ordered: StrictBool = Field(False, description=ORDERED)
 
 
 class SubscriptionChanges(BaseModel):
@@ -55,6 +60,7 @@ class SubscriptionChanges(BaseModel):
     event_types: list[str] | None = Field(None, min_length=1)
     store_ids: list[str] | None = None
     description: str | None = Field(None, max_length=500)
+    ordered: StrictBool | None = Field(None, description=ORDERED)
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -96,6 +102,7 @@ def create_subscription(hub: Hub, owner: Scope | int, fields: SubscriptionFields
                 event_types=json.dumps(types),
                 store_ids=None if store_filter is None else json.dumps(store_filter),
                 description=fields.description,
+                ordered=fields.ordered,
                 status="active",
                 secret_salt=salt,
                 created_at=now,
@@ -132,6 +139,8 @@ def update_subscription(hub: Hub, owner: Scope | int, subscription_id: str, chan
         values["event_types"] = json.dumps(_event_types(given["event_types"]))
     if "description" in given:
         values["description"] = given["description"]
+    if given.get("ordered") is not None:
+        values["ordered"] = given["ordered"]
     with transaction(hub.engine) as conn:
         number = _subscription(conn, owner, _number(subscription_id)).id
         if "store_ids" in given:
@@ -408,6 +417,7 @@ def render_subscription(row) -> dict:
         "event_types": json.loads(row.event_types),
         "store_ids": None if row.store_ids is None else [ids.encode("store", n) for n in json.loads(row.store_ids)],
         "description": row.description,
+        "ordered": row.ordered,
         "status": row.status,
         "disabled_reason": row.disabled_reason,
         "failing_since": iso(row.failing_since),
