@@ -21,7 +21,7 @@ def test_an_operator_creates_a_user_who_can_sign_in(run, server):
         signed_in = browser.sign_in(browser.get("/signin?next=/oauth/authorize"), "owner@acme.test")
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/oauth/authorize"
         offsite = browser.sign_in(browser.get("/signin?next=//evil.test/"), "owner@acme.test")
-        assert offsite.headers["location"] == "/signin"  # never an open redirect
+        assert offsite.headers["location"] == "/dashboard"  # never an open redirect
     finally:
         browser.close()
 

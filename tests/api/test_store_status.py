@@ -83,3 +83,25 @@ def test_the_rule_itself():
     # connected on a day when an upload was applied within the 3 days before it
     days = stability({date(2026, 11, 2)}, date(2026, 11, 30), 3)
     assert len(days) == 30 and days.count(True) == 4 and days[0] is False and days[1] is True
+
+
+def test_a_store_whose_first_upload_failed_outside_an_ingest_is_invalid_after_the_sweep(client, tenant, hub):
+    from stockhub import ids
+    from stockhub.db.engine import transaction
+    from stockhub.db.tables import uploads
+
+    store = ids.decode("store", tenant.store)
+    with transaction(hub.engine) as conn:  # as jobs/queue.fail_upload leaves it once attempts are spent
+        conn.execute(
+            uploads.insert().values(
+                organization_id=ids.decode("organization", tenant.organization), store_id=store, kind="stock", source="http",
+                path="/nowhere", size_bytes=1, sha256="0" * 64, status="failed", received_at=datetime.now(UTC), error="processing failed",
+            )
+        )
+    assert store_of(client, tenant)["status"] == "pending"
+    assert statuses.refresh_all(hub) == 1
+    assert (store_of(client, tenant)["status"], store_of(client, tenant)["status_warnings"]) == ("invalid", ["invalid_inventory_format"])
+
+
+def store_of(client, tenant) -> dict:
+    return client.get(f"/v1/stores/{tenant.store}", headers=tenant.auth).json()

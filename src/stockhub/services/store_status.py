@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, desc, select
+from sqlalchemy import Connection, and_, desc, exists, or_, select
 
 from stockhub import ids
 from stockhub.db.engine import reading, transaction
@@ -78,11 +78,15 @@ def refresh(conn: Connection, settings: Settings, store: int, now: datetime | No
 
 
 def refresh_all(hub: Hub, now: datetime | None = None) -> int:
-    """The sweep: stores whose last upload has grown too old turn disconnected. Returns changes."""
+    """The sweep: stores whose last upload has grown too old turn disconnected, and a store whose
+    upload was finished outside an ingest (a failed one) gets its status. Returns changes."""
     now = now or datetime.now(UTC)
+    finished = exists().where(uploads.c.store_id == stores.c.id, uploads.c.kind == "stock", uploads.c.status.in_(FINISHED))
     with reading(hub.engine) as conn:
         candidates = conn.execute(
-            select(stores.c.id).where(stores.c.status.in_((StoreStatus.CONNECTED.value, StoreStatus.INVALID.value))).order_by(stores.c.id)
+            select(stores.c.id)
+            .where(or_(stores.c.status.in_((StoreStatus.CONNECTED.value, StoreStatus.INVALID.value)), and_(stores.c.status == StoreStatus.PENDING.value, finished)))
+            .order_by(stores.c.id)
         ).scalars().all()
     changed = 0
     for store in candidates:
