@@ -21,7 +21,7 @@ def test_an_operator_creates_a_user_who_can_sign_in(run, server):
         signed_in = browser.sign_in(browser.get("/signin?next=/oauth/authorize"), "owner@acme.test")
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/oauth/authorize"
         offsite = browser.sign_in(browser.get("/signin?next=//evil.test/"), "owner@acme.test")
-        assert offsite.headers["location"] == "/signin"  # never an open redirect
+        assert offsite.headers["location"] == "/dashboard"  # never an open redirect
     finally:
         browser.close()
 
@@ -54,3 +54,22 @@ def test_partners_are_registered_by_cli_or_admin_api_with_the_secret_shown_once(
     org_token = json.loads(run("token", "create", "--org", org, "--json").stdout)["token"]
     assert client.get("/admin/v1/partners", headers={"Authorization": f"Bearer {org_token}"}).status_code == 403
     assert client.get("/v1/brands", headers=auth).status_code == 403  # an admin token is no organization's
+
+
+def test_a_partners_user_is_made_by_the_cli_and_signs_in_to_the_partner_pages(run, server):
+    made = json.loads(run("partner", "create", "Till Co", "--redirect-uri", REDIRECT_URI, "--json").stdout)
+    user = json.loads(run("user", "create", "--partner", made["client_id"], "ops@till.test", "--password-stdin", "--json", stdin=PASSWORD + "\n").stdout)
+    assert user["id"].startswith("usr_")
+    neither = run("user", "create", "x@till.test", "--password-stdin", ok=False, stdin=PASSWORD + "\n")
+    assert neither.returncode != 0 and "--org" in neither.stderr and "--partner" in neither.stderr
+    unknown = run("user", "create", "--partner", "app_nope", "y@till.test", "--password-stdin", ok=False, stdin=PASSWORD + "\n")
+    assert unknown.returncode == 1 and "not found" in unknown.stderr
+
+    browser = Browser(server.url)
+    try:
+        signed_in = browser.sign_in(browser.get("/signin?next=/partner"), "ops@till.test")
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/partner"
+        page = browser.get("/partner")
+        assert page.status_code == 200 and "No store is connected to you yet." in page.text
+    finally:
+        browser.close()

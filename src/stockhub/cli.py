@@ -216,23 +216,30 @@ def token_create(org_id: str, label: str | None, as_json: bool) -> None:
 
 @main.group()
 def user() -> None:
-    """Organization users (they sign in to authorize partner applications)."""
+    """Users: a retailer's (--org: the dashboard, authorizing partner applications) or a partner's
+    (--partner: the partner pages of the dashboard and the partner's mail)."""
 
 
 @user.command("create")
-@click.option("--org", "org_id", required=True)
+@click.option("--org", "org_id")
+@click.option("--partner", "partner_id", help="a partner application's client id (app_...): a partner's user")
 @click.option("--role", type=click.Choice(["owner", "staff"]), default="staff", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input instead of prompting")
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True)
-def user_create(org_id: str, role: str, password_stdin: bool, email: str, as_json: bool) -> None:
+def user_create(org_id: str | None, partner_id: str | None, role: str, password_stdin: bool, email: str, as_json: bool) -> None:
     from stockhub.services import accounts
 
+    if (org_id is None) == (partner_id is None):
+        raise click.UsageError("give --org (a retailer's user) or --partner (a partner's user)")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    made = accounts.create_user(_hub(), org_id, email, password, role)
+    if partner_id:
+        made = accounts.create_partner_user(_hub(), partner_id, email, password)
+    else:
+        made = accounts.create_user(_hub(), org_id, email, password, role)
     _emit(as_json, {"id": made.id, "email": email.strip().lower(), "role": role}, f"user {made.id} ({role})")
 
 

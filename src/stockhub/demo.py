@@ -27,6 +27,7 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
         org = tenancy.create_organization(hub, "Demo Retailer").id
         brand = tenancy.create_brand_for(hub, org, "Demo Books").id
         made = {"organization": org, "brand": brand, "stores": [tenancy.create_store_for(hub, brand, fields).id for fields in _STORES]}
+        made["people_sealed"] = vault.seal(hub.secret, _populate(hub, made))
     token = vault.unseal(hub.secret, made["token_sealed"]) if made.get("token_sealed") else None
     if token is None or accounts.principal_for_token(hub, token) is None:  # first run, or the token was revoked
         token = tenancy.create_api_token(hub, made["organization"], label="demo").secret
@@ -35,6 +36,7 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
         marker.chmod(0o600)
     keys = [_current_key(hub, made["organization"], store) for store in made["stores"]]
     store, key = made["stores"][0], keys[0] or "$KEY"
+    password = vault.unseal(hub.secret, made["people_sealed"]) if made.get("people_sealed") else None
     lines = [
         "",
         "stockhub demo" + (" (the one made at the first start: same stores, keys and token)" if again else ""),
@@ -44,6 +46,15 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
             for s, k in zip(made["stores"], keys, strict=True)
         ),
         f"  API token    {token}",
+        *(
+            [
+                f"Dashboard: {base_url}/dashboard",
+                f"  the retailer: sign in as {DEMO_USER} with the password {password}",
+                f"  its partner (Demo Till Co): sign in as {DEMO_PARTNER_USER}, same password (or sign out first)",
+            ]
+            if password
+            else []
+        ),
         "",
         "Try it:",
         "  printf 'barcode,price,quantity\\n9780141383743,6.99,3\\n9781409162988,20,0\\n' > stock.csv",
@@ -60,6 +71,53 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+DEMO_USER = "demo@stockhub.test"
+DEMO_PARTNER_USER = "partner@stockhub.test"
+_GOOD = "barcode,price,quantity\n9780007525546,8.99,4\n9780099549482,9.99,2\n9780241950425,7.99,0\n5012345678900,3.50,12\n"
+_WITH_REJECTS = "barcode,price,quantity\n9780007525546,8.99,6\n9780099549482,9.99,1\n9780241950425,7.99,3\n9780241950426,7.99,3\n12345,0,2\n"
+_REFUSED = "Qty Count,Description,Code\n3,A book,x\n5,Cereal,y\n1,Lamp,z\n"
+
+
+def _populate(hub: Hub, made: dict) -> str:
+    """What makes every dashboard view show something: a retailer's user, a partner connected to
+    the first store and its user, a few uploads (one refused), orders, and a webhook subscription
+    whose receiver is down (so deliveries wait to be retried). Returns the users' password."""
+    import secrets
+    import tempfile
+    from pathlib import Path
+
+    from stockhub.jobs.worker import Worker
+    from stockhub.services import orders, uploads, webhooks
+
+    password = secrets.token_urlsafe(12)
+    organization = ids.decode("organization", made["organization"])
+    accounts.create_user(hub, made["organization"], DEMO_USER, password, "owner")
+    partner = accounts.create_partner(hub, "Demo Till Co", ["http://127.0.0.1/callback"], None, public=False).id
+    accounts.create_partner_user(hub, partner, DEMO_PARTNER_USER, password)
+    first, second = made["stores"]
+    connections.connect(hub, organization, ids.decode("partner", partner), made["brand"], first, "till-1")
+    webhooks.create_subscription(
+        hub, organization, webhooks.SubscriptionFields(url="http://127.0.0.1:9/demo-hooks", event_types=["order.created", "store.status_changed"])
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        for store, body in ((first, _GOOD), (first, _REFUSED), (first, _WITH_REJECTS), (second, _GOOD)):
+            path = Path(folder) / "stock.csv"
+            path.write_text(body)
+            uploads.import_file(hub, store, path)
+            Worker(hub, deliver_webhooks=False).run_until_idle()
+    for n, (identifier, quantity) in enumerate((("9780007525546", 2), ("9780099549482", 1), ("9780241950425", 1)), start=1001):
+        booking = {
+            "external_id": f"demo-{n}", "channel": {"type": "web", "name": "shop.example"}, "currency": "GBP",
+            "customer": {"email": f"customer{n}@example.com", "name": f"Customer {n}"},
+            "lines": [{"identifier": identifier, "quantity": quantity, "unit_price": "8.99"}],
+            "fulfilment": {"type": "pickup", "store_id": first},
+        }
+        order, _ = orders.book(hub, organization, orders.Booking.model_validate(booking))
+        if n == 1001:
+            orders.step(hub, organization, order["id"], orders.Action.CONFIRM)
+    return password
 
 
 def _current_key(hub: Hub, organization_id: str, store_id: str) -> str | None:

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     parse_max_rows: int = 2_000_000
     parse_max_cell_chars: int = 32_767  # as much as a spreadsheet cell holds
     sweep_interval_seconds: int = 3600
+    store_disconnected_after_days: int = 3  # no stock upload for this long: the store is disconnected
+    store_min_in_stock_items: int = 1  # a stock file reporting fewer in-stock items makes the store invalid
 
     # FTP/FTPS gateway (gateways/ftp.py); the size cap is upload_max_bytes
     ftp_enabled: bool = True  # `stockhub serve` runs the gateway beside the API
@@ -76,6 +78,16 @@ class Settings(BaseSettings):
     oauth_refresh_token_days: int = 30
     oauth_code_seconds: int = 600
     session_hours: int = 12  # a signed-in user's session cookie
+
+    # notification mail (jobs/mail.py); off while smtp_host is unset
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "stockhub <stockhub@localhost>"
+    mail_lease_seconds: int = 60
+    mail_retry_seconds: list[float] = [60, 300, 1800, 7200, 21600]  # then the mail is given up (failed)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:

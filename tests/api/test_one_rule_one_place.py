@@ -131,9 +131,11 @@ def test_every_event_is_on_the_organization_catch_up_read_in_order(client, hub, 
     upload_and_wait(client, other, f"barcode,price,quantity\n{BOOK},6.99,3\n".encode())
     assert _book(client, tenant, BOOK).status_code == 201
     listed = _events(client, tenant)
-    assert [e["type"] for e in listed] == ["inventory.updated", "upload.processed", "order.created", "inventory.updated"]
+    assert [e["type"] for e in listed] == [
+        "inventory.updated", "upload.processed", "store.status_changed", "order.created", "inventory.updated"
+    ]
     assert {e["organization_id"] for e in listed} == {tenant.organization}
     sequences = [e["sequence"] for e in listed]
-    assert sequences == sorted(sequences) and len(set(sequences)) == 4
+    assert sequences == sorted(sequences) and len(set(sequences)) == 5
     paged = _events(client, tenant, after=sequences[1])
     assert [e["id"] for e in paged] == [e["id"] for e in listed[2:]]

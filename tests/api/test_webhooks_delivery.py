@@ -84,17 +84,19 @@ def test_a_subscriber_receives_signed_upload_and_inventory_events(client, tenant
 
     # the same events, by catching up without webhooks
     caught_up = client.get("/v1/events", params={"store_id": tenant.store, "after": 0}, headers=tenant.auth).json()
-    assert [e["id"] for e in caught_up["items"]] == [inventory["id"], processed["id"]]
-    assert caught_up["items"][0] == inventory and caught_up["next_after"] == 2
+    # (and the store's status: its first upload connected it; not subscribed to, so not delivered)
+    assert [e["id"] for e in caught_up["items"]][:2] == [inventory["id"], processed["id"]]
+    assert caught_up["items"][2]["type"] == "store.status_changed" and caught_up["items"][2]["data"]["status"] == "connected"
+    assert caught_up["items"][0] == inventory and caught_up["next_after"] == 3
 
     # a second upload reports only what changed, with the level before
     upload_and_wait(client, tenant, b"barcode,price,quantity\n9780141383743,6.99,1\n036000291452,2.50,0\n")
     receiver.wait_for(lambda r: len(r) == 4)
     second = receiver.accepted_of("inventory.updated")[1]
-    assert second["sequence"] == 3
+    assert second["sequence"] == 4
     assert [(c["identifier"], c["on_hand_before"], c["on_hand"]) for c in second["data"]["changes"]] == [("09780141383743", 3, 1)]
-    later = client.get("/v1/events", params={"store_id": tenant.store, "after": 2}, headers=tenant.auth).json()
-    assert [e["sequence"] for e in later["items"]] == [3, 4]
+    later = client.get("/v1/events", params={"store_id": tenant.store, "after": 3}, headers=tenant.auth).json()
+    assert [e["sequence"] for e in later["items"]] == [4, 5]
 
 
 def _gtins(count: int) -> list[str]:
@@ -130,6 +132,7 @@ def test_everything_arrives_after_the_receiver_was_down_with_the_same_ids(client
     receiver.start()
     receiver.wait_for(lambda r: len(r) == 2)
     caught_up = client.get("/v1/events", params={"store_id": tenant.store}, headers=tenant.auth).json()["items"]
+    caught_up = [e for e in caught_up if e["type"] != "store.status_changed"]  # not subscribed to
     assert sorted(p["id"] for p in receiver.accepted()) == sorted(e["id"] for e in caught_up)
     history = wait_deliveries(client, tenant, subscription, lambda d: all(x["status"] == "succeeded" for x in d))
     detail = client.get(f"/v1/webhook-deliveries/{history[0]['id']}", headers=tenant.auth).json()
@@ -281,7 +284,10 @@ def test_order_events_reach_a_subscriber_with_the_stock_they_moved(client, tenan
     held, shipped = sorted(receiver.accepted_of("inventory.updated"), key=lambda e: e["sequence"])
     assert created["sequence"] < held["sequence"] < updated["sequence"] < shipped["sequence"]
     # Order events are on the store's and the organization's catch-up reads, in commit order.
-    expected = ["inventory.updated", "upload.processed", "order.created", "inventory.updated", "order.updated", "inventory.updated"]
+    expected = [
+        "inventory.updated", "upload.processed", "store.status_changed",
+        "order.created", "inventory.updated", "order.updated", "inventory.updated",
+    ]
     for scope in ({"store_id": tenant.store}, {}):
         listed = client.get("/v1/events", params=scope | {"after": 0}, headers=tenant.auth).json()["items"]
         assert [e["type"] for e in listed] == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from stockhub import __version__
+from stockhub import dashboard
 from stockhub.api import admin, deps, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
@@ -28,6 +29,8 @@ def create_app(hub: Hub) -> FastAPI:
         version=__version__,
         description="Stock-and-order hub for physical retailers",
         dependencies=[Depends(deps.clean_input)],
+        docs_url=None,  # /docs: served offline by the dashboard
+        redoc_url=None,
     )
     app.state.hub = hub
     problems.install(app)
@@ -38,6 +41,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(
         organization.router, responses=problems.responses(*problems.COMMON, 400, 409, schema="Message", media_type="application/json")
     )
+    dashboard.install(app)  # the pages for people, and /docs
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -130,6 +130,8 @@ async def authorize(request: Request) -> Response:
         grant = await run_in_threadpool(server.get_consent_grant, oauth_request, user)
     except OAuth2Error as error:
         return server.handle_error_response(oauth_request, error) if error.redirect_uri else _refusal(request, error)
+    if user is not None and user.organization is None:  # a partner's user: it has no stores to grant
+        return _page(request, "message.html", 403, title="Sign in as the retailer", message="A partner's account cannot authorize applications: sign out and sign in with the retailer's account.")
     if user is None:
         target = f"{request.url.path}?{request.url.query}"
         return RedirectResponse("/signin?" + urlencode({"next": target}), status_code=303)

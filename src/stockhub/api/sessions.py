@@ -63,4 +63,4 @@ def safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return "/signin"
+    return "/dashboard"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhub.api.deps import CurrentPrincipal, HubDep, Limit, Scoped, Token, page_body
@@ -34,9 +36,14 @@ def create_store(hub: HubDep, principal: CurrentPrincipal, brand_id: str, body: 
 
 @router.get("/brands/{brand_id}/stores")
 def list_stores(
-    hub: HubDep, principal: Scoped("organization.read"), brand_id: str, limit: Limit = 100, token: Token = None
+    hub: HubDep,
+    principal: Scoped("organization.read"),
+    brand_id: str,
+    limit: Limit = 100,
+    token: Token = None,
+    status: Annotated[str | None, Query(description="pending, connected, invalid or disconnected")] = None,
 ) -> dict:
-    return page_body(tenancy.list_stores(hub, organization_of(principal, f"brand {brand_id}"), brand_id, limit, token))
+    return page_body(tenancy.list_stores(hub, organization_of(principal, f"brand {brand_id}"), brand_id, limit, token, status))
 
 
 @router.get("/stores/{store_id}")

@@ -101,6 +101,11 @@ stores = Table(
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     # custom product data (products.csv) is on: stock rows may use any alphanumeric identifier
     Column("custom_products", Boolean, nullable=False, default=False, server_default=false()),
+    # domain.store_status: pending | connected | invalid | disconnected, kept by services/store_status.py
+    Column("status", String(20), nullable=False, default="pending", server_default="pending"),
+    Column("status_warnings", Text),  # JSON list of warning codes
+    Column("status_changed_at", UTCDateTime),
+    Index("ix_stores_organization_id_status", "organization_id", "status"),
 )
 
 # Every bearer credential: kind `api` (an organization's CLI-made token, all its scopes),
@@ -421,7 +426,8 @@ users = Table(
     "users",
     metadata,
     Column("id", Id, primary_key=True),
-    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), index=True),  # a retailer's user
+    Column("partner_id", Id, ForeignKey("partners.id")),  # or a partner's user (organization_id null)
     Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
     Column("password_hash", String(200), nullable=False),  # Argon2id
     Column("role", String(20), nullable=False, default="staff"),  # owner | staff
@@ -467,4 +473,32 @@ store_connections = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("partner_id", "store_id", name="uq_store_connections_partner_store"),
     UniqueConstraint("partner_id", "partner_store_id", name="uq_store_connections_partner_store_id"),
+)
+
+
+# --- mail --------------------------------------------------------------------------------------
+# Notification mails, written in the transaction of the change they tell of (an outbox) and sent
+# by the workers, claimed with a lease like webhook deliveries. `dedupe_key` makes a mail once
+# only (e.g. one status mail per store per day). Its text is rendered when sent (jobs/mail.py).
+
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("kind", String(40), nullable=False),  # store_created | store_connected | first_upload | store_status
+    Column("organization_id", Id, nullable=False),
+    Column("store_id", Id, nullable=False),
+    Column("partner_id", Id),  # set: to that partner's users; else to the organization's
+    Column("data", Text, nullable=False),  # JSON
+    Column("status", String(20), nullable=False),  # pending | sending | sent | failed | skipped
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),  # set while unfinished (while sending: when the lease lapses)
+    Column("lease_until", UTCDateTime),
+    Column("worker_id", String(100)),
+    Column("recipients", Text),  # as sent
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("sent_at", UTCDateTime),
+    Index("ix_mail_outbox_next_attempt_at", "next_attempt_at"),
 )

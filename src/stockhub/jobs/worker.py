@@ -9,11 +9,13 @@ import time
 
 from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs.deliver import Deliverer
+from stockhub.jobs.mail import send_due_mail, sweep_mail
 from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_orphaned_uploads
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
 from stockhub.services.events import sequence_events
 from stockhub.services.ingest import process_upload
+from stockhub.services.store_status import refresh_all as refresh_store_statuses
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ class Worker:
         numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
         started = self.deliverer.deliver_due() if self.deliverer is not None else 0
-        return numbered > 0 or processed or started > 0
+        mailed = send_due_mail(self.hub, self.id)
+        return numbered > 0 or processed or started > 0 or mailed > 0
 
     def _process_one_upload(self) -> bool:
         upload_id = claim_upload(self.hub, self.id)
@@ -80,6 +83,8 @@ class Worker:
             if expired:
                 log.info("expired %d stock levels not reported for %d days", expired, self.hub.settings.expiry_days)
             purge_event_history(self.hub)
+            refresh_store_statuses(self.hub)
+            sweep_mail(self.hub)
             self._next_sweep = time.monotonic() + self.hub.settings.sweep_interval_seconds
 
     def start(self) -> threading.Thread:

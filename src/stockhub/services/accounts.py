@@ -33,10 +33,13 @@ _DUMMY_HASH = _hasher.hash("not a password anyone has")
 
 @dataclass(frozen=True)
 class User:
+    """A retailer's user (`organization`) or a partner's (`partner`): one of the two."""
+
     id: int
-    organization: int
+    organization: int | None
     email: str
     role: str
+    partner: int | None = None
 
 
 def create_user(hub: Hub, organization_id: str, email: str, password: str, role: str = "staff") -> Created:
@@ -52,6 +55,24 @@ def create_user(hub: Hub, organization_id: str, email: str, password: str, role:
                 raise not_found(f"organization {organization_id}")
             number = conn.execute(
                 users.insert().values(organization_id=organization, email=email, password_hash=_hasher.hash(password), role=role)
+            ).inserted_primary_key[0]
+    except IntegrityError:
+        raise conflict(f"a user with the email {email} exists already") from None
+    return Created(ids.encode("user", number))
+
+
+def create_partner_user(hub: Hub, partner_id: str, email: str, password: str) -> Created:
+    """A partner's user: signs in to the partner pages of the dashboard and gets the partner's mail."""
+    email = _valid_email(email)
+    if len(password) < 10:
+        raise invalid("the password is too short", [FieldError("password", "must have at least 10 characters")])
+    partner = ids.decode("partner", partner_id)
+    try:
+        with transaction(hub.engine) as conn:
+            if partner is None or conn.execute(select(partners.c.id).where(partners.c.id == partner)).first() is None:
+                raise not_found(f"partner {partner_id}")
+            number = conn.execute(
+                users.insert().values(partner_id=partner, email=email, password_hash=_hasher.hash(password), role="staff")
             ).inserted_primary_key[0]
     except IntegrityError:
         raise conflict(f"a user with the email {email} exists already") from None
@@ -75,7 +96,7 @@ def get_user(hub: Hub, number: int) -> User | None:
 
 
 def _user(row) -> User:
-    return User(row.id, row.organization_id, row.email, row.role)
+    return User(row.id, row.organization_id, row.email, row.role, row.partner_id)
 
 
 def _valid_email(email: str) -> str:

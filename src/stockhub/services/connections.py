@@ -11,7 +11,7 @@ from stockhub import ids
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import brands, organizations, store_connections, stores
 from stockhub.errors import Conflict, FieldError, conflict, invalid, not_found
-from stockhub.services import events, vault
+from stockhub.services import events, mail, vault
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.domain.access import Scope
@@ -117,6 +117,7 @@ def on_store_connected(
     """
     data = {"store_id": ids.encode("store", store), "partner_id": ids.encode("partner", partner), "partner_store_id": partner_store_id}
     events.emit(conn, "store.connected", organization, store, data, partner_id=partner)
+    mail.queue(conn, "store_connected", f"store_connected:{connection_id}", organization, store, partner, data)  # the partner hears of it, with the key
 
 
 def _valid_partner_store_id(value: object) -> str:

@@ -19,7 +19,7 @@ from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
 from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
 from stockhub.feeds.stock_file import ROW_SCHEMA, StockFile, unusable
-from stockhub.services import events
+from stockhub.services import events, store_status
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
@@ -80,6 +80,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         outcome = Outcome("invalid" if fatal else "applied", changed)
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings, rejections_kept)
         emit_upload_processed(conn, upload_id, now)
+        store_status.refresh(conn, hub.settings, upload.store_id, now)
     _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
 

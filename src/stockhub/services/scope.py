@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import Column, Connection, Row, Select, select
 
 from stockhub import ids
-from stockhub.db.tables import stores
+from stockhub.db.tables import store_connections, stores
 from stockhub.domain.access import Principal, Scope
 from stockhub.errors import Refused, not_found
 
@@ -92,3 +92,23 @@ def any_store_number(conn: Connection, store_id: str) -> int:
     if number is None or conn.execute(select(stores.c.id).where(stores.c.id == number)).scalar() is None:
         raise not_found(f"store {store_id}")
     return number
+
+
+def partner_scopes(conn: Connection, partner: int) -> list[tuple[Scope, str]]:
+    """Every store connected to a partner (a partner's user on the dashboard), as the scope that
+    reaches it and the partner's own id for it: the same reach as the partner's X-Store-Id."""
+    rows = conn.execute(
+        select(store_connections.c.organization_id, store_connections.c.store_id, store_connections.c.partner_store_id)
+        .where(store_connections.c.partner_id == partner)
+        .order_by(store_connections.c.organization_id, store_connections.c.store_id)
+    ).all()
+    return [(Scope(row.organization_id, partner, row.store_id), row.partner_store_id) for row in rows]
+
+
+def partner_scope(conn: Connection, partner: int, store_id: str) -> Scope:
+    """The scope of one store connected to the partner; any other store is not found."""
+    number = ids.decode("store", store_id)
+    for scope, _ in partner_scopes(conn, partner):
+        if scope.store == number:
+            return scope
+    raise not_found(f"store {store_id}")

@@ -20,8 +20,11 @@ from stockhub.services.scope import as_scope, store_number
 _SCAN = 1000
 
 
-def list_stock(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: str | None, status: str | None) -> Page:
-    """A page of the store's levels by identifier; with `status`, only those in it.
+def list_stock(
+    hub: Hub, scope: Scope | int, store_id: str, limit: int, token: str | None, status: str | None, search: str | None = None
+) -> Page:
+    """A page of the store's levels by identifier; with `status`, only those in it; with
+    `search`, only identifiers containing it (the dashboard's search box).
 
     Status comes from the domain's rule (`StockLevel.status`), not from SQL, so there is one
     definition of availability: rows are scanned in identifier order and filtered here.
@@ -36,6 +39,8 @@ def list_stock(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: s
             query = stock_join(select(stock_levels), stock_levels, as_scope(scope).organization).where(stock_levels.c.store_id == number)
             if after is not None:
                 query = query.where(stock_levels.c.identifier > after)
+            if search:
+                query = query.where(stock_levels.c.identifier.contains(search.strip(), autoescape=True))
             rows = conn.execute(query.order_by(stock_levels.c.identifier).limit(_SCAN)).all()
             items += [level for level in map(render_stock, rows) if wanted is None or level["status"] == wanted]
             if len(rows) < _SCAN:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from stockhub.domain import places
 from stockhub.domain.access import Scope
 from stockhub.feeds import IdentifierRule, rule_for
 from stockhub.errors import FieldError, invalid, not_found
-from stockhub.services import vault
+from stockhub.services import mail, vault
+from stockhub.services.store_status import parse_status
 from stockhub.services.context import Hub
 from stockhub.services.scope import any_store_number, as_scope, store_number
 from stockhub.timefmt import iso
@@ -229,6 +231,7 @@ def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields
                 **fields.model_dump(),
             )
         ).inserted_primary_key[0]
+        mail.queue(conn, "store_created", f"store_created:{store_id}", organization, store_id)  # its key and setup instructions
         return _store(conn, organization, store_id), upload_key
 
 
@@ -243,10 +246,14 @@ def create_store_for(hub: Hub, brand_id: str, data: dict[str, Any]) -> Created:
     return Created(store["id"], key)
 
 
-def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: str | None) -> Page:
+def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: str | None, status: str | None = None) -> Page:
+    """A brand's stores; `status` keeps those with that status (domain.store_status)."""
+    wanted = parse_status(status)
     with reading(hub.engine) as conn:
         brand = brand_number(conn, organization, brand_id)
         query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
+        if wanted is not None:
+            query = query.where(stores.c.status == wanted.value)
         return page_of(conn, query, stores.c.id, limit, token, render_store)
 
 
@@ -323,6 +330,9 @@ def render_store(row) -> dict:
         "longitude": row.longitude,
         "feed_quantity_means": row.feed_quantity_means,
         "custom_products": row.custom_products,
+        "status": row.status,
+        "status_warnings": json.loads(row.status_warnings) if row.status_warnings else [],
+        "status_changed_at": iso(row.status_changed_at),
         "upload_key_rotated_at": iso(row.upload_key_rotated_at),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
