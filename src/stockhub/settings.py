@@ -21,6 +21,7 @@ class Settings(BaseSettings):
 
     upload_max_bytes: int = 200 * 1024 * 1024
     upload_url_ttl_seconds: int = 15 * 60
+    offer_ttl_seconds: int = 15 * 60  # how long a pickup or delivery option's offer_token can be booked
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
     worker_poll_seconds: float = 2.0

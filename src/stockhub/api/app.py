@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from stockhub import __version__
-from stockhub.api import admin, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
+from stockhub.api import admin, availability, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
 
@@ -17,6 +17,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(uploads.router)
     app.include_router(stock.router)
     app.include_router(orders.router)
+    app.include_router(availability.router)
     app.include_router(products.router)
     app.include_router(webhooks.router)
     app.include_router(oauth.router)

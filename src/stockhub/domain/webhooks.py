@@ -17,6 +17,7 @@ EVENT_TYPES = (
     "order.updated",
     "product.updated",
     "store.connected",
+    "location_group.updated",
 )
 INVENTORY_BATCH = 500  # changes per inventory.updated event, so per delivery
 JITTER = 0.2  # a retry waits its scheduled delay ±20%, so receivers coming back are not stampeded
