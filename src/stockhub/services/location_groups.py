@@ -40,7 +40,7 @@ class GroupFields(BaseModel):
 
 class GroupChanges(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: str | None = Name
+    name: str | None = Field(None, min_length=1, max_length=200)
     store_ids: list[str] | None = Field(None, min_length=1, max_length=1000)
 
 
