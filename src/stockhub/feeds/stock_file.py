@@ -10,7 +10,7 @@ from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
 from stockhub.feeds.identifiers import restore_lost_zeros, rule_for
-from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity
+from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity, with_safety_stock
 
 ROW_SCHEMA = {
     "row": pl.Int64,
@@ -19,6 +19,7 @@ ROW_SCHEMA = {
     "price_minor": pl.Int64,
     "currency": pl.String,
     "promotion_minor": pl.Int64,
+    "safety_stock": pl.Int64,  # the product's own safety stock; null: keep what it has
 }
 REJECTION_SCHEMA = {"row": pl.Int64, "field": pl.String, "value": pl.String, "reason": pl.String}
 NO_DATA_ROWS = "the file has no data rows"
@@ -30,6 +31,7 @@ _CHECKS = (
     ("quantity", "quantity_raw", "quantity_reason"),
     ("currency", "currency_raw", "currency_reason"),
     ("promotion_amount", "promotion_raw", "promotion_reason"),
+    ("safety_stock", "safety_raw", "safety_reason"),
 )
 
 
@@ -105,6 +107,7 @@ def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.Dat
         quantity_raw=column("quantity"),
         currency_raw=column("currency"),
         promotion_raw=column("promotion_amount"),
+        safety_raw=column("safety_stock"),
     )
 
 
@@ -118,6 +121,7 @@ def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: boo
     frame = with_price(frame, "price_raw", decimal_comma=decimal_comma)
     frame = with_quantity(frame, "quantity_raw")
     frame = with_promotion(frame, "promotion_raw", decimal_comma=decimal_comma)
+    frame = with_safety_stock(frame, "safety_raw")
     return frame.with_columns(
         reject=pl.coalesce(
             pl.when(pl.col(reason).is_not_null()).then(
