@@ -19,8 +19,8 @@ ROW_SCHEMA = {
     "price_minor": pl.Int64,
     "currency": pl.String,
     "promotion_minor": pl.Int64,
-    "safety_stock": pl.Int64,  # the product's own safety stock; null: keep what it has
 }
+SAFETY_STOCK = "safety_stock"  # an optional column: a product's own safety stock (empty: keep it)
 REJECTION_SCHEMA = {"row": pl.Int64, "field": pl.String, "value": pl.String, "reason": pl.String}
 NO_DATA_ROWS = "the file has no data rows"
 
@@ -79,6 +79,8 @@ def read_stock_file(
         custom_identifiers=custom_identifiers,
     )
     rows, duplicates, rejected = _split(checked)
+    if SAFETY_STOCK not in layout.columns:
+        rows = rows.drop(SAFETY_STOCK)
     superseded = _superseded(duplicates, rows)
     return StockFile(
         rows=rows,
@@ -121,7 +123,7 @@ def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: boo
     frame = with_price(frame, "price_raw", decimal_comma=decimal_comma)
     frame = with_quantity(frame, "quantity_raw")
     frame = with_promotion(frame, "promotion_raw", decimal_comma=decimal_comma)
-    frame = with_safety_stock(frame, "safety_raw")
+    frame = with_safety_stock(frame, "safety_raw", SAFETY_STOCK)
     return frame.with_columns(
         reject=pl.coalesce(
             pl.when(pl.col(reason).is_not_null()).then(
@@ -137,11 +139,11 @@ def _split(checked: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
 
     Of several valid rows with one identifier the last wins; invalid rows never supersede.
     """
-    checked = checked.select(*ROW_SCHEMA.keys(), "identifier_raw", "reject").collect()
+    checked = checked.select(*ROW_SCHEMA.keys(), SAFETY_STOCK, "identifier_raw", "reject").collect()
     valid = checked.filter(pl.col("reject").is_null())
     is_last = pl.col("identifier").is_last_distinct()
     return (
-        valid.filter(is_last).select(ROW_SCHEMA.keys()),
+        valid.filter(is_last).select(*ROW_SCHEMA.keys(), SAFETY_STOCK),
         valid.filter(~is_last).select("row", "identifier", "identifier_raw"),
         checked.filter(pl.col("reject").is_not_null()).select("row", pl.col("reject").struct.unnest()),
     )

@@ -55,13 +55,13 @@ def with_quantity(frame: pl.LazyFrame, source: str) -> pl.LazyFrame:
     )
 
 
-def with_safety_stock(frame: pl.LazyFrame, source: str) -> pl.LazyFrame:
-    """Adds `safety_stock` (Int64; null when the cell is empty) and `safety_reason`."""
+def with_safety_stock(frame: pl.LazyFrame, source: str, target: str = "safety_stock") -> pl.LazyFrame:
+    """Adds `target` (Int64; null when the cell is empty) and `safety_reason`."""
     text = pl.col(source).str.strip_chars()
     given = text.is_not_null() & (text != "")
     whole = text.str.contains(r"^[0-9]{1,7}$").fill_null(False)
     return frame.with_columns(
-        safety_stock=pl.when(given & whole).then(text.str.to_integer(strict=False)),
+        **{target: pl.when(given & whole).then(text.str.to_integer(strict=False))},
         safety_reason=pl.when(given & ~whole).then(pl.lit("safety_stock must be a whole number from 0 to 9,999,999")),
     )
 

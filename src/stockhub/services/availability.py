@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
@@ -23,11 +24,11 @@ from stockhub.domain import places
 from stockhub.domain.access import Scope
 from stockhub.domain.fulfilment import distance_km, plan_shipments, serves
 from stockhub.domain.money import to_decimal_string
-from stockhub.domain.stock import StockLevel
+from stockhub.domain.stock import StockLevel, available
+from stockhub.domain.stock import status as stock_status
 from stockhub.errors import FieldError, invalid
 from stockhub.services import offers
 from stockhub.services.context import Hub
-from stockhub.services.levels import render_level
 from stockhub.services.scope import as_scope, store_numbers, visible
 from stockhub.timefmt import iso
 
@@ -70,35 +71,71 @@ class AvailabilityQuery(BaseModel):
 
 
 def lookup(hub: Hub, scope: Scope | int, query: AvailabilityQuery) -> dict:
-    """One answer per key, in the order asked; an unknown product or store answers in its place."""
+    """One answer per key, in the order asked; an unknown product or store answers in its place.
+
+    One statement reads every level (db.availability.levels_at); each is rendered with the
+    domain's rule. Prices and times repeat across levels (one upload writes many), so each
+    distinct one is formatted once per call.
+    """
     pairs = query.pairs()
     if len(pairs) > MAX_KEYS:
         raise invalid(
             f"at most {MAX_KEYS} keys per call: {len(query.identifiers)} identifiers × {len(query.store_ids)} stores is {len(pairs)}",
             [FieldError("identifiers", f"identifiers × store_ids must be at most {MAX_KEYS} keys (got {len(pairs)})")],
         )
-    canonical: dict[str, str | None] = {}
-    for identifier, _ in pairs:
-        if identifier not in canonical:
-            try:
-                canonical[identifier] = feeds.lookup_identifier(identifier)
-            except ValueError:
-                canonical[identifier] = None
+    canonical = {identifier: _canonical(identifier) for identifier in {i for i, _ in pairs}}
     with reading(hub.engine) as conn:
         reached = store_numbers(conn, scope, {store_id for _, store_id in pairs})
         wanted = sorted({(reached[s], canonical[i]) for i, s in pairs if s in reached and canonical[i] is not None})
         rows = {(row.store_id, row.identifier): row for row in levels_at(conn, wanted)}
+    money = _Memo(lambda key: to_decimal_string(*key))
+    times = _Memo(iso)
     items = []
     for identifier, store_id in pairs:
-        answer = {"identifier": identifier, "store_id": store_id}
         store, product = reached.get(store_id), canonical[identifier]
         row = rows.get((store, product))
         if row is None:
             reason = "unknown store" if store is None else "invalid identifier" if product is None else "not stocked at this store"
-            items.append(answer | {"known": False, "reason": reason, "available": 0, "status": "unknown"})
-        else:
-            items.append(answer | {"known": True, "canonical": product, **render_level(row), "updated_at": iso(row.updated_at)})
+            items.append({"identifier": identifier, "store_id": store_id, "known": False, "reason": reason, "available": 0, "status": "unknown"})
+            continue
+        units = available(row.on_hand, row.committed, row.safety_stock, row.expired)
+        items.append(
+            {
+                "identifier": identifier,
+                "store_id": store_id,
+                "known": True,
+                "canonical": product,
+                "on_hand": row.on_hand,
+                "committed": row.committed,
+                "safety_stock": row.safety_stock,
+                "available": units,
+                "status": stock_status(units, row.expired).value,
+                "price": money[(row.price_minor, row.currency)],
+                "currency": row.currency,
+                "promotion_amount": money[(row.promotion_minor, row.currency)],
+                "updated_at": times[row.updated_at],
+            }
+        )
     return {"items": items}
+
+
+class _Memo(dict):
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        value = self[key] = self.make(key)
+        return value
+
+
+@lru_cache(maxsize=1 << 17)
+def _canonical(identifier: str) -> str | None:
+    """Any spelling of an identifier as stored (feeds.lookup_identifier), or None: no product has it."""
+    try:
+        return feeds.lookup_identifier(identifier)
+    except ValueError:
+        return None
 
 
 # --- the bag a shopper wants -----------------------------------------------------------------
