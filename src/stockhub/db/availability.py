@@ -23,8 +23,12 @@ def available_of(levels: Table = stock_levels):
     return case((c.expired.is_(True), 0), (rest > 0, rest), else_=0)
 
 
+LEVEL = [stock_levels.c[name] for name in ("store_id", "identifier", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor", "updated_at")]
+
+
 def levels_at(conn: Connection, keys: Sequence[tuple[int, str]]) -> list:
-    """The stock levels of (store, identifier) pairs, in one statement; absent pairs have no row."""
+    """The stock levels of (store, identifier) pairs, in one statement; absent pairs have no row.
+    Rows unpack in LEVEL's order (2,000 of them are read per call)."""
     if not keys:
         return []
     if is_postgres(conn):  # two array parameters, whatever the number of keys
@@ -34,14 +38,14 @@ def levels_at(conn: Connection, keys: Sequence[tuple[int, str]]) -> list:
                 func.unnest(bindparam("k_identifiers", type_=ARRAY(TEXT))).label("identifier"),
             )
         ).subquery("keys")
-        query = select(stock_levels).join(
+        query = select(*LEVEL).join(
             pairs, and_(stock_levels.c.store_id == pairs.c.store_id, stock_levels.c.identifier == pairs.c.identifier)
         )
         return conn.execute(query, {"k_stores": [k[0] for k in keys], "k_identifiers": [k[1] for k in keys]}).all()
     rows = []
     for start in range(0, len(keys), 400):  # SQLite: row values, within its bound-parameter limit
         chunk = keys[start : start + 400]
-        rows += conn.execute(select(stock_levels).where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(chunk))).all()
+        rows += conn.execute(select(*LEVEL).where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(chunk))).all()
     return rows
 
 

@@ -87,7 +87,7 @@ def lookup(hub: Hub, scope: Scope | int, query: AvailabilityQuery) -> dict:
     with reading(hub.engine) as conn:
         reached = store_numbers(conn, scope, {store_id for _, store_id in pairs})
         wanted = sorted({(reached[s], canonical[i]) for i, s in pairs if s in reached and canonical[i] is not None})
-        rows = {(row.store_id, row.identifier): row for row in levels_at(conn, wanted)}
+        rows = {(row[0], row[1]): row for row in levels_at(conn, wanted)}
     money = _Memo(lambda key: to_decimal_string(*key))
     times = _Memo(iso)
     items = []
@@ -98,22 +98,23 @@ def lookup(hub: Hub, scope: Scope | int, query: AvailabilityQuery) -> dict:
             reason = "unknown store" if store is None else "invalid identifier" if product is None else "not stocked at this store"
             items.append({"identifier": identifier, "store_id": store_id, "known": False, "reason": reason, "available": 0, "status": "unknown"})
             continue
-        units = available(row.on_hand, row.committed, row.safety_stock, row.expired)
+        _, _, on_hand, committed, safety, expired, price_minor, currency, promotion_minor, updated_at = row
+        units = available(on_hand, committed, safety, expired)
         items.append(
             {
                 "identifier": identifier,
                 "store_id": store_id,
                 "known": True,
                 "canonical": product,
-                "on_hand": row.on_hand,
-                "committed": row.committed,
-                "safety_stock": row.safety_stock,
+                "on_hand": on_hand,
+                "committed": committed,
+                "safety_stock": safety,
                 "available": units,
-                "status": stock_status(units, row.expired).value,
-                "price": money[(row.price_minor, row.currency)],
-                "currency": row.currency,
-                "promotion_amount": money[(row.promotion_minor, row.currency)],
-                "updated_at": times[row.updated_at],
+                "status": stock_status(units, expired).value,
+                "price": money[(price_minor, currency)],
+                "currency": currency,
+                "promotion_amount": money[(promotion_minor, currency)],
+                "updated_at": times[updated_at],
             }
         )
     return {"items": items}
