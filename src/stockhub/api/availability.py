@@ -3,8 +3,6 @@ since a cursor, as JSON pages or streamed CSV/NDJSON), pickup and delivery optio
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Annotated, Literal
 
@@ -91,18 +89,15 @@ def group_availability(
         format = next((name for name, media in FORMATS.items() if accept and media in accept), "json")
     if format == "json":
         return location_groups.availability_page(hub, organization, group_id, limit, token, since)
-    rows = location_groups.availability_export(hub, organization, group_id, since)
+    rows = location_groups.availability_export(hub, organization, group_id, since, as_csv=format == "csv")
     cursor = next(rows)  # a refusal (unknown group, stale cursor) is raised here, before streaming
-    render = _csv if format == "csv" else _ndjson
-    return StreamingResponse(render(rows), media_type=FORMATS[format], headers={"Stockhub-Cursor": str(cursor)})
+    body = _csv(rows) if format == "csv" else _ndjson(rows)
+    return StreamingResponse(body, media_type=FORMATS[format], headers={"Stockhub-Cursor": str(cursor)})
 
 
-def _csv(partitions):
-    yield "identifier,available,stores\n"
-    for rows in partitions:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows((r.identifier, r.available, r.stores) for r in rows)
-        yield out.getvalue()
+def _csv(chunks):
+    yield b"identifier,available,stores\n"
+    yield from chunks
 
 
 def _ndjson(partitions):

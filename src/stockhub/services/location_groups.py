@@ -12,6 +12,8 @@ export again), as the totals it would answer for are the old group's.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -19,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, delete, insert, select
 
 from stockhub import ids
-from stockhub.db.availability import changed_since, group_totals, high_water, oldest_kept
-from stockhub.db.engine import reading, snapshot, transaction
+from stockhub.db.availability import changed_since, copy_csv, group_totals, high_water, oldest_kept
+from stockhub.db.engine import is_postgres, reading, snapshot, transaction
 from stockhub.db.tables import events, location_group_stores, location_groups
 from stockhub.errors import FieldError, Malformed, conflict, invalid, not_found
 from stockhub.services import events as event_log
@@ -156,12 +158,22 @@ def _check_since(conn: Connection, group, since: int, cursor: int) -> None:
         raise conflict("the group's stores changed after this cursor: export the group in full again", reason="group_changed")
 
 
-def _query(conn: Connection, group, since: int | None, cursor: int, after: str | None, limit: int | None):
+def _totals(conn: Connection, group, since: int | None, cursor: int, after: str | None, limit: int | None) -> Iterator:
+    """The queries of the group's totals: all of them, or (since a cursor) those of the products
+    whose levels changed after it, read first so the sums touch only those (proportional to the
+    changes, not to the catalogue)."""
     members = _stores_of(conn, group.id)
-    if since is not None:
-        _check_since(conn, group, since, cursor)
-    only = changed_since(members, since) if since is not None else None
-    return group_totals(members, after=after, only=only, limit=limit)
+    if since is None:
+        yield group_totals(members, after=after, limit=limit)
+        return
+    _check_since(conn, group, since, cursor)
+    changed = sorted(i for i in conn.execute(changed_since(members, since)).scalars() if after is None or i > after)
+    changed = changed[:limit] if limit is not None else changed
+    for start in range(0, len(changed), CHANGED_CHUNK):
+        yield group_totals(members, only=changed[start : start + CHANGED_CHUNK])
+
+
+CHANGED_CHUNK = 2000
 
 
 def availability_page(hub: Hub, organization: int, group_id: str, limit: int, token: str | None, since: int | None) -> dict:
@@ -178,21 +190,33 @@ def availability_page(hub: Hub, organization: int, group_id: str, limit: int, to
         group = _row(conn, organization, _number(group_id))
         if cursor is None:
             cursor = high_water(conn)
-        rows = conn.execute(_query(conn, group, since, cursor, after, limit + 1)).all()
+        rows = [row for query in _totals(conn, group, since, cursor, after, limit + 1) for row in conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
     items = [{"identifier": row.identifier, "available": int(row.available), "stores": row.stores} for row in rows]
     return {"items": items, "next_token": encode_token([rows[-1].identifier, cursor, since]) if more else None, "cursor": cursor}
 
 
-def availability_export(hub: Hub, organization: int, group_id: str, since: int | None) -> Iterator:
-    """The cursor, then every (identifier, available, stores) row: one snapshot, streamed."""
+def availability_export(hub: Hub, organization: int, group_id: str, since: int | None, as_csv: bool = False) -> Iterator:
+    """The cursor, then the rows (identifier, available, stores) in partitions: one snapshot,
+    streamed. `as_csv`: the partitions are CSV bytes (on PostgreSQL straight from COPY)."""
     _caught_up(hub)
     with snapshot(hub.engine) as conn:
         group = _row(conn, organization, _number(group_id))
         cursor = high_water(conn)
-        query = _query(conn, group, since, cursor, None, None)
+        queries = _totals(conn, group, since, cursor, None, None)
+        first = next(queries, None)  # a refusal (a stale cursor) is raised before anything is sent
         yield cursor
-        result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-        for rows in result.partitions():
-            yield rows
+        for query in ([first] if first is not None else []) + list(queries):
+            if as_csv and is_postgres(conn):
+                yield from copy_csv(conn, query)
+                continue
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+            for rows in result.partitions():
+                yield _csv(rows) if as_csv else rows
+
+
+def _csv(rows) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
