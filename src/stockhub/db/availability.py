@@ -89,6 +89,15 @@ def copy_csv(conn: Connection, query) -> Iterator[bytes]:
     Python per row. Only for queries whose parameters are numbers and identifiers we read back."""
     sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     cursor = conn.connection.driver_connection.cursor()
+    buffer = bytearray()
     with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
-        for data in copy:
-            yield bytes(data)
+        for data in copy:  # a row at a time: sent on in blocks, not one HTTP chunk per row
+            buffer += data
+            if len(buffer) >= COPY_BLOCK:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+COPY_BLOCK = 256 * 1024
