@@ -224,3 +224,23 @@ def test_delivery_options_single_store_nearest_else_fewest_shipments(client, est
     assert nowhere["options"] == [] and "country" in nowhere["reason"]
     bad = client.post("/v1/delivery-options", json={"destination": {"country": "GB", "latitude": 95, "longitude": 0}, "bag": BAG}, headers=kx.auth)
     assert bad.status_code == 422 and "destination.latitude" in [e["field"] for e in bad.json()["errors"]]
+
+
+def test_the_openapi_describes_the_new_routes(hub):
+    from stockhub.api.app import create_app
+
+    paths = create_app(hub).openapi()["paths"]
+    for path, method in (
+        ("/v1/availability", "post"),
+        ("/v1/pickup-options", "post"),
+        ("/v1/delivery-options", "post"),
+        ("/v1/location-groups", "post"),
+        ("/v1/location-groups/{group_id}", "patch"),
+        ("/v1/location-groups/{group_id}/availability", "get"),
+        ("/v1/shipping-methods", "post"),
+        ("/v1/stores/{store_id}/safety-stock", "put"),
+        ("/v1/stores/{store_id}/stock/{identifier}/safety-stock", "put"),
+    ):
+        assert method in paths[path], path
+    assert {p["name"] for p in paths["/v1/location-groups/{group_id}/availability"]["get"]["parameters"]} >= {"since", "format", "limit", "token"}
+    assert "offer_token" in create_app(hub).openapi()["components"]["schemas"]["Booking"]["properties"]
