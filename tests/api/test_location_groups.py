@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from stockhub.services import tenancy
+from stockhub.services.paging import encode_token
 from support import make_tenant, upload_and_wait
 
 BOOK = "9780141383743"
@@ -60,6 +61,9 @@ def test_summed_by_page_and_streamed(client, tenant, north):
     assert second["next_token"] is None and second["cursor"] == first["cursor"] and isinstance(first["cursor"], int)
     totals = {i["identifier"]: i["available"] for i in first["items"] + second["items"]}
     assert totals == {"0" + BOOK: 12, "0" + LAMP: 1, "00" + CEREAL: 4}
+    for forged in ("W10", encode_token([1]), encode_token(["a", "b"]), encode_token(["a", "b", None])):
+        refused = client.get(url, params={"token": forged}, headers=tenant.auth)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "token", refused.text
     as_csv = client.get(url, params={"format": "csv"}, headers=tenant.auth)
     assert as_csv.headers["content-type"].startswith("text/csv") and int(as_csv.headers["stockhub-cursor"]) == first["cursor"]
     assert {r["identifier"]: int(r["available"]) for r in csv.DictReader(io.StringIO(as_csv.text))} == totals

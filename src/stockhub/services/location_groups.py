@@ -181,7 +181,12 @@ def availability_page(hub: Hub, organization: int, group_id: str, limit: int, to
     check_limit(limit)
     after, cursor = None, None
     if token is not None:
-        after, cursor, token_since = decode_token(token, list)
+        try:
+            after, cursor, token_since = decode_token(token, list)
+            if not (isinstance(after, str) and type(cursor) is int):
+                raise ValueError(token)
+        except ValueError:
+            raise Malformed("the page token is not one this API gave out", [FieldError("token", "malformed")]) from None
         if token_since != since:
             raise Malformed("the page token belongs to another since", [FieldError("token", "since differs")])
     else:
