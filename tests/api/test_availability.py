@@ -79,6 +79,8 @@ def test_more_than_2000_keys_is_422_naming_the_limit(client, estate):
     assert crossed.status_code == 422 and crossed.json()["errors"][0]["field"] == "identifiers" and "2100" in crossed.text
     neither = client.post("/v1/availability", json={}, headers=kx.auth)
     assert neither.status_code == 422
+    long = client.post("/v1/availability", json={"identifiers": ["9" * 5000], "store_ids": [kx.store]}, headers=kx.auth)
+    assert long.status_code == 422 and long.json()["errors"][0]["field"] == "identifiers.0"
 
 
 BAG = [{"identifier": BOOK, "quantity": 2}, {"identifier": LAMP, "quantity": 1}]
@@ -195,7 +197,9 @@ def test_delivery_options_single_store_nearest_else_fewest_shipments(client, est
     method = {"name": "Standard", "price": "3.95", "currency": "GBP", "min_days": 1, "max_days": 3, "countries": ["gb"]}
     made = client.post("/v1/shipping-methods", json=method, headers=kx.auth)
     assert made.status_code == 201, made.text
-    assert client.post("/v1/shipping-methods", json=method | {"countries": ["XX"]}, headers=kx.auth).status_code == 422
+    for wrong, field in (({"countries": ["XX"]}, "countries"), ({"price": "1e30"}, "price"), ({"price": "1.999"}, "price"), ({"min_days": 4}, "body")):
+        refused = client.post("/v1/shipping-methods", json=method | wrong, headers=kx.auth)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.text
     leith = {"country": "GB", "postal_code": "EH6 6QU", "latitude": 55.9756, "longitude": -3.1707}
     # both London stores can serve 1 book and 1 lamp: the one nearer to Leith ships it
     one = client.post("/v1/delivery-options", json={"destination": leith, "bag": [{"identifier": BOOK, "quantity": 1}, {"identifier": LAMP, "quantity": 1}]}, headers=kx.auth)

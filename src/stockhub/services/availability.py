@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
@@ -46,8 +47,8 @@ class AvailabilityQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     keys: list[Key] | None = None
-    identifiers: list[str] | None = None
-    store_ids: list[str] | None = None
+    identifiers: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = None
+    store_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = None
 
     @field_validator("keys", "identifiers", "store_ids")
     @classmethod

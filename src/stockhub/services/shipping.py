@@ -23,7 +23,7 @@ from stockhub.timefmt import iso
 class ShippingMethod(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=200)
-    price: Decimal = Field(ge=0, description="per shipment")
+    price: Decimal = Field(ge=0, le=1_000_000, description="per shipment")
     currency: str
     min_days: int = Field(ge=0, le=365)
     max_days: int = Field(ge=0, le=365)
