@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -16,11 +17,11 @@ from stockhub.services.scope import scope_of
 router = APIRouter(prefix="/v1", tags=["availability"])
 
 
-@router.post("/availability")
-def lookup(hub: HubDep, principal: Scoped("stock.read"), body: availability.AvailabilityQuery) -> JSONResponse:
+@router.post("/availability", response_class=JSONResponse)
+def lookup(hub: HubDep, principal: Scoped("stock.read"), body: availability.AvailabilityQuery) -> Response:
     """Up to 2,000 product × store keys in one call, one answer per key in the order asked; an
     unknown product or store (or one you do not reach) answers `known: false` in its place."""
-    return JSONResponse(availability.lookup(hub, scope_of(principal), body))
+    return Response(orjson.dumps(availability.lookup(hub, scope_of(principal), body)), media_type="application/json")
 
 
 @router.post("/pickup-options")
