@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--upload-rows", type=int, default=200_000)
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--only-exports", action="store_true", help="skip (a) and (b)")
+    parser.add_argument("--only-lookups", action="store_true", help="(a) alone")
     args = parser.parse_args()
     name = f"stockhub_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -290,6 +291,8 @@ def main() -> None:
         applying.join()
         say(f"    while a {args.upload_rows:,}-row upload is applied: {fmt(during)} (the load ran {overlapped:.1f} s of the upload's {time.perf_counter() - started:.1f} s)")
 
+        if args.only_lookups:
+            return
         here = [{"latitude": rng.uniform(51.0, 55.0), "longitude": rng.uniform(-4.0, 0.0)} for _ in range(50)]
         pickups = [
             request("POST", "/v1/pickup-options", token, {"location": here[i % 50], "bag": [{"identifier": b, "quantity": 2} for b in data["bag"]], "radius_km": 50, "limit": 10})
