@@ -200,6 +200,46 @@ def store_rotate_key(store_id: str, as_json: bool) -> None:
     _emit(as_json, {"id": store_id, "upload_key": key}, f"store {store_id}\nupload key {key}  (shown once)")
 
 
+@store.command("update")
+@click.argument("store_id")
+@click.option("--name", default=None)
+@click.option("--country", default=None)
+@click.option("--address-line1", "address_line1", default=None)
+@click.option("--address-line2", default=None)
+@click.option("--city", default=None)
+@click.option("--postal-code", "postal_code", default=None)
+@click.option("--state", default=None)
+@click.option("--latitude", type=float, default=None, help="-90 to 90")
+@click.option("--longitude", type=float, default=None, help="-180 to 180")
+@click.option("--json", "as_json", is_flag=True)
+def store_update(store_id: str, as_json: bool, **fields) -> None:
+    """Change a store's details: its address and coordinates (pickup and delivery options use them)."""
+    hub = _hub()
+    changes = tenancy.validated(tenancy.StoreChanges, {k: v for k, v in fields.items() if v is not None})
+    updated = tenancy.update_store(hub, tenancy.organization_of_store(hub, store_id), store_id, changes)
+    _emit(as_json, updated, f"store {store_id} updated")
+
+
+@store.command("safety-stock")
+@click.argument("store_id")
+@click.argument("quantity")
+@click.option("--product", "identifier", default=None, help="this product's own (QUANTITY 'default': follow the store's)")
+@click.option("--json", "as_json", is_flag=True)
+def store_safety_stock(store_id: str, quantity: str, identifier: str | None, as_json: bool) -> None:
+    """Units kept back from sale: the store's default, or with --product one product's own."""
+    from stockhub.services import safety_stock
+
+    model = safety_stock.ProductSafetyStock if identifier else safety_stock.StoreSafetyStock
+    given = None if identifier and quantity == "default" else int(quantity) if quantity.lstrip("-").isdigit() else quantity
+    body = tenancy.validated(model, {"safety_stock": given})
+    if identifier:
+        level = safety_stock.set_product(_hub(), None, store_id, identifier, body.safety_stock)
+        _emit(as_json, level, f"{identifier} at {store_id}: safety stock {level['safety_stock']}, available {level['available']}")
+    else:
+        got = safety_stock.set_store_default(_hub(), None, store_id, body.safety_stock)
+        _emit(as_json, got, f"store {store_id}: safety stock {got['safety_stock']} ({got['products_changed']} products changed)")
+
+
 @main.group()
 def token() -> None:
     """API tokens."""

@@ -34,6 +34,8 @@ PREFIXES = {
     "webhook_delivery": "dlv",
     "user": "usr",
     "partner": "app",
+    "location_group": "grp",
+    "shipping_method": "shp",
 }
 
 _ALPHABET = string.digits + string.ascii_letters

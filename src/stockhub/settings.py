@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     upload_max_bytes: int = 200 * 1024 * 1024
     upload_url_ttl_seconds: int = 15 * 60
     upload_url_grace_seconds: float = 60  # a PUT still arriving this long after its URL expired is cut off
+    offer_ttl_seconds: int = 15 * 60  # how long a pickup or delivery option's offer_token can be booked
     invalid_threshold: float = 0.5  # share of rejected rows above which a whole file is refused
     expiry_days: int = 7
     apply_part_rows: int = 2000  # SQLite: a stock file of more rows is applied in parts of this many, each its own write transaction

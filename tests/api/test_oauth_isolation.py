@@ -13,7 +13,7 @@ from oauth_support import bearer, make_partner, make_user, partner_tokens
 from stockhub.api.app import create_app
 from stockhub import ids
 from stockhub.jobs.worker import Worker
-from stockhub.services import orders, tenancy, uploads, webhooks
+from stockhub.services import events, location_groups, orders, shipping, tenancy, uploads, webhooks
 from support import make_tenant
 
 ALL = (
@@ -28,6 +28,9 @@ BODIES = {
     ("PUT", "/v1/stores/{store_id}/stock/{identifier}"): {"on_hand": 99, "price": "1.00"},
     ("POST", "/v1/stores/{store_id}/stock/adjustments"): {"adjustments": [{"identifier": "9780141383743", "delta": 5}]},
     ("PATCH", "/v1/webhook-subscriptions/{subscription_id}"): {"url": "https://sneaky.example/hooks"},
+    ("PUT", "/v1/stores/{store_id}/safety-stock"): {"safety_stock": 1},
+    ("PUT", "/v1/stores/{store_id}/stock/{identifier}/safety-stock"): {"safety_stock": 1},
+    ("PATCH", "/v1/location-groups/{group_id}"): {"name": "Sneaky"},
 }
 
 
@@ -80,9 +83,16 @@ def foreign(hub, tmp_path):
         fulfilment={"type": "pickup", "store_id": other.store},
     )
     order = orders.book(hub, number, booking)[0]
+    events.sequence_events(hub.engine)  # numbered events get their deliveries
     deliveries = webhooks.list_deliveries(hub, number, subscription["id"], 10, None).items
     assert deliveries, "the foreign subscription has a delivery to walk with"
+    group = location_groups.create(hub, number, location_groups.GroupFields(name="Rival region", store_ids=[other.store]))
+    method = shipping.create(
+        hub, number, shipping.ShippingMethod(name="Rival post", price="1.00", currency="GBP", min_days=1, max_days=2, countries=["GB"])
+    )
     foreign_ids = {
+        "group_id": group["id"],
+        "method_id": method["id"],
         "order_id": order["id"],
         "customer_id": order["customer_id"],
         "subscription_id": subscription["id"],
@@ -117,6 +127,10 @@ def test_a_partner_reaches_only_the_store_it_is_connected_to(server, client, hub
 
     csv_ours = client.get(f"/v1/stores/{tenant.store}/uploads", headers=bearer(access, "pos-1"))
     assert csv_ours.status_code == 200  # the connected store is reachable...
+    keys = [{"identifier": "9780141383743", "store_id": s} for s in (tenant.store, second.id, other.store)]
+    looked_up = client.post("/v1/availability", json={"keys": keys}, headers=bearer(access, "pos-1")).json()["items"]
+    assert [item.get("reason") for item in looked_up] == ["not stocked at this store", "unknown store", "unknown store"]
+    assert client.post("/v1/availability", json={"keys": keys}, headers=bearer(access)).status_code == 404  # no store named
     for store_header in ("pos-1", None, "pos-unknown"):
         headers = bearer(access, store_header)
         for ids in (

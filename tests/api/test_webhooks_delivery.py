@@ -66,6 +66,7 @@ def test_a_subscriber_receives_signed_upload_and_inventory_events(client, tenant
         "on_hand_before": None,
         "on_hand": 3,
         "committed": 0,
+        "safety_stock": 0,
         "available": 3,
         "status": "in_stock",
         "price": "6.99",

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import shutil
 
-from alembic import command
 from sqlalchemy import select
 
 from stockhub import ids
-from stockhub.db.migrate import alembic_config
+from stockhub.db.migrate import downgrade
 from stockhub.db.tables import stock_levels, uploads
 from stockhub.jobs.worker import Worker
 from stockhub.services import uploads as upload_service
@@ -53,9 +52,7 @@ def test_absolute_paths_under_the_storage_become_keys_and_others_still_read(hub,
     # as rows written before storage keys had them: absolute local paths
     _set_path(hub, inside, str(root / inside_key))
     _set_path(hub, outside, str(moved))
-    with hub.engine.connect() as conn:
-        command.downgrade(alembic_config(conn), "0009-1")
-        conn.commit()
+    downgrade(hub.engine, "0009-1")
 
     run("org", "create", "Migrated", "--json")  # any command migrates, with the storage root
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header
 
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.stock import StockStatus
-from stockhub.services import stock, stock_writes
+from stockhub.services import safety_stock, stock, stock_writes
 from stockhub.services.scope import scope_of
 
 router = APIRouter(prefix="/v1", tags=["stock"])
@@ -47,3 +47,18 @@ def adjust(
 ) -> dict:
     """Apply deltas to on_hand, all or none; retry safely with the same `Idempotency-Key`."""
     return stock_writes.adjust(hub, scope_of(principal, f"store {store_id}"), store_id, body, idempotency_key)
+
+
+@router.put("/stores/{store_id}/safety-stock")
+def set_store_safety_stock(hub: HubDep, principal: Scoped("stock.write"), store_id: str, body: safety_stock.StoreSafetyStock) -> dict:
+    """Units of every product kept back from sale (available = on_hand − committed − safety_stock,
+    at least 0), unless a product sets its own; each product it changes is an inventory.updated."""
+    return safety_stock.set_store_default(hub, scope_of(principal, f"store {store_id}"), store_id, body.safety_stock)
+
+
+@router.put("/stores/{store_id}/stock/{identifier}/safety-stock")
+def set_product_safety_stock(
+    hub: HubDep, principal: Scoped("stock.write"), store_id: str, identifier: str, body: safety_stock.ProductSafetyStock
+) -> dict:
+    """This product's own safety stock at the store; `null` makes it follow the store's default."""
+    return safety_stock.set_product(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body.safety_stock)

@@ -129,3 +129,16 @@ def reading(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sqlite_begin="DEFERRED")
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction whose statements all see one snapshot (REPEATABLE READ on
+    PostgreSQL; on SQLite every read transaction does)."""
+    with engine.connect() as conn:
+        options = {"sqlite_begin": "DEFERRED"}
+        if is_postgres(engine):
+            options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        conn = conn.execution_options(**options)
+        with conn.begin():
+            yield conn

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -21,10 +23,34 @@ def alembic_config(engine_connection=None, storage_root: Path | None = None) -> 
 
 def upgrade(engine: Engine, storage_root: Path | None = None, target: str = "head") -> None:
     """`storage_root`: the local file storage's folder, so absolute upload paths under it become keys."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+    with _migrating(engine) as conn:
         command.upgrade(alembic_config(conn, storage_root), target)
-        conn.commit()
+
+
+def downgrade(engine: Engine, target: str) -> None:
+    with _migrating(engine) as conn:
+        command.downgrade(alembic_config(conn), target)
+
+
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """One transaction for a migration. On SQLite, batch migrations copy and drop tables that
+    others reference, so foreign keys are checked once, at the end, instead of on every DROP."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # outside any transaction, where the pragma takes effect
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            yield conn
+            if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                conn.rollback()
+                raise RuntimeError("the migration left rows whose foreign keys point nowhere: nothing was changed")
+            conn.commit()
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def revision(engine: Engine, message: str) -> None:

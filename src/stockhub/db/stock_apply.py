@@ -48,7 +48,7 @@ from sqlalchemy import (
 
 from stockhub.db.bulk import insert_frame
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import stock_levels, stock_movements
+from stockhub.db.tables import stock_levels, stock_movements, stores
 from stockhub.domain.stock import MovementReason
 
 _temporary = MetaData()
@@ -66,6 +66,7 @@ def _reported_columns() -> list[Column]:
         Column("price_minor", BigInteger, nullable=False),
         Column("currency", String(3), nullable=False),
         Column("promotion_minor", BigInteger),
+        Column("safety_stock", Integer),  # the product's own, when the file has the column; else null
     ]
 
 
@@ -76,6 +77,8 @@ changes = _temp_table(  # its `quantity` is the new on_hand the reported count m
     Column("on_hand_before", Integer),  # null: a product new to the store
     Column("committed_before", Integer),
     Column("safety_stock_before", Integer),
+    Column("safety_in_force", Integer, nullable=False),  # the product's own, else the store's
+    Column("override_after", Integer),
     Column("differs", Boolean, nullable=False),
     Column("held_back", Boolean, nullable=False),  # reported fewer than orders hold: kept at committed
 )
@@ -116,6 +119,8 @@ def apply_snapshot(
     _create(conn, snapshot, changes)
     if is_postgres(conn):
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # the join's hash table fits in memory
+    if "safety_stock" not in rows.columns:
+        rows = rows.with_columns(safety_stock=pl.lit(None, pl.Int64))
     insert_frame(conn, snapshot, rows.select(REPORTED))
     applied = _apply_snapshot_table(conn, store_id, upload_id, now, means_available, on_changes)
     for table in (snapshot, changes):
@@ -216,6 +221,8 @@ def _apply_snapshot_table(
             price_minor=c.price_minor,
             currency=c.currency,
             promotion_minor=c.promotion_minor,
+            safety_stock=c.safety_in_force,
+            safety_stock_override=c.override_after,
             expired=False,
             last_reported_on=today,
             updated_at=now,
@@ -226,13 +233,14 @@ def _apply_snapshot_table(
     ).rowcount
     inserted = conn.execute(
         insert(stock_levels).from_select(
-            ["store_id", "identifier", "on_hand", "committed", "safety_stock", "price_minor", "currency", "promotion_minor", "last_reported_on", "expired", "updated_at"],
+            ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency", "promotion_minor", "last_reported_on", "expired", "updated_at"],
             select(
                 literal(store_id),
                 c.identifier,
                 c.quantity,
                 literal(0),
-                literal(0),
+                c.safety_in_force,
+                c.override_after,
                 c.price_minor,
                 c.currency,
                 c.promotion_minor,
@@ -256,6 +264,9 @@ def _find_changes(conn: Connection, store_id: int, today, means_available: bool)
     """One join of the snapshot with the store's levels; keep the new, the different, the stale and
     the held back. Returns how many were held back."""
     s, level = snapshot.c, stock_levels.c
+    default = conn.execute(select(stores.c.safety_stock).where(stores.c.id == store_id)).scalar() or 0
+    safety = func.coalesce(s.safety_stock, level.safety_stock, default)  # a new product takes the store's
+    override = func.coalesce(s.safety_stock, level.safety_stock_override)
     on_hand = _reported_on_hand(s.quantity, func.coalesce(level.committed, 0), means_available)
     held_back = literal(False) if means_available else func.coalesce(level.committed, 0) > _at_least_zero(s.quantity)
     differs = or_(
@@ -264,20 +275,25 @@ def _find_changes(conn: Connection, store_id: int, today, means_available: bool)
         level.currency != s.currency,
         level.promotion_minor.is_distinct_from(s.promotion_minor),
         level.expired.is_(True),
+        level.safety_stock != safety,
+        level.safety_stock_override.is_distinct_from(override),
     )
     joined = snapshot.outerjoin(stock_levels, and_(level.store_id == store_id, level.identifier == s.identifier))
     conn.execute(
         insert(changes).from_select(
-            [*REPORTED, "on_hand_before", "committed_before", "safety_stock_before", "differs", "held_back"],
+            [*REPORTED, "on_hand_before", "committed_before", "safety_stock_before", "safety_in_force", "override_after", "differs", "held_back"],
             select(
                 s.identifier,
                 on_hand,
                 s.price_minor,
                 s.currency,
                 s.promotion_minor,
+                s.safety_stock,
                 level.on_hand,
                 level.committed,
                 level.safety_stock,
+                safety,
+                override,
                 func.coalesce(differs, True),
                 func.coalesce(held_back, False),
             )

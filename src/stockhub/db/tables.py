@@ -106,6 +106,8 @@ stores = Table(
     Column("status_warnings", Text),  # JSON list of warning codes
     Column("status_changed_at", UTCDateTime),
     Index("ix_stores_organization_id_status", "organization_id", "status"),
+    # units kept back from sale of every product the store has, unless the product overrides it
+    Column("safety_stock", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 # Every bearer credential: kind `api` (an organization's CLI-made token, all its scopes),
@@ -180,7 +182,8 @@ stock_levels = Table(
     Column("identifier", String(40), primary_key=True),
     Column("on_hand", Integer, nullable=False),
     Column("committed", Integer, nullable=False, default=0),
-    Column("safety_stock", Integer, nullable=False, default=0),
+    Column("safety_stock", Integer, nullable=False, default=0),  # in force: the override, else the store's
+    Column("safety_stock_override", Integer),  # set per product; null: follows stores.safety_stock
     Column("price_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("promotion_minor", BigInteger),
@@ -309,6 +312,45 @@ catalog_products = Table(
     Column("item_group_id", String(50)),
     Column("upload_id", Id),  # the upload that last described it
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+
+# --- availability: location groups and shipping methods ------------------------------------
+
+# A group of fulfilment locations (a region, a channel) whose availability is summed; a store
+# may be in several.
+location_groups = Table(
+    "location_groups",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    # the location_group.updated event of the last change of its stores: an increment asked for
+    # with a cursor from before it would miss totals that changed by it (refused: export again)
+    Column("stores_event_id", Id),
+)
+
+location_group_stores = Table(
+    "location_group_stores",
+    metadata,
+    Column("group_id", Id, ForeignKey("location_groups.id"), primary_key=True),
+    Column("store_id", Id, ForeignKey("stores.id"), primary_key=True, index=True),
+)
+
+shipping_methods = Table(
+    "shipping_methods",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("min_days", Integer, nullable=False),
+    Column("max_days", Integer, nullable=False),
+    Column("countries", Text, nullable=False),  # JSON list of ISO 3166-1 alpha-2 codes
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
 )
 
 

@@ -41,9 +41,13 @@ class StockLevel:
 
     @property
     def status(self) -> StockStatus:
-        if self.expired:
-            return StockStatus.EXPIRED
-        return StockStatus.IN_STOCK if self.available > 0 else StockStatus.OUT_OF_STOCK
+        return status(self.available, self.expired)
+
+
+def status(available_units: int, expired: bool = False) -> StockStatus:
+    if expired:
+        return StockStatus.EXPIRED
+    return StockStatus.IN_STOCK if available_units > 0 else StockStatus.OUT_OF_STOCK
 
 
 def available(on_hand: int, committed: int, safety_stock: int = 0, expired: bool = False) -> int:

@@ -14,6 +14,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "quantity": ("quantity", "qty", "qoh", "available", "stock", "quantityonhand"),
     "currency": ("currency",),
     "promotion_amount": ("promotion_amount", "promotionamount", "saleprice"),
+    "safety_stock": ("safety_stock", "safetystock"),  # optional, never positional
 }
 IDENTIFIER_FIELDS = ("gtin", "barcode", "sku")  # per row, the first non-empty one wins
 POSITIONAL = ("barcode", "price", "quantity", "currency", "promotion_amount")

@@ -10,7 +10,7 @@ from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import Limits, UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
 from stockhub.feeds.identifiers import restore_lost_zeros, rule_for
-from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity
+from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity, with_safety_stock
 
 ROW_SCHEMA = {
     "row": pl.Int64,
@@ -20,6 +20,7 @@ ROW_SCHEMA = {
     "currency": pl.String,
     "promotion_minor": pl.Int64,
 }
+SAFETY_STOCK = "safety_stock"  # an optional column: a product's own safety stock (empty: keep it)
 REJECTION_SCHEMA = {"row": pl.Int64, "field": pl.String, "value": pl.String, "reason": pl.String}
 NO_DATA_ROWS = "the file has no data rows"
 SHOWN_VALUE_CHARS = 200  # a rejected cell is kept and shown cut to this many characters
@@ -31,6 +32,7 @@ _CHECKS = (
     ("quantity", "quantity_raw", "quantity_reason"),
     ("currency", "currency_raw", "currency_reason"),
     ("promotion_amount", "promotion_raw", "promotion_reason"),
+    ("safety_stock", "safety_raw", "safety_reason"),
 )
 
 
@@ -83,6 +85,8 @@ def read_stock_file(
         custom_identifiers=custom_identifiers,
     )
     rows, duplicates, rejected = _split(checked)
+    if SAFETY_STOCK not in layout.columns:
+        rows = rows.drop(SAFETY_STOCK)
     superseded = _superseded(duplicates, rows)
     return StockFile(
         rows=rows,
@@ -111,6 +115,7 @@ def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.Dat
         quantity_raw=column("quantity"),
         currency_raw=column("currency"),
         promotion_raw=column("promotion_amount"),
+        safety_raw=column("safety_stock"),
     )
 
 
@@ -124,6 +129,7 @@ def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: boo
     frame = with_price(frame, "price_raw", decimal_comma=decimal_comma)
     frame = with_quantity(frame, "quantity_raw")
     frame = with_promotion(frame, "promotion_raw", decimal_comma=decimal_comma)
+    frame = with_safety_stock(frame, "safety_raw", SAFETY_STOCK)
     return frame.with_columns(
         reject=pl.coalesce(
             pl.when(pl.col(reason).is_not_null()).then(
@@ -139,11 +145,11 @@ def _split(checked: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
 
     Of several valid rows with one identifier the last wins; invalid rows never supersede.
     """
-    checked = checked.select(*ROW_SCHEMA.keys(), "identifier_raw", "reject").collect()
+    checked = checked.select(*ROW_SCHEMA.keys(), SAFETY_STOCK, "identifier_raw", "reject").collect()
     valid = checked.filter(pl.col("reject").is_null())
     is_last = pl.col("identifier").is_last_distinct()
     return (
-        valid.filter(is_last).select(ROW_SCHEMA.keys()),
+        valid.filter(is_last).select(*ROW_SCHEMA.keys(), SAFETY_STOCK),
         valid.filter(~is_last).select("row", "identifier", "identifier_raw"),
         checked.filter(pl.col("reject").is_not_null()).select("row", pl.col("reject").struct.unnest()),
     )

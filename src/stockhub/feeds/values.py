@@ -55,6 +55,17 @@ def with_quantity(frame: pl.LazyFrame, source: str) -> pl.LazyFrame:
     )
 
 
+def with_safety_stock(frame: pl.LazyFrame, source: str, target: str = "safety_stock") -> pl.LazyFrame:
+    """Adds `target` (Int64; null when the cell is empty) and `safety_reason`."""
+    text = pl.col(source).str.strip_chars()
+    given = text.is_not_null() & (text != "")
+    whole = text.str.contains(r"^[0-9]{1,7}$").fill_null(False)
+    return frame.with_columns(
+        **{target: pl.when(given & whole).then(text.str.to_integer(strict=False))},
+        safety_reason=pl.when(given & ~whole).then(pl.lit("safety_stock must be a whole number from 0 to 9,999,999")),
+    )
+
+
 def with_price(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> pl.LazyFrame:
     """Adds `price_minor` (Int64) and `price_reason`; needs the `exponent` column."""
     a = _parse_amount(frame, source, decimal_comma)

@@ -134,7 +134,7 @@ def emit_inventory_changes(
                 numbered.c.on_hand_before,
                 numbered.c.quantity,
                 func.coalesce(numbered.c.committed_before, 0),
-                func.coalesce(numbered.c.safety_stock_before, 0),
+                numbered.c.safety_in_force,
                 literal(False),  # an applied report always un-expires the product
                 numbered.c.price_minor,
                 numbered.c.currency,

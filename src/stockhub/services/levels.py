@@ -13,6 +13,7 @@ def render_level(row) -> dict:
     return {
         "on_hand": level.on_hand,
         "committed": level.committed,
+        "safety_stock": level.safety_stock,
         "available": level.available,
         "status": level.status.value,
         "price": to_decimal_string(row.price_minor, row.currency),

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection, select
 
 from stockhub import feeds, ids
@@ -19,8 +19,8 @@ from stockhub.domain.access import Scope
 from stockhub.domain.money import to_decimal_string, to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
-from stockhub.errors import FieldError, InsufficientStock, conflict, invalid, not_found
-from stockhub.services import customers, events, idempotency, stock_moves
+from stockhub.errors import FieldError, InsufficientStock, ServiceError, conflict, invalid, not_found
+from stockhub.services import availability, customers, events, idempotency, offers, stock_moves
 from stockhub.services.fields import Amount, Bool, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
@@ -55,7 +55,10 @@ class Booking(BaseModel):
     currency: str
     customer: customers.CustomerRef | None = None
     lines: list[Line] = Field(min_length=1, max_length=500)
-    fulfilment: Fulfilment
+    fulfilment: Fulfilment | None = Field(None, description="required unless an offer_token names the stores")
+    offer_token: str | None = Field(
+        None, max_length=4000, description="from POST /v1/pickup-options or /v1/delivery-options: books the offered stores"
+    )
     placed_at: AwareDatetime | None = None
     payment_type: Literal["checkout", "card", "manual"] = "checkout"
     is_preconfirmed: Bool = False
@@ -67,8 +70,17 @@ class Booking(BaseModel):
             raise ValueError(f"{value!r} is not an ISO 4217 currency code")
         return value.upper()
 
+    @model_validator(mode="after")
+    def _stores(self) -> Booking:
+        if self.offer_token is None and self.fulfilment is None:
+            raise ValueError("give fulfilment (type and store_id), or an offer_token")
+        return self
+
     def fingerprint(self) -> str:
-        return idempotency.fingerprint(self.model_dump(mode="json"))
+        request = self.model_dump(mode="json")
+        if request["offer_token"] is None:  # as before offers: an order's retry keeps its fingerprint
+            del request["offer_token"]
+        return idempotency.fingerprint(request)
 
 
 class OrderChanges(BaseModel):
@@ -92,7 +104,15 @@ def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]:
     scope = as_scope(scope)
     fingerprint = booking.fingerprint()
     with transaction(hub.engine) as conn:
-        return _book(conn, scope, booking, fingerprint)
+        if booking.offer_token is None:
+            return _book(conn, scope, booking, fingerprint)
+        try:
+            offered = _as_offered(hub, scope.organization, booking)
+        except ServiceError:  # a retry after the offer expired still gets its order back
+            if (replay := _replay_of(conn, scope, booking.external_id, fingerprint)) is not None:
+                return replay, False
+            raise
+        return _book(conn, scope, offered, fingerprint)
 
 
 def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) -> tuple[dict, bool]:
@@ -170,6 +190,22 @@ def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) ->
     }
 
 
+def _as_offered(hub: Hub, organization: int, booking: Booking) -> Booking:
+    """The booking with the stores its offer token names; the token must be ours, unexpired, this
+    organization's and for exactly this bag."""
+    errors = [FieldError(f"lines.{n}.store_id", "an offer_token names the stores: leave store_id out") for n, line in enumerate(booking.lines) if line.store_id]
+    if errors:
+        raise invalid("the order names stores and an offer_token", errors)
+    bag, _ = availability.canonical_bag(booking.lines, "lines")
+    offer = offers.check(hub.secret, booking.offer_token, organization, bag)
+    store_of = {identifier: ids.encode("store", store) for identifier, (_, store) in offer.lines.items()}
+    lines = [line.model_copy(update={"store_id": store_of[feeds.lookup_identifier(line.identifier)]}) for line in booking.lines]
+    fulfilment = Fulfilment(type="pickup" if offer.kind == "pickup" else "ship", store_id=lines[0].store_id)
+    if booking.fulfilment is not None and booking.fulfilment.type != fulfilment.type:
+        raise invalid("the fulfilment differs from the offer", [FieldError("fulfilment.type", f"the offer is for {fulfilment.type}")])
+    return booking.model_copy(update={"lines": lines, "fulfilment": fulfilment})
+
+
 def _resolved_lines(booking: Booking, stores: dict) -> list[dict]:
     """Lines with canonical identifiers (each store's rule), store row ids and prices in minor
     units; every error at once. `stores`: the reachable stores named, by public id."""
@@ -209,9 +245,17 @@ def _resolved_lines(booking: Booking, stores: dict) -> list[dict]:
 
 
 def _replayed(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> dict:
-    existing = conn.execute(select(orders).where(orders.c.organization_id == scope.organization, orders.c.external_id == external_id)).one()
-    if existing.request_hash != fingerprint or not scope.reaches(existing.fulfilment_store_id):
+    replay = _replay_of(conn, scope, external_id, fingerprint)
+    if replay is None:
         raise conflict(f"order {external_id} was booked with a different request; an external_id names one order")
+    return replay
+
+
+def _replay_of(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> dict | None:
+    """The order booked before under this external id, if this is a retry of the same request."""
+    existing = conn.execute(select(orders).where(orders.c.organization_id == scope.organization, orders.c.external_id == external_id)).first()
+    if existing is None or existing.request_hash != fingerprint or not scope.reaches(existing.fulfilment_store_id):
+        return None
     return render(conn, existing)
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, bindparam, insert, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from stockhub.db.locks import lock_levels, share_stores
-from stockhub.db.tables import stock_levels, stock_movements
+from stockhub.db.tables import stock_levels, stock_movements, stores
 from stockhub.domain.stock import MovementReason, StockLevel
 from stockhub.services import events
 
@@ -38,6 +38,14 @@ def lock(conn: Connection, keys: Iterable[Key], *, stores_shared: bool = False) 
     return lock_levels(conn, keys)
 
 
+def store_safety_stock(conn: Connection, store_ids: Iterable[int]) -> dict[int, int]:
+    """Each store's default safety stock (what its products keep back unless they say otherwise)."""
+    wanted = sorted(set(store_ids))
+    if not wanted:
+        return {}
+    return {row.id: row.safety_stock for row in conn.execute(select(stores.c.id, stores.c.safety_stock).where(stores.c.id.in_(wanted)))}
+
+
 @dataclass(frozen=True)
 class Price:
     price_minor: int
@@ -52,6 +60,9 @@ class Change:
     after: StockLevel
     row: Row | None = None  # the locked level; None: the store does not have the product yet
     price: Price | None = None  # a new price (required for a new level); None keeps the row's
+    # a product's own safety stock (None: it follows the store's); only with sets_override
+    override: int | None = None
+    sets_override: bool = False
 
     @property
     def moves(self) -> bool:
@@ -64,10 +75,21 @@ class Change:
         return Price(self.row.price_minor, self.row.currency, self.row.promotion_minor)
 
     @property
+    def override_after(self) -> int | None:
+        if self.sets_override or self.row is None:
+            return self.override
+        return self.row.safety_stock_override
+
+    @property
     def changes_anything(self) -> bool:
         if self.row is None:
             return True
-        return self.moves or self.price_after != Price(self.row.price_minor, self.row.currency, self.row.promotion_minor)
+        return (
+            self.moves
+            or self.before.safety_stock != self.after.safety_stock
+            or self.override_after != self.row.safety_stock_override
+            or self.price_after != Price(self.row.price_minor, self.row.currency, self.row.promotion_minor)
+        )
 
 
 def plan(rows: dict[Key, Row], quantities: dict[Key, int], effect: Callable[[StockLevel, int], StockLevel]) -> list[Change]:
@@ -81,12 +103,19 @@ def plan(rows: dict[Key, Row], quantities: dict[Key, int], effect: Callable[[Sto
 def write(
     conn: Connection, organization: int, changes: list[Change], reason: MovementReason, now: datetime, *, order_id: int | None = None
 ) -> None:
-    """Store levels (new ones inserted, existing ones updated: counts and price), append a ledger
-    movement for each change of on_hand or committed, and tell subscribers (inventory.updated),
-    all in the caller's transaction. The only writer of single stock levels."""
+    """Store levels (new ones inserted, existing ones updated: counts, safety stock and price),
+    append a ledger movement for each change of on_hand or committed (a change of safety stock
+    alone moves nothing), and tell subscribers (inventory.updated), all in the caller's
+    transaction. The only writer of single stock levels. A new level without its own safety
+    stock takes its store's."""
     changed = [c for c in changes if c.changes_anything]
     if not changed:
         return
+    defaults = store_safety_stock(conn, {c.key[0] for c in changed if c.row is None and c.override is None})
+    changed = [
+        replace(c, after=replace(c.after, safety_stock=c.override if c.override is not None else defaults.get(c.key[0], 0))) if c.row is None else c
+        for c in changed
+    ]
     new = [c for c in changed if c.row is None]
     if new:
         conn.execute(
@@ -98,6 +127,7 @@ def write(
                     "on_hand": c.after.on_hand,
                     "committed": c.after.committed,
                     "safety_stock": c.after.safety_stock,
+                    "safety_stock_override": c.override,
                     "price_minor": c.price.price_minor,
                     "currency": c.price.currency,
                     "promotion_minor": c.price.promotion_minor,
@@ -116,6 +146,8 @@ def write(
             .values(
                 on_hand=bindparam("n_on_hand"),
                 committed=bindparam("n_committed"),
+                safety_stock=bindparam("n_safety_stock"),
+                safety_stock_override=bindparam("n_override"),
                 price_minor=bindparam("n_price_minor"),
                 currency=bindparam("n_currency"),
                 promotion_minor=bindparam("n_promotion_minor"),
@@ -127,6 +159,8 @@ def write(
                     "k_identifier": c.key[1],
                     "n_on_hand": c.after.on_hand,
                     "n_committed": c.after.committed,
+                    "n_safety_stock": c.after.safety_stock,
+                    "n_override": c.override_after,
                     "n_price_minor": c.price_after.price_minor,
                     "n_currency": c.price_after.currency,
                     "n_promotion_minor": c.price_after.promotion_minor,

@@ -277,6 +277,13 @@ def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChang
         return _store(conn, organization, number)
 
 
+def organization_of_store(hub: Hub, store_id: str) -> int:
+    """For the operator's CLI: the organization of any store."""
+    with reading(hub.engine) as conn:
+        number = any_store_number(conn, store_id)
+        return conn.execute(select(stores.c.organization_id).where(stores.c.id == number)).scalar_one()
+
+
 def rotate_upload_key(hub: Hub, organization: int | None, store_id: str) -> str:
     """A new upload key for the store; the old one stops working at once (organization None: the operator's CLI)."""
     upload_key = security.new_key()
@@ -333,6 +340,7 @@ def render_store(row) -> dict:
         "status": row.status,
         "status_warnings": json.loads(row.status_warnings) if row.status_warnings else [],
         "status_changed_at": iso(row.status_changed_at),
+        "safety_stock": row.safety_stock,
         "upload_key_rotated_at": iso(row.upload_key_rotated_at),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
