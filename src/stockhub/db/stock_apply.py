@@ -103,6 +103,13 @@ class Applied:
 ChangesHook = Callable[[Connection, Table, int], None]
 
 
+def _reported(rows: pl.DataFrame) -> pl.DataFrame:
+    """The snapshot's columns; `safety_stock` only when the file had the column (else null: keep the product's own)."""
+    if "safety_stock" not in rows.columns:
+        rows = rows.with_columns(safety_stock=pl.lit(None, pl.Int64))
+    return rows.select(REPORTED)
+
+
 def apply_snapshot(
     conn: Connection,
     store_id: int,
@@ -119,9 +126,7 @@ def apply_snapshot(
     _create(conn, snapshot, changes)
     if is_postgres(conn):
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # the join's hash table fits in memory
-    if "safety_stock" not in rows.columns:
-        rows = rows.with_columns(safety_stock=pl.lit(None, pl.Int64))
-    insert_frame(conn, snapshot, rows.select(REPORTED))
+    insert_frame(conn, snapshot, _reported(rows))
     applied = _apply_snapshot_table(conn, store_id, upload_id, now, means_available, on_changes)
     for table in (snapshot, changes):
         table.drop(conn)
@@ -138,7 +143,7 @@ def stage_snapshot(conn: Connection, store_id: int, rows: pl.DataFrame, today, *
     back — against the levels as they are now; returns how many (the parts are `range(0, n, size)`)."""
     conn = conn.execution_options(preserve_rowcount=True)
     _create(conn, snapshot, changes, staged)
-    insert_frame(conn, snapshot, rows.select(REPORTED))
+    insert_frame(conn, snapshot, _reported(rows))
     _find_changes(conn, store_id, today, means_available)
     s = snapshot.c
     kept = conn.execute(
