@@ -6,8 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, Strict, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, WithJsonSchema
 
+from stockhub.domain import places
 from stockhub.domain.money import AMOUNT_PATTERN, AMOUNT_RULE, MAX_AMOUNT_DIGITS, parse_amount
 from stockhub.domain.stock import MAX_QUANTITY
 
@@ -33,3 +34,13 @@ Amount = Annotated[
         }
     ),
 ]
+
+
+def _currency(value: str) -> str:
+    if not places.is_currency(value.upper()):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return value.upper()
+
+
+# An ISO 4217 code, any case in, upper case out.
+Currency = Annotated[str, AfterValidator(_currency)]

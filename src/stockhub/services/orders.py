@@ -7,21 +7,20 @@ from types import SimpleNamespace
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection, select
 
 from stockhub import feeds, ids
 from stockhub.db.engine import insert_new, reading, transaction
 from stockhub.db.locks import lock_order, sharing
 from stockhub.db.tables import order_lines, orders
-from stockhub.domain import places
 from stockhub.domain.access import Scope
 from stockhub.domain.money import to_decimal_string, to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, InsufficientStock, ServiceError, conflict, invalid, not_found
 from stockhub.services import availability, customers, events, idempotency, offers, stock_moves
-from stockhub.services.fields import Amount, Bool, Int
+from stockhub.services.fields import Amount, Bool, Currency, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.services.scope import as_scope, store_rows, visible
@@ -52,7 +51,7 @@ class Booking(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     external_id: str = Field(min_length=1, max_length=64, description="your order id: a retry with it is safe")
     channel: Channel
-    currency: str
+    currency: Currency
     customer: customers.CustomerRef | None = None
     lines: list[Line] = Field(min_length=1, max_length=500)
     fulfilment: Fulfilment | None = Field(None, description="required unless an offer_token names the stores")
@@ -62,13 +61,6 @@ class Booking(BaseModel):
     placed_at: AwareDatetime | None = None
     payment_type: Literal["checkout", "card", "manual"] = "checkout"
     is_preconfirmed: Bool = False
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        if not places.is_currency(value.upper()):
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-        return value.upper()
 
     @model_validator(mode="after")
     def _stores(self) -> Booking:

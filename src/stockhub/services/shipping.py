@@ -17,24 +17,17 @@ from stockhub.errors import FieldError, invalid, not_found
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.timefmt import iso
-from stockhub.services.fields import Amount, Int
+from stockhub.services.fields import Amount, Currency, Int
 
 
 class ShippingMethod(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=200)
     price: Amount = Field(le=1_000_000, description="per shipment")
-    currency: str
+    currency: Currency
     min_days: Int = Field(ge=0, le=365)
     max_days: Int = Field(ge=0, le=365)
     countries: list[str] = Field(min_length=1, max_length=250, description="ISO 3166-1 alpha-2 codes it ships to")
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        if not places.is_currency(value.upper()):
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-        return value.upper()
 
     @field_validator("countries")
     @classmethod
