@@ -35,7 +35,14 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
     @cached_property
     def storage(self) -> Storage:
         """Where raw uploads, upload logs and FTP folders live (STOCKHUB_STORAGE_URL)."""
-        return from_url(self.settings.storage_url, self.settings.data_dir)
+        settings = self.settings
+        return from_url(
+            settings.storage_url,
+            settings.data_dir,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            addressing_style=settings.s3_addressing_style,
+        )
 
     @property
     def secret(self) -> bytes:
