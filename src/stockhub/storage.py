@@ -11,7 +11,8 @@ The contract (tests/unit/test_storage.py holds every backend to it):
 - `writer(key)` streams a file in; it appears, whole and durable (it survives a crash), only
   when `commit()` returns, replacing any file of that key at once; an uncommitted writer
   leaves nothing behind. `put(key, data)` is the one-shot form.
-- `open(key)` reads a file (FileNotFoundError when there is none), `stat(key)` its size and
+- `open(key)` reads a file as a stream (FileNotFoundError when there is none; `local_copy(key)`
+  a local path to it, for readers that want one), `stat(key)` its size and
   time or None, `delete(key)` removes it (absent is fine), `list(folder)` the files under a
   folder ("" all), at any depth, in key order.
 
@@ -26,9 +27,13 @@ import errno
 import io
 import os
 import secrets
+import shutil
 import stat
+import tempfile
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +111,15 @@ class Storage(ABC):
         with self.open(key) as file:
             return file.read()
 
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file with the key's content, for a reader that wants a path (the parsing sandbox):
+        streamed down to a temporary file, removed afterwards (a local backend gives its own file)."""
+        with self.open(key) as source, tempfile.NamedTemporaryFile(prefix="stockhub-", suffix=".spool") as copy:
+            shutil.copyfileobj(source, copy, _CHUNK)
+            copy.flush()
+            yield Path(copy.name)
+
     def local_folder(self, folder: str = "") -> Path | None:
         """The local directory holding `folder` ("" the root), for a backend that has one (migrating old local paths)."""
         return None
@@ -131,6 +145,13 @@ class LocalStorage(Storage):
 
     def open(self, key: str) -> BinaryIO:
         return open(self.path(key), "rb")
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        path = self.path(key)
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such file", key)
+        yield path
 
     def stat(self, key: str) -> Stored | None:
         try:
