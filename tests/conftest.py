@@ -271,3 +271,16 @@ def s3_server():
 def s3_storage_url(s3_server) -> str:
     """`STOCKHUB_STORAGE_URL` of a new, empty bucket (with a prefix) on the session's S3 server."""
     return f"s3://{s3_server.new_bucket()}/stockhub"
+
+
+@pytest.fixture
+def empty_postgres_url():
+    """A new, empty PostgreSQL database (not migrated), dropped after the test."""
+    if not _pg_answers():
+        _start_local_postgres()
+    name = f"stockhub_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
