@@ -14,7 +14,6 @@ import httpx2 as httpx
 import pytest
 from sqlalchemy import func, select
 
-from conftest import fresh_database
 from nodes import Fleet, fleet_env, ftp_get, ftp_put, two_step_upload
 from stockhub import ids
 from stockhub.db.engine import make_engine
@@ -24,7 +23,7 @@ from stockhub.services.context import Hub
 from stockhub.settings import Settings
 from support import gtins
 
-STORES, UPLOADS_PER_STORE = 3, 6
+STORES, UPLOADS_PER_STORE = 2, 5
 
 
 def stock_file(marker: str, product: str, k: int) -> bytes:
@@ -44,10 +43,11 @@ def wait_until_finished(engine, count: int, timeout: float, fleet: Fleet) -> Non
 
 
 @pytest.mark.slow
-def test_uploads_through_every_door_of_a_fleet_apply_once_in_order(request, tmp_path, s3_server, s3_storage_url):
-    database = fresh_database(request, "postgresql", tmp_path)
+def test_uploads_through_every_door_of_a_fleet_apply_once_in_order(request, tmp_path, empty_postgres_url, s3_server, s3_storage_url):
+    database = empty_postgres_url  # the nodes, started together, migrate it among themselves
     env = fleet_env(database, s3_storage_url, s3_server.env)
     fleet = Fleet(env, tmp_path / "nodes")
+    request.addfinalizer(fleet.stop)
     api1, api2 = fleet.api("api1"), fleet.api("api2")
     fleet.worker("worker1"), fleet.worker("worker2")
     ftp = fleet.ftp("ftp")
@@ -56,6 +56,9 @@ def test_uploads_through_every_door_of_a_fleet_apply_once_in_order(request, tmp_
         data_dir=tmp_path / "tests", database_url=database, secret_key=env["STOCKHUB_SECRET_KEY"],
         storage_url=s3_storage_url, s3_endpoint_url=s3_server.endpoint_url,
     )  # fmt: skip
+    began = time.monotonic()
+    fleet.wait_ready()
+    print(f"nodes ready after {time.monotonic() - began:.1f} s")
     hub = Hub(settings, make_engine(database))
     try:
         org = tenancy.create_organization(hub, "Fleet").id
@@ -63,9 +66,6 @@ def test_uploads_through_every_door_of_a_fleet_apply_once_in_order(request, tmp_
         stores = [tenancy.create_store_for(hub, brand, {"name": f"Fleet {n}", "country": "GB"}) for n in range(STORES)]
         token = tenancy.create_api_token(hub, org).secret
         codes = gtins(STORES * (UPLOADS_PER_STORE + 1), seed=15)
-        began = time.monotonic()
-        fleet.wait_ready()
-        print(f"nodes ready after {time.monotonic() - began:.1f} s")
 
         doors = {
             "http via api1": lambda key, body, _: two_step_upload(api1.url, key, body),
@@ -131,5 +131,4 @@ def test_uploads_through_every_door_of_a_fleet_apply_once_in_order(request, tmp_
             folder = tmp_path / "nodes" / node.name
             assert not (folder / "uploads").exists() and not (folder / "ftp").exists(), node.name
     finally:
-        fleet.stop()
         hub.engine.dispose()
