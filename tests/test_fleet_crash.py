@@ -157,7 +157,8 @@ def test_kill_9_api_and_worker_nodes_at_random_moments(request, tmp_path, empty_
         with hub.engine.connect() as conn:
             for upload_id, store, product in acknowledged_uploads:
                 number = ids.decode("upload", upload_id)
-                status = conn.execute(select(uploads.c.status).where(uploads.c.id == number)).scalar_one()
+                status, key = conn.execute(select(uploads.c.status, uploads.c.path).where(uploads.c.id == number)).one()
+                assert hub.storage.stat(key) is not None, (upload_id, seed)  # its file is in the bucket
                 moves = conn.execute(
                     select(stock_movements.c.upload_id).where(stock_movements.c.store_id == store, stock_movements.c.identifier == f"0{product}")
                 ).scalars().all()
