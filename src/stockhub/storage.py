@@ -107,6 +107,10 @@ class Storage(ABC):
             out.commit()
             return out.size
 
+    @abstractmethod
+    def check(self) -> None:
+        """Raise OSError (saying why) unless the storage answers and takes files: for readiness checks."""
+
     def read_bytes(self, key: str) -> bytes:
         with self.open(key) as file:
             return file.read()
@@ -176,6 +180,11 @@ class LocalStorage(Storage):
 
     def local_folder(self, folder: str = "") -> Path:
         return self.path(folder) if folder else self.root
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "the storage folder is not writable", str(self.root))
 
 
 class _LocalWriter(Writer):
@@ -289,9 +298,11 @@ class S3Storage(Storage):
         return sorted(found, key=lambda stored: stored.key)
 
     def check(self) -> None:
-        """Raise OSError unless the bucket answers (for readiness checks and `doctor`)."""
-        with _s3_errors(self.bucket):
-            self.client.head_bucket(Bucket=self.bucket)
+        try:
+            with _s3_errors(self.bucket):
+                self.client.head_bucket(Bucket=self.bucket)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "no such bucket", self.bucket) from None
 
 
 class _S3Writer(Writer):
