@@ -175,3 +175,12 @@ def test_s3_an_unreachable_server_or_missing_bucket_is_an_os_error(tmp_path, s3_
     down = S3Storage("bucket", endpoint_url="http://127.0.0.1:9")
     with pytest.raises(OSError, match="object storage"):
         down.stat("a/b")
+
+
+def test_the_object_storage_credentials_never_reach_the_parsing_sandbox(monkeypatch):
+    from stockhub.feeds import sandbox
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    monkeypatch.setenv("STOCKHUB_SECRET_KEY", "do-not-leak")
+    child = sandbox._child_environment()  # what the child reading an untrusted file is started with
+    assert "do-not-leak" not in child.values() and "PATH" in child
