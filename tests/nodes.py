@@ -163,8 +163,10 @@ def ftp_get(port: int, upload_key: str, name: str) -> bytes:
         return out.getvalue()
 
 
-def two_step_upload(url: str, upload_key: str, body: bytes, timeout: float = 30) -> httpx.Response:
-    """The POS's two-step HTTP upload; the PUT's answer (200 when acknowledged)."""
+def two_step_upload(url: str, upload_key: str, body: bytes, timeout: float = 30, put_to: str | None = None) -> httpx.Response:
+    """The POS's two-step HTTP upload; the PUT's answer (200 when acknowledged). `put_to`: send
+    the file to another node than the one that signed the URL (a load balancer's choice)."""
     step1 = httpx.get(f"{url}/upload/{upload_key}", params={"type": "stock"}, timeout=timeout)
     step1.raise_for_status()
-    return httpx.put(step1.text, content=body, headers={"Content-Type": "text/csv"}, timeout=timeout)
+    target = step1.text if put_to is None else put_to + step1.text.removeprefix(url)
+    return httpx.put(target, content=body, headers={"Content-Type": "text/csv"}, timeout=timeout)

@@ -23,7 +23,7 @@ from stockhub.services.context import Hub
 from stockhub.settings import Settings
 from support import gtins
 
-STORES, UPLOADS_PER_STORE = 2, 5
+STORES, UPLOADS_PER_STORE = 2, 6
 
 
 def stock_file(marker: str, product: str, k: int) -> bytes:
@@ -70,6 +70,7 @@ def test_uploads_through_every_door_of_a_fleet_apply_once_in_order(request, tmp_
         doors = {
             "http via api1": lambda key, body, _: two_step_upload(api1.url, key, body),
             "http via api2": lambda key, body, _: two_step_upload(api2.url, key, body),
+            "http signed by api1, sent to api2": lambda key, body, _: two_step_upload(api1.url, key, body, put_to=api2.url),
             "ftp": lambda key, body, name: ftp_put(ftp.port, key, name, body),
         }
         sent: dict[int, list[str]] = {}  # store → its uploads' doors, in the order sent
