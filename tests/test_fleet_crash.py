@@ -131,8 +131,11 @@ def test_kill_9_api_and_worker_nodes_at_random_moments(request, tmp_path, empty_
             client.start()
         kills: list[str] = []
         try:
-            deadline = time.monotonic() + chaos_seconds
-            while time.monotonic() < deadline:
+            deadline, cap = time.monotonic() + chaos_seconds, time.monotonic() + 6 * chaos_seconds
+            # for the chaos's time, and on (up to a cap) until some of each kind of work was acknowledged
+            while time.monotonic() < deadline or (
+                time.monotonic() < cap and min(len(acknowledged_uploads), len(acknowledged_orders)) < 3
+            ):
                 time.sleep(rng.uniform(1.0, 4.0))
                 victim = rng.choice([*apis, *workers])
                 victim.restart()  # kill -9, then start it again at once
