@@ -220,3 +220,67 @@ def receiver():
     receiver = Receiver()
     yield receiver
     receiver.stop()
+
+
+@dataclass
+class S3Server:
+    """A real S3-compatible server (moto in server mode, over HTTP on loopback)."""
+
+    endpoint_url: str
+    env: dict[str, str]  # the AWS settings a stockhub process needs to reach it (plus STOCKHUB_S3_ENDPOINT_URL)
+
+    def new_bucket(self) -> str:
+        from stockhub.storage import S3Storage
+
+        name = f"stockhub-{uuid.uuid4().hex[:12]}"
+        S3Storage(name, endpoint_url=self.endpoint_url).client.create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One moto S3 server for the session; its credentials are the usual AWS_* variables (set
+    here for this process, and in `env` for the processes a test starts)."""
+    from moto.server import ThreadedMotoServer
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "stockhub-test",
+        "AWS_SECRET_ACCESS_KEY": "stockhub-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    saved = {name: os.environ.get(name) for name in [*env, "AWS_SESSION_TOKEN", "AWS_PROFILE"]}
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    yield S3Server(endpoint, env | {"STOCKHUB_S3_ENDPOINT_URL": endpoint})
+    moto.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def s3_storage_url(s3_server) -> str:
+    """`STOCKHUB_STORAGE_URL` of a new, empty bucket (with a prefix) on the session's S3 server."""
+    return f"s3://{s3_server.new_bucket()}/stockhub"
+
+
+@pytest.fixture
+def empty_postgres_url():
+    """A new, empty PostgreSQL database (not migrated), dropped after the test."""
+    if not _pg_answers():
+        _start_local_postgres()
+    name = f"stockhub_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

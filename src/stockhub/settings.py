@@ -16,7 +16,10 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file in data_dir
     secret_key: str | None = None  # default: generated into data_dir on first run
     public_url: str | None = None  # base of the upload URLs we hand out; default: the request's own base URL
-    storage_url: str | None = None  # where files live (storage.py): default the data folder; file:///path
+    storage_url: str | None = None  # where files live (storage.py): default the data folder; file:///path; s3://bucket/prefix
+    s3_endpoint_url: str | None = None  # an S3-compatible server other than AWS (MinIO: http://minio:9000); credentials: AWS_* settings
+    s3_region: str | None = None  # default: AWS_DEFAULT_REGION / AWS_REGION, or the AWS profile's
+    s3_addressing_style: str | None = None  # "path" or "virtual"; default: path with an endpoint URL, else auto
     host: str = "127.0.0.1"
     port: int = 8000
     http_header_timeout_seconds: float = 10  # a request head must be complete this soon after it began

@@ -12,15 +12,15 @@ BOOK = "9780141383743"
 STOCK = f"barcode,price,quantity\n{BOOK},6.99,3\n".encode()
 
 
-@pytest.fixture
-def settings(database_url, tmp_path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key="test-secret",
-        worker_poll_seconds=0.2,
-        storage_url=f"file://{tmp_path}/files",
-    )
+@pytest.fixture(params=["folder", "s3"])
+def settings(request, database_url, tmp_path) -> Settings:
+    """Files in another local folder, or in a bucket of a real S3 server (moto)."""
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        where = {"storage_url": request.getfixturevalue("s3_storage_url"), "s3_endpoint_url": s3.endpoint_url}
+    else:
+        where = {"storage_url": f"file://{tmp_path}/files"}
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="test-secret", worker_poll_seconds=0.2, **where)
 
 
 def test_the_ftp_folder_is_the_storage_folder(client, server, tenant, ftp_gateway, tmp_path):

@@ -1,5 +1,6 @@
-"""The file-storage contract (stockhub.storage), held against every backend: a new backend (S3,
-issue 15) joins by adding itself to BACKENDS."""
+"""The file-storage contract (stockhub.storage), held against every backend: the local folder and
+S3-compatible object storage on a real S3 server (moto in server mode); a new backend joins by
+adding itself to BACKENDS."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import threading
 
 import pytest
 
-from stockhub.storage import LocalStorage, from_url
+from stockhub.storage import LocalStorage, S3Storage, from_url
 
-BACKENDS = {"local": lambda tmp_path: LocalStorage(tmp_path / "files")}
+BACKENDS = {
+    "local": lambda request, tmp_path: LocalStorage(tmp_path / "files"),
+    "s3": lambda request, tmp_path: from_url(
+        request.getfixturevalue("s3_storage_url"), tmp_path, endpoint_url=request.getfixturevalue("s3_server").endpoint_url
+    ),
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def storage(request, tmp_path):
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 def test_a_put_file_reads_back_whole(storage):
@@ -89,6 +95,10 @@ def test_list_is_per_folder_at_any_depth_and_delete_removes(storage):
     assert [s.key for s in storage.list("uploads/1")] == ["uploads/1/deep/y"]
 
 
+def test_a_working_storage_passes_its_check(storage):
+    storage.check()  # raises OSError saying why when it cannot be used
+
+
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../secret_key", "uploads/../../x", "uploads//x", "uploads/./x", "a\\b", "a\0b"])
 def test_a_key_outside_the_storage_is_refused(storage, key):
     with pytest.raises(ValueError):
@@ -100,5 +110,77 @@ def test_a_key_outside_the_storage_is_refused(storage, key):
 def test_storage_url_chooses_the_backend(tmp_path):
     assert from_url(None, tmp_path).local_folder() == tmp_path.resolve()
     assert from_url(f"file://{tmp_path}/elsewhere", tmp_path).local_folder() == (tmp_path / "elsewhere").resolve()
-    with pytest.raises(ValueError, match="only file://"):
-        from_url("s3://bucket/prefix", tmp_path)
+    s3 = from_url("s3://bucket/some/prefix", tmp_path, endpoint_url="http://127.0.0.1:9", region="eu-west-1")
+    assert isinstance(s3, S3Storage) and (s3.bucket, s3.prefix) == ("bucket", "some/prefix/") and s3.local_folder() is None
+    assert from_url("s3://bucket", tmp_path, endpoint_url=None).prefix == ""
+    for wrong in ("s3:///prefix", "ftp://host/x", "/srv/files"):
+        with pytest.raises(ValueError, match="file:///path .* or s3://bucket|name the bucket"):
+            from_url(wrong, tmp_path)
+
+
+# --- S3: what a real server does with large files, seeks, missing objects and outages ---
+
+
+@pytest.fixture
+def s3(request, tmp_path, s3_server, s3_storage_url):
+    storage = from_url(s3_storage_url, tmp_path, endpoint_url=s3_server.endpoint_url)
+    storage.part_size = 5 * 1024 * 1024  # S3's smallest part
+    return storage
+
+
+def test_s3_a_large_file_goes_in_parts_and_reads_back_as_a_stream(s3):
+    body = bytes(range(251)) * (12 * 1024 * 1024 // 251)  # 12 MB: three parts
+    with s3.writer("uploads/1/big.csv") as out:
+        for at in range(0, len(body), 1024 * 1024):
+            out.write(body[at : at + 1024 * 1024])
+            assert len(out.buffer) < s3.part_size  # never more than a part held in memory
+        assert out.upload_id is not None and len(out.parts) == 2
+        assert s3.stat("uploads/1/big.csv") is None  # a multipart upload shows only once completed
+        out.commit()
+    assert s3.stat("uploads/1/big.csv").size == len(body)
+    with s3.open("uploads/1/big.csv") as file:
+        assert file.read(1000) == body[:1000]
+        file.seek(10_000_000)  # a ranged read from there (an FTP client resuming a download)
+        assert file.read(500) == body[10_000_000:10_000_500]
+        file.seek(-10, io.SEEK_END)
+        assert file.read() == body[-10:]
+        assert file.read(10) == b""
+        file.seek(0)
+        assert file.read() == body
+
+
+def test_s3_an_abandoned_multipart_upload_leaves_no_parts_behind(s3):
+    with pytest.raises(RuntimeError), s3.writer("uploads/1/half") as out:
+        out.write(b"x" * (6 * 1024 * 1024))
+        raise RuntimeError("client went away")
+    assert s3.list("") == []
+    assert s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", []) == []
+
+
+def test_s3_keys_live_under_the_prefix_and_missing_objects_are_file_not_found(s3):
+    s3.put("ftp/str_a/upload_log.txt", b"log")
+    names = [item["Key"] for item in s3.client.list_objects_v2(Bucket=s3.bucket)["Contents"]]
+    assert names == ["stockhub/ftp/str_a/upload_log.txt"]
+    with pytest.raises(FileNotFoundError):
+        s3.open("ftp/str_a/other.txt")
+    assert s3.stat("ftp/str_a") is None  # a folder is no file
+
+
+def test_s3_an_unreachable_server_or_missing_bucket_is_an_os_error(tmp_path, s3_server):
+    missing = from_url("s3://no-such-bucket/p", tmp_path, endpoint_url=s3_server.endpoint_url)
+    with pytest.raises(OSError, match="object storage refused"):
+        missing.put("a/b", b"x")
+    with pytest.raises(FileNotFoundError, match="no such bucket"):
+        missing.check()
+    down = S3Storage("bucket", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(OSError, match="object storage"):
+        down.stat("a/b")
+
+
+def test_the_object_storage_credentials_never_reach_the_parsing_sandbox(monkeypatch):
+    from stockhub.feeds import sandbox
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    monkeypatch.setenv("STOCKHUB_SECRET_KEY", "do-not-leak")
+    child = sandbox._child_environment()  # what the child reading an untrusted file is started with
+    assert "do-not-leak" not in child.values() and "PATH" in child

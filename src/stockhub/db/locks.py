@@ -24,6 +24,7 @@ from stockhub.db.tables import orders, stock_levels, stores
 
 _UPLOAD_INTAKE = 1  # advisory lock namespaces
 _SEQUENCER = 2
+_MIGRATIONS = 3
 
 
 def lock_store(conn: Connection, store_id: int) -> None:
@@ -77,3 +78,10 @@ def lock_sequencer(conn: Connection) -> None:
     """One event sequencer at a time (see services.events.sequence_events), until commit."""
     if is_postgres(conn):
         conn.execute(select(func.pg_advisory_xact_lock(_SEQUENCER, 0)))
+
+
+def lock_migrations(conn: Connection) -> None:
+    """PostgreSQL: one process migrates the schema at a time (the nodes of a fleet start together);
+    the others wait, then find it up to date. Held to the migration's commit."""
+    if is_postgres(conn):
+        conn.execute(select(func.pg_advisory_xact_lock(_MIGRATIONS, 0)))

@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine
 
+from stockhub.db.locks import lock_migrations
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -42,6 +44,7 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
             conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         try:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            lock_migrations(conn)
             yield conn
             if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
                 conn.rollback()

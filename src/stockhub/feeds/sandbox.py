@@ -72,8 +72,9 @@ def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandb
 
 
 def _child_environment() -> dict[str, str]:
-    """The server's environment without its settings (secrets among them): the child needs none."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {"RUST_BACKTRACE": "0"}
+    """The server's environment without its settings and the object storage's credentials
+    (secrets among them): the child needs none."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("STOCKHUB_", "AWS_"))} | {"RUST_BACKTRACE": "0"}
 
 
 def _failure(code: int, stderr: bytes, sandbox: Sandbox) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,6 +11,8 @@ from stockhub import ids
 from stockhub.db.engine import make_engine, ring_on_new_work
 from stockhub.settings import Settings
 from stockhub.storage import Storage, from_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +30,12 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
     def __post_init__(self) -> None:
         ring_on_new_work(self.engine, self.work_arrived.set)  # every unit of work that leaves work wakes the workers
         ids.configure(self.settings.secret)  # public ids are keyed by the server secret
+        if self.settings.secret_key is None and (self.settings.storage_url or "").startswith("s3:"):
+            log.warning(
+                "STOCKHUB_SECRET_KEY is not set: this node keys ids, upload keys and tokens with the secret in %s,"
+                " which other nodes of a fleet do not have; give every node the same STOCKHUB_SECRET_KEY",
+                self.settings.data_dir / "secret_key",
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Hub:
@@ -35,7 +44,14 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
     @cached_property
     def storage(self) -> Storage:
         """Where raw uploads, upload logs and FTP folders live (STOCKHUB_STORAGE_URL)."""
-        return from_url(self.settings.storage_url, self.settings.data_dir)
+        settings = self.settings
+        return from_url(
+            settings.storage_url,
+            settings.data_dir,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            addressing_style=settings.s3_addressing_style,
+        )
 
     @property
     def secret(self) -> bytes:

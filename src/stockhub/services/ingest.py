@@ -100,7 +100,8 @@ def _parse(hub: Hub, upload, store) -> StockFile | ProductFile:
     limits = Limits(settings.parse_max_columns, settings.parse_max_rows, settings.parse_max_cell_chars)
     sandbox = Sandbox(settings.parse_max_memory_mb, settings.parse_timeout_seconds, limits)
     try:
-        return read_isolated(upload.kind, stored_file(hub, upload.path), options, sandbox)
+        with stored_file(hub, upload.path) as path:  # never whole in this process's memory
+            return read_isolated(upload.kind, path, options, sandbox)
     except ReaderFailed as failure:
         if upload.attempts < settings.upload_max_attempts:
             raise

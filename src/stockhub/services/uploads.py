@@ -7,7 +7,8 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from pathlib import Path
@@ -133,8 +134,14 @@ async def receive_stream(hub: Hub, grant: UploadGrant, chunks: AsyncIterator[byt
     """Stream a request body into storage, never whole in memory; refuse it past the size cap."""
     receiving = _Receiving(hub, grant.store)
     with receiving.out:
+        batch = bytearray()
         async for chunk in chunks:
-            receiving.write(chunk)
+            batch += chunk
+            if len(batch) >= _CHUNK:  # written in a thread: object storage sends a part over the network
+                await anyio.to_thread.run_sync(receiving.write, bytes(batch))
+                batch.clear()
+        if batch:
+            await anyio.to_thread.run_sync(receiving.write, bytes(batch))
         await anyio.to_thread.run_sync(receiving.out.commit)
     return receiving.received()
 
@@ -194,12 +201,16 @@ def record_upload(
     return {"upload_id": ids.encode("upload", upload_id), "status": "received"}
 
 
-def stored_file(hub: Hub, path: str) -> bytes:
-    """An upload's file by its `uploads.path`: a storage key, or (rows from before keys, outside the
-    data folder) an absolute local path."""
+@contextmanager
+def stored_file(hub: Hub, path: str) -> Iterator[Path]:
+    """An upload's file, as a local path, by its `uploads.path`: a storage key (from object storage,
+    streamed to a temporary file), or (rows from before keys, outside the data folder) an absolute
+    local path."""
     if os.path.isabs(path):
-        return Path(path).read_bytes()
-    return hub.storage.read_bytes(path)
+        yield Path(path)
+        return
+    with hub.storage.local_copy(path) as local:
+        yield local
 
 
 def import_file(hub: Hub, store_id: str, source: Path, progress: Callable[[int], None] = lambda _: None) -> dict:
