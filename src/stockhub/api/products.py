@@ -84,7 +84,10 @@ _DOCUMENT = {
             "required": True,
             "description": f"a JSON document, or NDJSON (`application/x-ndjson`: one product per line); at most"
             f" CATALOG_IMPORT_MAX_BYTES, nested at most {MAX_DEPTH} levels",
-            "content": {"application/json": {"schema": _DOCUMENT}},
+            "content": {
+                "application/json": {"schema": _DOCUMENT},
+                "application/x-ndjson": {"schema": {"type": "string", "description": "one product object per line"}},
+            },
         }
     },
 )
