@@ -397,6 +397,10 @@ def process_import(hub: Hub, import_id: int, worker_id: str) -> str:
         custom = conn.execute(
             select(stores.c.id).where(stores.c.organization_id == job.organization_id, stores.c.custom_products.is_(True)).limit(1)
         ).first() is not None  # fmt: skip
+    if job.attempts > hub.settings.upload_max_attempts:  # earlier attempts died with their process
+        reason = f"the import could not be processed: {job.attempts - 1} attempts to process it were interrupted"
+        _finish(hub, job.id, worker_id, "failed", reason)
+        return "failed"
     document = _read(hub, job)
     if document.invalid_reason:
         _finish(hub, job.id, worker_id, "failed", document.invalid_reason)
