@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from receiver import webhook_settings
 from support import make_tenant, upload, wait_for_upload
 
 BOOK = "9780141383743"  # Matilda; also 0141383747 as an ISBN-10
@@ -33,6 +34,11 @@ BAD = [
     "not an object",  # item 6
     {"sku": "MUG001", "title": "Mug", "images": ["ftp://img.example/mug.jpg"], "prices": [{"catalog": "ja-JP/JPY", "price": "1.5"}]},  # item 7
 ]
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    return webhook_settings(database_url, tmp_path)  # webhook receivers on loopback
 
 
 def post_import(client, tenant, body, *, key: str, ndjson: bool = False):
@@ -127,6 +133,18 @@ def test_reimporting_tells_only_what_changed(client, tenant):
     assert sorted(products) == ["00" + CEREAL, "TEE01L"]
     assert products["00" + CEREAL]["prices"] == [{"catalog": "en-GB/GBP", "locale": "en-GB", "currency": "GBP", "price": "2.25"}]
     assert products["TEE01L"]["title"] == "Cotton T-shirt, large"
+
+
+def test_an_imports_changes_reach_webhook_subscribers(client, tenant, receiver):
+    subscription = client.post(
+        "/v1/webhook-subscriptions", json={"url": receiver.url, "event_types": ["product.updated"]}, headers=tenant.auth
+    ).json()
+    receiver.secrets.append(subscription["secret"])
+    job = import_and_wait(client, tenant, GOOD, key="hooked")
+    receiver.wait_for(lambda got: len(got) == 1)
+    [payload] = receiver.accepted()
+    assert payload["type"] == "product.updated" and payload["data"]["import_id"] == job["id"]
+    assert sorted(p["identifier"] for p in payload["data"]["products"]) == sorted(["0" + BOOK, "00" + CEREAL, "TEE01L"])
 
 
 def test_the_same_idempotency_key_gets_the_same_job(client, tenant):
