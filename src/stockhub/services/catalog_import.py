@@ -54,6 +54,7 @@ FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson"}
 STATUSES = ("queued", "processing", "succeeded", "failed")
 IDEMPOTENCY_SCOPE = "catalog_import"
 MAX_LENGTH = {"title": 500, "brand": 200, "description": 20_000, "sku": 64, "barcode": 64}
+_IDENTIFIER_LENGTH = catalog_products.c.identifier.type.length
 MAX_CATEGORIES, MAX_IMAGES, MAX_ATTRIBUTES, MAX_PRICES = 20, 20, 100, 50
 
 
@@ -169,6 +170,9 @@ def check_item(item, rule: IdentifierRule) -> Checked:
             canonical = rule.one(value)
         except InvalidIdentifier as error:
             errors.append((field, str(error)))
+            continue
+        if len(canonical) > _IDENTIFIER_LENGTH:  # what the catalog stores (the rule may allow longer SKUs)
+            errors.append((field, f"the catalog keeps identifiers of at most {_IDENTIFIER_LENGTH} characters"))
             continue
         if field == "sku":
             sku = canonical
