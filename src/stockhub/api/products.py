@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from stockhub import representations as show
 from stockhub.api import problems
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Organization, Token, page_body
 from stockhub.errors import FieldError, Problem
@@ -32,20 +33,20 @@ def list_products(
 ) -> dict:
     """The catalog's products that match every filter given, by identifier, with their prices."""
     query = catalog.ProductQuery(q=q, brand=brand, category=category, identifier=identifier, catalog=catalog_)
-    return page_body(catalog.list_products(hub, organization, query, limit, token))
+    return page_body(catalog.list_products(hub, organization, query, limit, token), show.product)
 
 
 @router.get("/products/{identifier}")
 def get_product(hub: HubDep, organization: Organization, identifier: str) -> dict:
     """A product's data (title, brand, images, categories, attributes, ...) and its price in each
     catalog; any spelling of its barcode, or its SKU, finds it."""
-    return catalog.get_product(hub, organization, identifier)
+    return show.product(catalog.get_product(hub, organization, identifier))
 
 
 @router.get("/catalogs")
 def list_catalogs(hub: HubDep, organization: Organization, limit: Limit = 50, token: Token = None) -> dict:
     """The regional catalogs (a locale and a currency, `en-GB/GBP`) that products have prices in."""
-    return page_body(catalog.list_catalogs(hub, organization, limit, token))
+    return page_body(catalog.list_catalogs(hub, organization, limit, token), show.catalog)
 
 
 _DOCUMENT = {
@@ -111,10 +112,10 @@ async def import_products(
 @router.get("/catalog/imports/{import_id}")
 def get_import(hub: HubDep, organization: Organization, import_id: str) -> dict:
     """An import's status (queued, processing, succeeded, failed) and counts so far."""
-    return catalog_import.get_import(hub, organization, import_id)
+    return show.catalog_import(catalog_import.get_import(hub, organization, import_id))
 
 
 @router.get("/catalog/imports/{import_id}/rejections")
 def import_rejections(hub: HubDep, organization: Organization, import_id: str, limit: Limit = 50, token: Token = None) -> dict:
     """Each rejected item's index, identifier, the field refused and why, in item order."""
-    return page_body(catalog_import.list_rejections(hub, organization, import_id, limit, token))
+    return page_body(catalog_import.list_rejections(hub, organization, import_id, limit, token), show.import_rejection)

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import polars as pl
 from sqlalchemy import Connection, exists, func, or_, select
 
-from stockhub import feeds, ids
+from stockhub import feeds, ids, representations
 from stockhub.db.engine import reading, upsert
 from stockhub.db.tables import catalog_prices, catalog_products, catalogs
-from stockhub.domain.money import to_decimal_string
 from stockhub.errors import FieldError, Malformed, not_found
 from stockhub.services import events
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
-from stockhub.timefmt import iso
 
 # What products.csv describes of a product (feeds/product_file.py), and what follows from it.
 CSV_FIELDS = ("brand", "title", "image_url", "description", "link", "condition", "category", "age_group", "gender", "color", "size", "item_group_id")
@@ -26,9 +25,7 @@ DERIVED = ("categories", "images", "title_key", "brand_key", "categories_key")
 CSV_DESCRIBED = (*CSV_FIELDS, *DERIVED)
 # What a catalog import describes (services/catalog_import.py); prices are compared beside it.
 IMPORT_DESCRIBED = ("sku", "title", "brand", "description", "image_url", "category", "categories", "images", "attributes", *DERIVED[2:])
-SHOWN = (*CSV_FIELDS, "sku")  # besides identifier, the lists and prices
-# What the store stock responses show of a product, when the catalog has it.
-SHOWN_WITH_STOCK = ("title", "brand", "image_url")
+SHOWN_WITH_STOCK = representations.PRODUCT_FIELDS_WITH_STOCK  # what the store stock responses show of a product
 _BATCH = 5000
 PRODUCT_BATCH = 100  # products per product.updated event
 PATH_SEPARATOR = " > "
@@ -111,18 +108,27 @@ def emit_product_changes(conn: Connection, organization: int, store: int | None,
     return len(batches)
 
 
+class ProductRecord(NamedTuple):
+    row: object  # a catalog_products row
+    prices: list  # its prices: rows of price_minor, locale, currency, by catalog
+
+
 def _rendered(conn: Connection, organization: int, identifiers: list[str]) -> list[dict]:
-    """The products, rendered with their prices, in the order given (those that exist)."""
+    """The products as they are now, rendered with their prices, in the order given (those that exist)."""
+    return [representations.product(record) for record in _records(conn, organization, identifiers)]
+
+
+def _records(conn: Connection, organization: int, identifiers: list[str]) -> list[ProductRecord]:
     rows = {row.identifier: row for row in conn.execute(
         select(catalog_products).where(catalog_products.c.organization_id == organization, catalog_products.c.identifier.in_(identifiers))
     )}  # fmt: skip
     prices = prices_of(conn, organization, list(rows))
-    return [render_product(rows[i], prices.get(i, [])) for i in identifiers if i in rows]
+    return [ProductRecord(rows[i], prices.get(i, [])) for i in identifiers if i in rows]
 
 
-def prices_of(conn: Connection, organization: int, identifiers: list[str]) -> dict[str, list[dict]]:
-    """Each product's prices, by catalog name."""
-    found: dict[str, list[dict]] = {}
+def prices_of(conn: Connection, organization: int, identifiers: list[str]) -> dict[str, list]:
+    """Each product's prices (rows of identifier, price_minor, locale, currency), by catalog name."""
+    found: dict[str, list] = {}
     if not identifiers:
         return found
     query = (
@@ -132,18 +138,14 @@ def prices_of(conn: Connection, organization: int, identifiers: list[str]) -> di
         .order_by(catalog_prices.c.identifier, catalogs.c.locale, catalogs.c.currency)
     )
     for row in conn.execute(query):
-        found.setdefault(row.identifier, []).append(
-            {"catalog": catalog_name(row.locale, row.currency), "locale": row.locale, "currency": row.currency,
-             "price": to_decimal_string(row.price_minor, row.currency)}
-        )  # fmt: skip
+        found.setdefault(row.identifier, []).append(row)
     return found
 
 
-def catalog_name(locale: str, currency: str) -> str:
-    return f"{locale}/{currency}"
+catalog_name = representations.catalog_name
 
 
-def get_product(hub: Hub, organization: int, identifier: str) -> dict:
+def get_product(hub: Hub, organization: int, identifier: str) -> ProductRecord:
     """A product of the organization's catalog with its prices; any spelling of its barcode, or
     its SKU, finds it."""
     try:
@@ -160,7 +162,7 @@ def get_product(hub: Hub, organization: int, identifier: str) -> dict:
         ).first()
         if row is None:
             raise not_found(f"product {identifier}")
-        return render_product(row, prices_of(conn, organization, [row.identifier]).get(row.identifier, []))
+        return ProductRecord(row, prices_of(conn, organization, [row.identifier]).get(row.identifier, []))
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ class ProductQuery:
 
 
 def list_products(hub: Hub, organization: int, query: ProductQuery, limit: int, token: str | None) -> Page:
-    """The organization's products that match every filter given, by identifier, with their prices."""
+    """The organization's products that match every filter given, by identifier, with their
+    prices (a page of ProductRecord)."""
     p = catalog_products.c
     select_ = select(catalog_products).where(p.organization_id == organization)
     if query.q:
@@ -201,9 +204,9 @@ def list_products(hub: Hub, organization: int, query: ProductQuery, limit: int, 
             select_ = select_.where(
                 exists().where(catalog_prices.c.catalog_id == number, catalog_prices.c.identifier == p.identifier)
             )
-        page = page_of(conn, select_, p.identifier, limit, token, lambda row: row)
+        page = page_of(conn, select_, p.identifier, limit, token)
         prices = prices_of(conn, organization, [row.identifier for row in page.items])
-    return Page([render_product(row, prices.get(row.identifier, [])) for row in page.items], page.next_token)
+    return Page([ProductRecord(row, prices.get(row.identifier, [])) for row in page.items], page.next_token)
 
 
 def _catalog_number(conn: Connection, organization: int, name: str) -> int | None:
@@ -220,7 +223,8 @@ def _catalog_number(conn: Connection, organization: int, name: str) -> int | Non
 
 
 def list_catalogs(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
-    """The organization's catalogs (a locale and a currency each), with how many products have a price in each."""
+    """The organization's catalogs (a locale and a currency each), with how many products have a
+    price in each (rows; representations.catalog renders them)."""
     counted = (
         select(catalog_prices.c.catalog_id, func.count().label("products")).group_by(catalog_prices.c.catalog_id).subquery()
     )
@@ -230,31 +234,7 @@ def list_catalogs(hub: Hub, organization: int, limit: int, token: str | None) ->
         .where(catalogs.c.organization_id == organization)
     )
     with reading(hub.engine) as conn:
-        return page_of(conn, query, catalogs.c.id, limit, token, _render_catalog)
-
-
-def _render_catalog(row) -> dict:
-    return {
-        "catalog": catalog_name(row.locale, row.currency),
-        "locale": row.locale,
-        "currency": row.currency,
-        "products": row.products,
-        "created_at": iso(row.created_at),
-    }
-
-
-def render_product(row, prices: list[dict]) -> dict:
-    return (
-        {"identifier": row.identifier}
-        | {name: getattr(row, name) for name in SHOWN}
-        | {
-            "categories": json.loads(row.categories) if row.categories else [],
-            "images": json.loads(row.images) if row.images else [],
-            "attributes": json.loads(row.attributes) if row.attributes else {},
-            "prices": prices,
-            "updated_at": iso(row.updated_at),
-        }
-    )
+        return page_of(conn, query, catalogs.c.id, limit, token)
 
 
 def stock_join(query, stock_levels, organization: int):

@@ -33,7 +33,7 @@ import anyio
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from sqlalchemy import Connection, select
 
-from stockhub import ids
+from stockhub import ids, representations
 from stockhub.db.engine import insert_new, new_work, reading, transaction, upsert
 from stockhub.db.tables import catalog_import_rejections, catalog_imports, catalog_prices, catalog_products, catalogs, stores
 from stockhub.domain import places
@@ -324,7 +324,8 @@ def create_import(hub: Hub, organization: int, key: str | None, received: Receiv
         ).inserted_primary_key[0]  # fmt: skip
         new_work(conn)
         made.append(number)
-        return render_import(conn.execute(select(catalog_imports).where(catalog_imports.c.id == number)).one())
+        # the answer kept for the key: the job as it was made (poll it for what happened since)
+        return representations.catalog_import(conn.execute(select(catalog_imports).where(catalog_imports.c.id == number)).one())
 
     request = {"format": received.format, "sha256": received.sha256, "size": received.size}
     try:
@@ -349,41 +350,20 @@ def _job(conn: Connection, organization: int, import_id: str):
     return row
 
 
-def get_import(hub: Hub, organization: int, import_id: str) -> dict:
+def get_import(hub: Hub, organization: int, import_id: str):
+    """The import job's row (representations.catalog_import renders it)."""
     with reading(hub.engine) as conn:
-        return render_import(_job(conn, organization, import_id))
+        return _job(conn, organization, import_id)
 
 
 def list_rejections(hub: Hub, organization: int, import_id: str, limit: int, token: str | None) -> Page:
-    """The import's rejected items, in item order, each field refused with its reason."""
+    """The import's rejected items, in item order, each field refused with its reason (rows;
+    representations.import_rejection renders them)."""
     with reading(hub.engine) as conn:
         job = _job(conn, organization, import_id)
         r = catalog_import_rejections.c
         query = select(r.id, r.item, r.identifier, r.field, r.reason).where(r.import_id == job.id)
-        return page_of(conn, query, r.id, limit, token, lambda row: {"index": row.item, "identifier": row.identifier, "field": row.field, "reason": row.reason})
-
-
-def render_import(row) -> dict:
-    accepted = row.created_count + row.updated_count + row.unchanged_count
-    return {
-        "id": ids.encode("catalog_import", row.id),
-        "status": row.status,
-        "format": row.format,
-        "size_bytes": row.size_bytes,
-        "received_at": iso(row.received_at),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
-        "counts": {
-            "total": row.total_count,
-            "processed": accepted + row.rejected_count,
-            "accepted": accepted,
-            "rejected": row.rejected_count,
-            "created": row.created_count,
-            "updated": row.updated_count,
-            "unchanged": row.unchanged_count,
-        },
-        "error": row.error,
-    }
+        return page_of(conn, query, r.id, limit, token)
 
 
 # --- processing (a worker, under its lease) ---------------------------------------------------
