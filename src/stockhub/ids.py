@@ -36,6 +36,7 @@ PREFIXES = {
     "partner": "app",
     "location_group": "grp",
     "shipping_method": "shp",
+    "catalog_import": "imp",  # new kinds go last: a kind's tag follows its place here
 }
 
 _ALPHABET = string.digits + string.ascii_letters

@@ -105,12 +105,83 @@ def stock(row) -> dict:
     } | product
 
 
-# What describes a product: every catalog column but its keys and bookkeeping.
-PRODUCT_FIELDS = tuple(c.name for c in catalog_products.columns if c.name not in ("organization_id", "identifier", "upload_id", "updated_at"))
+# What describes a product as shown: the catalog's columns but its keys, bookkeeping, search keys
+# and the JSON lists (rendered apart).
+PRODUCT_FIELDS = tuple(
+    c.name
+    for c in catalog_products.columns
+    if c.name not in ("organization_id", "identifier", "upload_id", "import_id", "updated_at", "title_key", "brand_key", "categories_key")
+    and c.name not in ("categories", "images", "attributes")
+)
 
 
-def product(row) -> dict:
-    return {"identifier": row.identifier} | {name: getattr(row, name) for name in PRODUCT_FIELDS} | {"updated_at": iso(row.updated_at)}
+def product(record) -> dict:
+    """A catalog product (`record.row`) with its price in each catalog (`record.prices`: rows of
+    price_minor, locale and currency)."""
+    row, prices = record.row, record.prices
+    return (
+        {"identifier": row.identifier}
+        | {name: getattr(row, name) for name in PRODUCT_FIELDS}
+        | {
+            "categories": json.loads(row.categories) if row.categories else [],
+            "images": json.loads(row.images) if row.images else [],
+            "attributes": json.loads(row.attributes) if row.attributes else {},
+            "prices": [catalog_price(price) for price in prices],
+            "updated_at": iso(row.updated_at),
+        }
+    )
+
+
+def catalog_name(locale: str, currency: str) -> str:
+    """A regional catalog's name: its locale and currency, "en-GB/GBP"."""
+    return f"{locale}/{currency}"
+
+
+def catalog_price(row) -> dict:
+    return {
+        "catalog": catalog_name(row.locale, row.currency),
+        "locale": row.locale,
+        "currency": row.currency,
+        "price": to_decimal_string(row.price_minor, row.currency),
+    }
+
+
+def catalog(row) -> dict:
+    """A regional catalog, with how many products have a price in it (`row.products`)."""
+    return {
+        "catalog": catalog_name(row.locale, row.currency),
+        "locale": row.locale,
+        "currency": row.currency,
+        "products": row.products,
+        "created_at": iso(row.created_at),
+    }
+
+
+def catalog_import(row) -> dict:
+    accepted = row.created_count + row.updated_count + row.unchanged_count
+    return {
+        "id": ids.encode("catalog_import", row.id),
+        "status": row.status,
+        "format": row.format,
+        "size_bytes": row.size_bytes,
+        "received_at": iso(row.received_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "counts": {
+            "total": row.total_count,
+            "processed": accepted + row.rejected_count,
+            "accepted": accepted,
+            "rejected": row.rejected_count,
+            "created": row.created_count,
+            "updated": row.updated_count,
+            "unchanged": row.unchanged_count,
+        },
+        "error": row.error,
+    }
+
+
+def import_rejection(row) -> dict:
+    return {"index": row.item, "identifier": row.identifier, "field": row.field, "reason": row.reason}
 
 
 # --- uploads ---------------------------------------------------------------------------------

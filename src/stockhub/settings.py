@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     parse_max_columns: int = 64
     parse_max_rows: int = 2_000_000
     parse_max_cell_chars: int = 32_767  # as much as a spreadsheet cell holds
+    # catalog imports (POST /v1/catalog/imports): the largest document, the most products in one,
+    # and the size above which a document is read in the sandbox (a smaller one is also checked at once)
+    catalog_import_max_bytes: int = 100 * 1024 * 1024
+    catalog_import_max_items: int = 200_000
+    catalog_import_sandbox_bytes: int = 1024 * 1024
     sweep_interval_seconds: int = 3600
     store_disconnected_after_days: int = 3  # no stock upload for this long: the store is disconnected
     store_min_in_stock_items: int = 1  # a stock file reporting fewer in-stock items makes the store invalid

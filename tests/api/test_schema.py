@@ -58,7 +58,7 @@ def flatmap_path_parameters(context, parameters):
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live(request, tmp_path_factory):
     """A server on one database, with an organization that has a processed upload, an order of a
-    customer, and a webhook subscription with a delivery."""
+    customer, a webhook subscription with a delivery, and a catalog import with a rejected item."""
     tmp = tmp_path_factory.mktemp(request.param)
     hub = Hub.from_settings(webhook_settings(fresh_database(request, request.param, tmp), tmp))
     receiver = Receiver()
@@ -81,6 +81,15 @@ def live(request, tmp_path_factory):
             assert time.monotonic() < deadline, "the order's webhook delivery was not made"
             time.sleep(0.05)
             deliveries = client.get(f"/v1/webhook-subscriptions/{subscription['id']}/deliveries", headers=tenant.auth).json()["items"]
+        imported = client.post("/v1/catalog/imports", headers=tenant.auth | {"Idempotency-Key": "seed"}, json={"products": [
+            {"barcode": "9780141383743", "title": "Matilda", "brand": "Puffin", "categories": ["Books > Children"],
+             "prices": [{"catalog": "en-GB/GBP", "price": "6.99"}]},
+            {"barcode": "9780141383744", "title": "A wrong check digit"},
+        ]}).json()  # fmt: skip
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/catalog/imports/{imported['id']}", headers=tenant.auth).json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the catalog import was not processed"
+            time.sleep(0.05)
         signed = httpx.URL(client.get(f"/upload/{tenant.upload_key}").text)
         REAL.clear()
         REAL.update(
@@ -92,6 +101,7 @@ def live(request, tmp_path_factory):
             subscription_id=subscription["id"],
             delivery_id=deliveries[0]["id"],
             identifier="9780141383743",
+            import_id=imported["id"],
             upload_key=tenant.upload_key,
             kind=signed.path.rsplit("/", 1)[1],
         )

@@ -27,6 +27,7 @@ _TITLES = {
     408: "Request timeout",
     409: "Conflict",
     413: "Content too large",
+    415: "Unsupported media type",
     422: "Invalid request",
     503: "Service unavailable",
 }

@@ -298,12 +298,13 @@ catalog_products = Table(
     metadata,
     Column("organization_id", Id, ForeignKey("organizations.id"), primary_key=True),
     Column("identifier", String(40), primary_key=True),
-    Column("brand", String(200), nullable=False),
+    # products.csv requires brand, image_url, description and condition; a catalog import only a title
+    Column("brand", String(200)),
     Column("title", String(500), nullable=False),
-    Column("image_url", String(2000), nullable=False),
-    Column("description", Text, nullable=False),
+    Column("image_url", String(2000)),  # the main image: images[0]
+    Column("description", Text),
     Column("link", String(2000)),
-    Column("condition", String(20), nullable=False),
+    Column("condition", String(20)),
     Column("category", String(750)),
     Column("age_group", String(20)),
     Column("gender", String(20)),
@@ -312,6 +313,79 @@ catalog_products = Table(
     Column("item_group_id", String(50)),
     Column("upload_id", Id),  # the upload that last described it
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    # from catalog imports (services/catalog_import.py); JSON lists and object
+    Column("sku", String(64)),  # the product's SKU beside its barcode (the identifier when it has none)
+    Column("categories", Text),  # JSON list of paths ("Books > Children"); category is the first
+    Column("images", Text),  # JSON list of URLs; image_url is the first
+    Column("attributes", Text),  # JSON object of key: scalar
+    Column("import_id", Id),  # the catalog import that last described it
+    # for searching (GET /v1/products), case-folded by services/catalog.py: the same on both engines
+    Column("title_key", String(500)),
+    Column("brand_key", String(200)),
+    Column("categories_key", Text),  # "\n" + each case-folded path + "\n"
+    Index("ix_catalog_products_organization_id_sku", "organization_id", "sku"),
+    Index("ix_catalog_products_organization_id_brand_key", "organization_id", "brand_key"),
+)
+
+# Regional catalogs: a locale and a currency ("en-GB/GBP"), made by the first price imported for them.
+catalogs = Table(
+    "catalogs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("locale", String(20), nullable=False),  # "en-GB": language, region
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("organization_id", "locale", "currency", name="uq_catalogs_organization_id_locale_currency"),
+)
+
+# A product's price in a catalog (the organization is the catalog's).
+catalog_prices = Table(
+    "catalog_prices",
+    metadata,
+    Column("catalog_id", Id, ForeignKey("catalogs.id"), primary_key=True),
+    Column("identifier", String(64), primary_key=True),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# Catalog imports: a JSON or NDJSON document of products (kept in the file storage), processed
+# by the workers like uploads (claimed under a lease, one organization's in the order received).
+catalog_imports = Table(
+    "catalog_imports",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("format", String(10), nullable=False),  # json | ndjson
+    Column("path", String(1000), nullable=False),  # storage key of the document
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("status", String(20), nullable=False),  # queued | processing | succeeded | failed
+    Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("worker_id", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("total_count", Integer),  # set once the document is read
+    Column("rejected_count", Integer, nullable=False, default=0),
+    Column("created_count", Integer, nullable=False, default=0),
+    Column("updated_count", Integer, nullable=False, default=0),
+    Column("unchanged_count", Integer, nullable=False, default=0),
+    Column("error", Text),  # why it failed
+    Index("ix_catalog_imports_organization_id_id", "organization_id", "id"),
+    Index("ix_catalog_imports_status", "status"),
+)
+
+catalog_import_rejections = Table(
+    "catalog_import_rejections",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("import_id", Id, ForeignKey("catalog_imports.id"), nullable=False, index=True),
+    Column("item", Integer, nullable=False),  # the item's index: in `products`, or its line (from 0) in NDJSON
+    Column("identifier", String(64)),  # as canonical as it could be made, else as given
+    Column("field", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 
 

@@ -24,11 +24,16 @@ from pathlib import Path
 
 import polars as pl
 
+from stockhub.feeds.catalog_document import CatalogDocument, read_catalog_document
 from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import ProductFile, read_product_file
 from stockhub.feeds.stock_file import StockFile, read_stock_file
 
-READERS = {"stock": (StockFile, read_stock_file), "products": (ProductFile, read_product_file)}
+READERS = {
+    "stock": (StockFile, read_stock_file),
+    "products": (ProductFile, read_product_file),
+    "catalog": (CatalogDocument, read_catalog_document),  # a catalog import's JSON or NDJSON document
+}
 _LENGTH = struct.Struct(">Q")
 
 
@@ -43,7 +48,7 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
 
 
-def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandbox = Sandbox()) -> StockFile | ProductFile:
+def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandbox = Sandbox()) -> StockFile | ProductFile | CatalogDocument:
     """Parse `source` (the file's bytes, or its path) as a `kind` file in a limited child process.
 
     `options` are the reader's keyword arguments (default_currency, custom_identifiers, ...).

@@ -1,5 +1,5 @@
-"""The worker loop: number new events; claim an upload, process it; start due webhook
-deliveries; repeat; sweep now and then; sleep until woken."""
+"""The worker loop: number new events; claim an upload, process it; the same for a catalog
+import; start due webhook deliveries; repeat; sweep now and then; sleep until woken."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 import time
 
 from stockhub.feeds.sandbox import ReaderFailed
+from stockhub.jobs.catalog_imports import process_one_import
 from stockhub.jobs.deliver import Deliverer
 from stockhub.jobs.mail import send_due_mail, sweep_mail
 from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_orphaned_uploads
@@ -33,9 +34,10 @@ class Worker:
         deliveries that are due; True when it did any of it."""
         numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
+        imported = process_one_import(self.hub, self.id)
         started = self.deliverer.deliver_due() if self.deliverer is not None else 0
         mailed = send_due_mail(self.hub, self.id)
-        return numbered > 0 or processed or started > 0 or mailed > 0
+        return numbered > 0 or processed or imported or started > 0 or mailed > 0
 
     def _process_one_upload(self) -> bool:
         upload_id = claim_upload(self.hub, self.id)

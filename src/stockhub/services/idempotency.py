@@ -27,8 +27,7 @@ def fingerprint(request: object) -> str:
 
 def once(engine: Engine, organization: int, scope: str, key: str | None, request: object, act: Callable[[Connection], dict]) -> dict:
     """Run `act` in one transaction and keep its answer under `key`; a retry gets that answer."""
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise Malformed(f"send an Idempotency-Key header (up to {MAX_KEY_LENGTH} characters)", [FieldError("Idempotency-Key", "missing")])
+    check_key(key)
     digest = fingerprint(request)
     try:
         with transaction(engine) as conn:
@@ -47,6 +46,12 @@ def once(engine: Engine, organization: int, scope: str, key: str | None, request
         if answer is None:
             raise
         return answer
+
+
+def check_key(key: str | None) -> None:
+    """A request that must be retried safely names its Idempotency-Key (before anything is taken in)."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise Malformed(f"send an Idempotency-Key header (up to {MAX_KEY_LENGTH} characters)", [FieldError("Idempotency-Key", "missing")])
 
 
 def _answered(conn: Connection, organization: int, scope: str, key: str, digest: str) -> dict | None:
