@@ -48,7 +48,6 @@ from stockhub.services.catalog import IMPORT_DESCRIBED, catalog_name, category_p
 from stockhub.services.context import Hub
 from stockhub.services.fields import Amount, Currency
 from stockhub.services.paging import Page, page_of
-from stockhub.timefmt import iso
 
 FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson"}
 STATUSES = ("queued", "processing", "succeeded", "failed")
