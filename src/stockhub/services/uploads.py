@@ -298,11 +298,13 @@ def render_upload(row) -> dict:
             "valid": row.valid_count,
             "rejected": row.rejected_count,
             "superseded": row.superseded_count,
+            "skipped": row.skipped_count,
             "in_stock_valid": row.in_stock_count,
             "changed": row.changed_count,
         },
         "warnings": json.loads(row.warnings) if row.warnings else [],
         "error": row.error,
+        "preset": row.preset,  # the export preset the file was recognised as (feeds.presets), "mapping", or null
     }
 
 
