@@ -173,7 +173,7 @@ class Match:
 
     preset: Preset
     columns: dict[str, tuple[str, ...]]  # field → table columns (stock_file's field names)
-    skip: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]  # (kind, table columns, values)
+    skip: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...]  # (kind, table columns, values, why)
     invalid_reason: str | None = None
 
 
@@ -226,7 +226,7 @@ def _apply(preset: Preset, header: dict[str, str | None], by_name: dict[str, str
             c for name in rule.columns for c in (columns.get("quantity", ()) if name == QUANTITY else present((name,)))
         )
         if cols:
-            skip.append((rule.kind, cols, tuple(v.lower() for v in rule.values)))
+            skip.append((rule.kind, cols, tuple(v.lower() for v in rule.values), rule.why))
     return Match(preset, columns, tuple(skip), "; ".join(problems) or None)
 
 

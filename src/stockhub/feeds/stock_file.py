@@ -155,7 +155,7 @@ def _skip_rows(cells: pl.DataFrame, rules: tuple) -> tuple[pl.DataFrame, int]:
     if not rules:
         return cells, 0
     conditions = []
-    for kind, columns, values in rules:
+    for kind, columns, values, _ in rules:
         if kind == "blank":
             conditions.append(pl.all_horizontal(pl.col(c).is_null() for c in columns))
         else:  # any_of: the first column's comma-separated tokens
@@ -169,7 +169,8 @@ def _skip_rows(cells: pl.DataFrame, rules: tuple) -> tuple[pl.DataFrame, int]:
 def _row_warnings(notes: pl.DataFrame, skipped: int, rules: tuple) -> tuple[str, ...]:
     warnings = []
     if skipped:
-        warnings.append(f"{skipped} rows are not items (image rows, parents of variants) and were skipped")
+        why = "; ".join(rule[3] for rule in rules if rule[3])
+        warnings.append(f"{skipped} rows are not items and were skipped ({why})")
     loose = notes.filter(pl.col("nearst_warning"))
     if loose.height:
         shown = ", ".join(str(r) for r in loose["row"].head(10).to_list()) + (", …" if loose.height > 10 else "")
