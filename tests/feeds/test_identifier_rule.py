@@ -117,3 +117,22 @@ def test_the_standard_rule_gives_the_same_answer_one_value_at_a_time(values):
 def test_restoring_lost_zeros_gives_the_same_answer_one_value_at_a_time(values):
     columnar = pl.DataFrame({"v": values}, schema={"v": pl.String}).select(restore_lost_zeros(pl.col("v")))["v"].to_list()
     assert [restore_lost_zeros_one(v) for v in values] == columnar
+
+
+def test_a_value_fitting_an_isbn10_and_a_gtin_is_the_same_product_in_files_and_lookups():
+    import io
+
+    import xlsxwriter
+
+    from stockhub.feeds import lookup_identifier, read_stock_file
+
+    buffer = io.BytesIO()
+    with xlsxwriter.Workbook(buffer) as book:
+        sheet = book.add_worksheet()
+        sheet.write_row(0, 0, ["barcode", "price", "quantity"])
+        sheet.write_row(1, 0, [141383895, 6.99, 1])  # ISBN-10 0141383895 typed as a number (also a GTIN-12 padded)
+        sheet.write_row(2, 0, [1400000041, 5, 2])  # a valid ISBN-10 as it is, and a GTIN-12 padded
+    parsed = read_stock_file(buffer.getvalue(), default_currency="GBP")
+    csv = read_stock_file(b"barcode,price,quantity\n1400000041,5,2\n", default_currency="GBP")
+    assert parsed.rows["identifier"].to_list() == [lookup_identifier("0141383895"), lookup_identifier("1400000041")]
+    assert csv.rows["identifier"].to_list() == [lookup_identifier("1400000041")] == [lookup_identifier("978-1-4000-0004-3")]
