@@ -79,6 +79,9 @@ SHOPIFY = Preset(
 # Square item library export (XLSX or CSV; one row per item variation; stock per location in
 # "Current Quantity <Location Name>"): https://squareup.com/help/gb/en/article/5966-item-library-and-unit-cost-management
 # GTIN column: https://squareup.com/help/us/en/article/7176-using-gtins-with-square-for-retail
+# To verify against a real export: the pages' stored excerpts confirm the per-location "Current
+# Quantity" columns and the GTIN field, not every header's exact spelling (Token, Item Name,
+# Variation Name, SKU, Price).
 SQUARE = Preset(
     name="square",
     title="Square item library export",
@@ -111,6 +114,8 @@ LIGHTSPEED_R = Preset(
 # retail_price, and per outlet inventory_<Outlet_Name>:
 # https://support.vendhq.com/hc/en-us/articles/4650130313487-Formatting-Retail-POS-R-Series-product-data-for-import-into-Retail-POS-X-Series-
 # https://support.vendhq.com/hc/en-us/articles/360001952315-Setting-up-your-product-catalog
+# The first page confirms the snake_case headers (id, sku); handle, retail_price and inventory_<outlet>
+# are the export's documented fields as the X-Series template writes them: to verify against a real export.
 # A row with no inventory count at all (a product whose stock is not tracked, e.g. the parent
 # of variants) is not an item.
 VEND = Preset(
@@ -150,6 +155,8 @@ WOOCOMMERCE = Preset(
 
 # Loyverse item export (Back Office → Items → Export): Handle, SKU, Name, Barcode, and per store
 # "Price [Store]" and "In stock [Store]": https://help.loyverse.com/help/importing-and-exporting
+# The page describes the export, its per-store price and stock and the Price/Cost columns; the
+# exact header spellings are to verify against a real export.
 LOYVERSE = Preset(
     name="loyverse",
     title="Loyverse item export",
