@@ -50,6 +50,8 @@ def store(row) -> dict:
         "longitude": row.longitude,
         "feed_quantity_means": row.feed_quantity_means,
         "custom_products": row.custom_products,
+        "location_name": row.location_name,
+        "column_mapping": json.loads(row.column_mapping) if row.column_mapping else None,
         "status": row.status,
         "status_warnings": json.loads(row.status_warnings) if row.status_warnings else [],
         "status_changed_at": iso(row.status_changed_at),
@@ -206,11 +208,13 @@ def upload(row, rejections: list | None = None) -> dict:
             "valid": row.valid_count,
             "rejected": row.rejected_count,
             "superseded": row.superseded_count,
+            "skipped": row.skipped_count,
             "in_stock_valid": row.in_stock_count,
             "changed": row.changed_count,
         },
         "warnings": json.loads(row.warnings) if row.warnings else [],
         "error": row.error,
+        "preset": row.preset,  # the export preset the file was recognised as (feeds.presets), "mapping", or null
     }
     if rejections is not None:
         body["rejections"] = [r._asdict() for r in rejections]

@@ -55,7 +55,8 @@ def test_a_stock_file_uploaded_in_two_steps_becomes_readable_stock(client, tenan
     assert answer["status"] == "received" and answer["upload_id"].startswith("upl_")
     record = wait_for_upload(client, tenant, answer["upload_id"])
     assert record["status"] == "applied"
-    assert record["counts"] == {"lines": 2, "valid": 2, "rejected": 0, "superseded": 0, "in_stock_valid": 1, "changed": 2}
+    assert record["counts"] == {"lines": 2, "valid": 2, "rejected": 0, "superseded": 0, "skipped": 0, "in_stock_valid": 1, "changed": 2}
+    assert record["preset"] is None  # a NearSt-shaped file: no export preset
 
     levels = stock(client, tenant)
     book = levels["0" + BOOK]

@@ -62,15 +62,17 @@ def test_lengths_urls_and_group_ids_are_checked():
 
 
 def test_custom_identifiers_in_products_and_stock():
-    product_rows = f"{HEADER}\nMUG01,Acme,Mug,https://img.example/m.jpg,A mug\n9780141383743,Puffin,Matilda,https://img.example/b.jpg,A novel\n"
-    assert read(product_rows).rejections["field"].to_list() == ["barcode"]
+    product_rows = f"{HEADER}\n9780141383744,Acme,Mug,https://img.example/m.jpg,A mug\n9780141383743,Puffin,Matilda,https://img.example/b.jpg,A novel\n"
+    assert read(product_rows).rejections["field"].to_list() == ["barcode"]  # a wrong check digit
     custom = read(product_rows, custom_identifiers=True)
-    assert custom.rows["identifier"].to_list() == ["MUG01", "09780141383743"]  # GTINs still canonical
+    assert custom.rows["identifier"].to_list() == ["9780141383744", "09780141383743"]  # GTINs still canonical
 
-    stock = b"barcode,price,quantity\nA1,1.00,1\n9780141383744,2.00,1\nmug-01,3.00,1\n" + b"X" * 37 + b",1,1\n"
+    stock = b"barcode,price,quantity\nA1,1.00,1\n9780141383744,2.00,1\nmug-01,3.00,1\n" + b"X" * 65 + b",1,1\n"
     parsed = feeds.read_stock_file(stock, default_currency="GBP", custom_identifiers=True)
-    assert parsed.rows["identifier"].to_list() == ["A1", "9780141383744", "mug01"]  # no check-digit rule
-    assert parsed.rejections["reason"].to_list() == ["identifier is not a GTIN or ISBN, and a custom identifier must be 1–36 letters and digits"]
+    assert parsed.rows["identifier"].to_list() == ["A1", "9780141383744", "mug-01"]  # no check-digit rule
+    assert parsed.rejections["reason"].to_list() == [
+        "identifier is not a GTIN or ISBN, and is longer than a SKU may be (a SKU is 1–64 letters, digits and - _ . /)"
+    ]
 
 
 def test_lookup_identifier_accepts_custom_identifiers():

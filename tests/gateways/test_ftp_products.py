@@ -91,16 +91,19 @@ def test_variants_need_an_item_group_id(client, tenant):
 
 
 def test_custom_identifiers_only_when_the_store_has_custom_products(client, tenant):
-    body = b"barcode,price,quantity\nMUG01,12.00,2\nABC,1.00,1\n" + f"{BOOK},6.99,3\n".encode()
+    # SKUs such as ABC are any store's; digits failing the GTIN check digit only a custom store's
+    body = b"barcode,price,quantity\nMUG01,12.00,2\nABC,1.00,1\n9780141383744,2.00,1\n" + f"{BOOK},6.99,3\n".encode()
     record = wait_for_upload(client, tenant, upload(client, tenant.upload_key, body)["upload_id"])
-    assert [r["field"] for r in record["rejections"]] == ["identifier", "identifier"]  # not GTINs, too short for SKUs
+    assert [r["value"] for r in record["rejections"]] == ["9780141383744"]
     enable_custom_products(client, tenant)
     record = wait_for_upload(client, tenant, upload(client, tenant.upload_key, body)["upload_id"])
-    assert record["status"] == "applied" and record["counts"]["valid"] == 3
-    assert client.get(f"/v1/stores/{tenant.store}/stock/ABC", headers=tenant.auth).json()["on_hand"] == 1
-    long_id = "X" * 37
+    assert record["status"] == "applied" and record["counts"]["valid"] == 4
+    assert client.get(f"/v1/stores/{tenant.store}/stock/9780141383744", headers=tenant.auth).json()["on_hand"] == 1
+    long_id = "X" * 65
     record = wait_for_upload(client, tenant, upload(client, tenant.upload_key, f"barcode,price,quantity\n{long_id},1,1\n{BOOK},1,1\n".encode())["upload_id"])
-    assert record["rejections"][0]["reason"] == "identifier is not a GTIN or ISBN, and a custom identifier must be 1–36 letters and digits"
+    assert record["rejections"][0]["reason"] == (
+        "identifier is not a GTIN or ISBN, and is longer than a SKU may be (a SKU is 1–64 letters, digits and - _ . /)"
+    )
 
 
 def test_the_catalog_belongs_to_the_organization(client, hub, tenant):

@@ -61,7 +61,7 @@ def _temp_table(name: str, *columns: Column) -> Table:
 
 def _reported_columns() -> list[Column]:
     return [
-        Column("identifier", String(40), nullable=False),
+        Column("identifier", String(64), nullable=False),
         Column("quantity", Integer, nullable=False),
         Column("price_minor", BigInteger, nullable=False),
         Column("currency", String(3), nullable=False),

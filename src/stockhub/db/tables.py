@@ -108,6 +108,10 @@ stores = Table(
     Index("ix_stores_organization_id_status", "organization_id", "status"),
     # units kept back from sale of every product the store has, unless the product overrides it
     Column("safety_stock", Integer, nullable=False, default=0, server_default=text("0")),
+    # which per-location column of an export (Square "Current Quantity <name>", Vend
+    # "inventory_<name>", ...) is this store's: feeds.presets
+    Column("location_name", String(200)),
+    Column("column_mapping", Text),  # JSON, feeds.mapping: how this store's stock files are read
 )
 
 # Every bearer credential: kind `api` (an organization's CLI-made token, all its scopes),
@@ -157,6 +161,8 @@ uploads = Table(
     Column("changed_count", Integer),
     Column("warnings", Text),  # JSON list of strings
     Column("error", Text),  # why the upload is invalid or failed
+    Column("preset", String(40)),  # the export preset recognised (feeds.presets), or "mapping"
+    Column("skipped_count", Integer),  # rows that are not items (image rows, parents of variants)
     Index("ix_uploads_store_id_id", "store_id", "id"),
     Index("ix_uploads_status", "status"),
 )
@@ -179,7 +185,7 @@ stock_levels = Table(
     "stock_levels",
     metadata,
     Column("store_id", Id, primary_key=True),
-    Column("identifier", String(40), primary_key=True),
+    Column("identifier", String(64), primary_key=True),
     Column("on_hand", Integer, nullable=False),
     Column("committed", Integer, nullable=False, default=0),
     Column("safety_stock", Integer, nullable=False, default=0),  # in force: the override, else the store's
@@ -201,7 +207,7 @@ stock_movements = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("store_id", Id, nullable=False),
-    Column("identifier", String(40), nullable=False),
+    Column("identifier", String(64), nullable=False),
     Column("reason", String(20), nullable=False),
     Column("on_hand_before", Integer, nullable=False),
     Column("on_hand_after", Integer, nullable=False),
@@ -268,7 +274,7 @@ order_lines = Table(
     Column("order_id", Id, ForeignKey("orders.id"), nullable=False, index=True),
     Column("line_no", Integer, nullable=False),
     Column("store_id", Id, ForeignKey("stores.id"), nullable=False),
-    Column("identifier", String(40), nullable=False),  # canonical
+    Column("identifier", String(64), nullable=False),  # canonical
     Column("identifier_given", String(64), nullable=False),  # as the client spelled it
     Column("quantity", Integer, nullable=False),
     Column("unit_price_minor", BigInteger, nullable=False),
@@ -297,7 +303,7 @@ catalog_products = Table(
     "catalog_products",
     metadata,
     Column("organization_id", Id, ForeignKey("organizations.id"), primary_key=True),
-    Column("identifier", String(40), primary_key=True),
+    Column("identifier", String(64), primary_key=True),
     # products.csv requires brand, image_url, description and condition; a catalog import only a title
     Column("brand", String(200)),
     Column("title", String(500), nullable=False),
@@ -459,7 +465,7 @@ inventory_changes = Table(
     "inventory_changes",
     metadata,
     Column("event_id", Id, primary_key=True),
-    Column("identifier", String(40), primary_key=True),
+    Column("identifier", String(64), primary_key=True),
     Column("on_hand_before", Integer),  # null: new to the store
     Column("on_hand", Integer, nullable=False),
     Column("committed", Integer, nullable=False),

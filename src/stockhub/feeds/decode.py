@@ -59,13 +59,18 @@ class Table:
         return self.separator is None
 
 
-def read_table(data: bytes, limits: Limits = Limits()) -> Table:
+def read_table(
+    data: bytes, limits: Limits = Limits(), *, separator: str | None = None, encoding: str | None = None, header_line: int = 1
+) -> Table:
+    """`separator` and `encoding` (a store's column mapping) replace the detected ones for a CSV;
+    `header_line`: the (1-based, non-blank) line holding the header: the file is read as wide as
+    the widest line up to it and the next one (a title above a header is narrower)."""
     if data.startswith(_ZIP_MAGIC):
         table = _read_xlsx(data, limits)
     elif data.startswith(_OLE2_MAGIC):
         raise UnreadableFile("legacy Excel (.xls) files are not supported: save the sheet as .xlsx or CSV")
     else:
-        table = _read_csv(data, limits)
+        table = _read_csv(data, limits, separator, encoding, header_line)
     _check_cells(table.cells, limits)
     return table
 
@@ -73,15 +78,16 @@ def read_table(data: bytes, limits: Limits = Limits()) -> Table:
 # --- CSV -----------------------------------------------------------------------------------
 
 
-def _read_csv(data: bytes, limits: Limits) -> Table:
-    text, utf8 = _decode_text(data)
+def _read_csv(data: bytes, limits: Limits, separator: str | None = None, encoding: str | None = None, header_line: int = 1) -> Table:
+    text, utf8 = _decode_text(data) if encoding is None else _decode_as(data, encoding)
     first_line = _first_non_blank_line(text)
     if first_line is None:
         return Table(_empty_cells(MIN_COLUMNS), separator=",")
     if len(first_line) > limits.max_columns * (limits.max_cell_chars + 1):
         raise UnreadableFile(f"the first line is {len(first_line):,} characters long: it cannot be a header or a row of stock")
-    separator = detect_separator(first_line)
-    width = max(_count_fields(first_line, separator), MIN_COLUMNS)
+    separator = separator or detect_separator(first_line)
+    lines = [first_line] if header_line <= 1 else [ln for ln in text.splitlines()[: header_line * 4 + 8] if ln.strip()][: header_line + 1]
+    width = max(*(_count_fields(line, separator) for line in lines), MIN_COLUMNS)
     _check_shape(utf8.count(b"\n") + 1, width, limits)
     schema = {f"c{i}": pl.String for i in range(width)}
     warnings: tuple[str, ...] = ()
@@ -136,6 +142,19 @@ def _decode_text(data: bytes) -> tuple[str, bytes]:
         return text, text.encode()
 
 
+def _decode_as(data: bytes, encoding: str) -> tuple[str, bytes]:
+    """The file in the encoding a store's column mapping names (a UTF-8 BOM is dropped)."""
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+        data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"the file is not {encoding} text (byte {exc.start} cannot be read as {encoding}), as the store's column mapping says") from exc
+    if "\x00" in text:
+        raise UnreadableFile(f"the file is not {encoding} text (it holds NUL characters), as the store's column mapping says")
+    return text, text.encode()
+
+
 def _first_non_blank_line(text: str) -> str | None:
     match = _NON_BLANK.search(text)
     if match is None:
@@ -163,7 +182,13 @@ def detect_separator(line: str) -> str:
 
 
 def _count_fields(line: str, separator: str) -> int:
-    return _separator_counts(line)[separator] + 1
+    count, quoted = 1, False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == separator:
+            count += 1
+    return count
 
 
 # --- XLSX ----------------------------------------------------------------------------------

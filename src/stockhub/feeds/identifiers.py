@@ -1,8 +1,19 @@
-"""Product identifiers (GTIN, ISBN-10, SKU) to one canonical form, as polars expressions.
+"""Product identifiers (GTIN, ISBN-10, SKU) to one canonical form: the one identifier rule, as
+polars expressions (files) and one value at a time (orders, stock writes, lookups).
 
 Canonical form: a GTIN is 14 digits, left-padded with zeros, so the GTIN-8, UPC-A (12), EAN-13
 and GTIN-14 spellings of one item are equal. An ISBN-10 becomes its ISBN-13 (an EAN-13), padded
-to 14. Anything else must be a SKU of 6–32 ASCII letters and digits, kept as given.
+to 14. Only such GTIN/ISBN-shaped values lose spaces and hyphens. Anything else is a SKU, kept
+exactly as given after trimming: 1–64 letters, digits and `- _ . /` (`TEE-L`, `MUG.BLUE_01`,
+`A/1`, `ab-12`). SKUs are case-sensitive: `TEE-L` and `tee-l` are two products, and the stored
+SKU is the one given (a partner's mapping may compare case-insensitively; it sees the original).
+NearSt's stricter SKU rule (6–32 letters and digits, for Google listings) is only a warning
+(`nearst_sku_warning`).
+
+A number that a spreadsheet stripped of leading zeros is restored (`restore_lost_zeros`) when
+the zero-padded value is a valid GTIN; a 9- or 10-digit number that is (padded to 10 digits) a
+valid ISBN-10 is read as that ISBN-10 first, the same way in files, the API and lookups: ISBN-10s
+starting with 0 are English-language books, while GTINs with three or more leading zeros are rare.
 
 The check-digit arithmetic is our own rather than python-stdnum's because stdnum validates one
 Python string at a time, and this runs on every row of every stock file. The tests use stdnum as
@@ -18,11 +29,12 @@ import polars as pl
 import polars.selectors as cs
 
 GTIN_LENGTHS = (8, 12, 13, 14)
-SKU_RULE = "a SKU must be 6–32 letters and digits"
-
-# Lengths a numeric spreadsheet cell can have after losing leading zeros that we restore:
-# 7 → GTIN-8, 11 → UPC-A, 12 → EAN-13, 13 → GTIN-14.
-_RESTORABLE_LENGTHS = (7, 11, 12, 13)
+SKU_MAX_LENGTH = 64
+SKU_CHARACTERS = "letters, digits and - _ . /"
+SKU_RULE = f"a SKU is 1–{SKU_MAX_LENGTH} {SKU_CHARACTERS}"
+NEARST_SKU_RULE = "6–32 letters and digits"
+_SKU_PATTERN = rf"^[A-Za-z0-9._/\-]{{1,{SKU_MAX_LENGTH}}}$"
+_NEARST_SKU_PATTERN = r"^[A-Za-z0-9]{6,32}$"
 
 
 class InvalidIdentifier(ValueError):
@@ -51,7 +63,8 @@ def gs1_valid(digits: pl.Expr) -> pl.Expr:
 
 
 def _isbn10_valid(body9: pl.Expr, check_char: pl.Expr) -> pl.Expr:
-    # Weights 10..2 from the left are k + 2 for the k-th digit from the right of the 9-digit body.
+    # Weights 10..2 from the left are k + 2 for the k-th digit from the right of the 9-digit body
+    # (leading zeros of the body weigh nothing).
     check = pl.when(check_char.str.to_uppercase() == "X").then(10).otherwise(
         check_char.str.to_integer(strict=False)
     )
@@ -59,41 +72,50 @@ def _isbn10_valid(body9: pl.Expr, check_char: pl.Expr) -> pl.Expr:
     return total % 11 == 0
 
 
-def with_canonical_identifier(
-    frame: pl.LazyFrame, source: str, *, identifier: str = "identifier", reason: str = "reason"
+def with_identifier(
+    frame: pl.LazyFrame, source: str, *, custom: bool = False, identifier: str = "identifier", reason: str = "reason"
 ) -> pl.LazyFrame:
-    """Add `identifier` (canonical, or null) and `reason` (null, or why invalid) for column `source`."""
+    """Add `identifier` (canonical, or null) and `reason` (null, or why invalid) for column `source`.
+
+    A GTIN-shaped value (8, 12, 13 or 14 digits once spaces and hyphens are dropped) must have a
+    valid check digit; a valid ISBN-10 becomes its ISBN-13; anything else is a SKU kept as given
+    (trimmed) when it is 1–64 letters, digits and `- _ . /`. `custom` (stores with custom product
+    data, NearSt's custom barcodes): a GTIN-shaped value with a wrong check digit is kept as a
+    SKU instead of refused.
+    """
+    trimmed = pl.col("_id_trimmed")
     compact = pl.col("_id_compact")
-    length = pl.col("_id_len")
+    length = compact.str.len_chars()
     is_gtin = pl.col("_id_is_gtin")
-    is_isbn = pl.col("_id_is_isbn")
     gtin_n = pl.col("_id_gtin_n")
     isbn_body = pl.col("_id_isbn_body")
     isbn13_body = isbn_body + 978_000_000_000
+    gtin_ok = pl.col("_id_gtin_ok")
+    isbn_ok = pl.col("_id_isbn_ok")
+    sku_ok = pl.col("_id_sku_ok")
+    as_sku = (~is_gtin | pl.lit(custom)) & sku_ok
     return (
-        frame.with_columns(_id_compact=pl.col(source).str.replace_all(r"[\s\-]", ""))
-        .with_columns(_id_compact=pl.when(compact != "").then(compact))
-        .with_columns(_id_len=compact.str.len_chars())
+        frame.with_columns(_id_trimmed=pl.col(source).str.strip_chars())
+        .with_columns(_id_trimmed=pl.when(trimmed != "").then(trimmed))
+        .with_columns(_id_compact=trimmed.str.replace_all(r"[\s\-]", ""))
         .with_columns(
-            _id_is_gtin=compact.str.contains(r"^[0-9]+$") & length.is_in(GTIN_LENGTHS),
-            _id_is_isbn=(length == 10) & compact.str.contains(r"^[0-9]{9}[0-9Xx]$"),
-            _id_is_sku=compact.str.contains(r"^[A-Za-z0-9]{6,32}$"),
+            _id_is_gtin=(compact.str.contains(r"^[0-9]+$") & length.is_in(GTIN_LENGTHS)).fill_null(False),
+            _id_is_isbn=((length == 10) & compact.str.contains(r"^[0-9]{9}[0-9Xx]$")).fill_null(False),
+            _id_sku_ok=trimmed.str.contains(_SKU_PATTERN).fill_null(False),
         )
         .with_columns(
             _id_gtin_n=pl.when(is_gtin).then(compact.str.to_integer(strict=False)),
-            _id_isbn_body=pl.when(is_isbn).then(compact.str.slice(0, 9).str.to_integer(strict=False)),
+            _id_isbn_body=pl.when(pl.col("_id_is_isbn")).then(compact.str.slice(0, 9).str.to_integer(strict=False)),
         )
         .with_columns(
             _id_gtin_expected=gs1_check_digit(gtin_n // 10),
             _id_isbn_ok=_isbn10_valid(isbn_body, compact.str.slice(9, 1)).fill_null(False),
         )
+        .with_columns(_id_gtin_ok=(pl.col("_id_gtin_expected") == gtin_n % 10).fill_null(False))
         .with_columns(
-            _id_gtin_ok=(pl.col("_id_gtin_expected") == gtin_n % 10).fill_null(False),
-        )
-        .with_columns(
-            pl.when(is_gtin & pl.col("_id_gtin_ok"))
+            pl.when(is_gtin & gtin_ok)
             .then(compact.str.pad_start(14, "0"))
-            .when(is_isbn & pl.col("_id_isbn_ok"))
+            .when(isbn_ok)
             .then(
                 pl.concat_str(
                     pl.lit("0978"),
@@ -101,12 +123,14 @@ def with_canonical_identifier(
                     gs1_check_digit(isbn13_body, 12).cast(pl.String),
                 )
             )
-            .when(~is_gtin & pl.col("_id_is_sku"))
-            .then(compact)
+            .when(as_sku)
+            .then(trimmed)
             .alias(identifier),
-            pl.when(compact.is_null())
+            pl.when(trimmed.is_null())
             .then(pl.lit("missing identifier"))
-            .when(is_gtin & ~pl.col("_id_gtin_ok"))
+            .when((is_gtin & gtin_ok) | isbn_ok | as_sku)
+            .then(None)
+            .when(is_gtin)
             .then(
                 pl.concat_str(
                     pl.lit("invalid GTIN check digit (expected "),
@@ -114,82 +138,85 @@ def with_canonical_identifier(
                     pl.lit(")"),
                 )
             )
-            .when(is_isbn & pl.col("_id_isbn_ok"))
-            .then(None)
-            .when(compact.str.contains(r"[^A-Za-z0-9]"))
-            .then(pl.lit(f"identifier has characters other than letters and digits ({SKU_RULE})"))
-            .when(~pl.col("_id_is_sku"))
-            .then(
-                pl.concat_str(
-                    pl.lit("identifier is not a GTIN or ISBN, and its length ("),
-                    length.cast(pl.String),
-                    pl.lit(f") does not fit a SKU ({SKU_RULE})"),
-                )
-            )
+            .when(trimmed.str.len_chars() > SKU_MAX_LENGTH)
+            .then(pl.lit(_TOO_LONG))
+            .otherwise(pl.lit(_BAD_CHARACTERS))
             .alias(reason),
         )
         .drop(cs.starts_with("_id_"))
     )
 
 
-CUSTOM_RULE = "a custom identifier must be 1–36 letters and digits"
-CUSTOM_MAX_LENGTH = 36
+_TOO_LONG = f"identifier is not a GTIN or ISBN, and is longer than a SKU may be ({SKU_RULE})"
+_BAD_CHARACTERS = f"identifier is not a GTIN or ISBN, and has characters a SKU may not have ({SKU_RULE})"
+
+
+def with_canonical_identifier(
+    frame: pl.LazyFrame, source: str, *, identifier: str = "identifier", reason: str = "reason"
+) -> pl.LazyFrame:
+    """The standard stores' rule (`with_identifier`)."""
+    return with_identifier(frame, source, custom=False, identifier=identifier, reason=reason)
 
 
 def with_custom_identifier(
     frame: pl.LazyFrame, source: str, *, identifier: str = "identifier", reason: str = "reason"
 ) -> pl.LazyFrame:
-    """Like `with_canonical_identifier`, for stores with custom product data (NearSt's custom
-    barcodes): a valid GTIN or ISBN is still canonicalised, so its spellings meet; anything else
-    letters and digits up to 36 characters is kept as given, without check-digit rules."""
-    compact = pl.col(source).str.replace_all(r"[\s\-]", "")
-    custom = compact.str.contains(rf"^[A-Za-z0-9]{{1,{CUSTOM_MAX_LENGTH}}}$").fill_null(False)
-    frame = with_canonical_identifier(frame, source, identifier=identifier, reason=reason)
-    missing = compact.is_null() | (compact == "")
-    return frame.with_columns(
-        pl.when(pl.col(identifier).is_not_null()).then(pl.col(identifier)).when(custom).then(compact).alias(identifier),
-        pl.when(pl.col(identifier).is_not_null() | custom)
-        .then(None)
-        .when(missing)
-        .then(pl.lit("missing identifier"))
-        .otherwise(pl.lit(f"identifier is not a GTIN or ISBN, and {CUSTOM_RULE}"))
-        .alias(reason),
-    )
+    """The rule of stores with custom product data (`with_identifier`, custom)."""
+    return with_identifier(frame, source, custom=True, identifier=identifier, reason=reason)
+
+
+def nearst_sku_warning(identifier: pl.Expr) -> pl.Expr:
+    """True where an accepted identifier is a SKU that NearSt's rule (6–32 letters and digits,
+    for Google listings) would refuse: kept, but worth a warning."""
+    canonical_gtin = identifier.str.contains(r"^[0-9]{14}$")
+    return (~canonical_gtin & ~identifier.str.contains(_NEARST_SKU_PATTERN)).fill_null(False)
+
+
+def is_nearst_sku(identifier: str) -> bool:
+    """`nearst_sku_warning` for one accepted identifier (False: worth a warning)."""
+    return bool(re.fullmatch(r"[0-9]{14}", identifier) or re.fullmatch(_NEARST_SKU_PATTERN[1:-1], identifier))
 
 
 def restore_lost_zeros(value: pl.Expr) -> pl.Expr:
-    """Left-pad a number that a spreadsheet stripped of leading zeros back to a GTIN length.
+    """A number that a spreadsheet stripped of any number of leading zeros, padded back.
 
-    Only when the padded value has a valid check digit; leading zeros do not change the check
-    digit, so the test is the same at any padding.
+    Exact GTIN lengths (8, 12, 13, 14) are left as they are: padding never changes a GTIN's
+    canonical form. A 9- or 10-digit number that is a valid ISBN-10 once padded to 10 digits is
+    that ISBN-10 (the ISBN wins over a GTIN that would also fit). Any other number of up to 13
+    digits whose check digit is valid is padded to the next GTIN length (leading zeros never
+    change a GS1 check digit, so the test is the same at any padding). `restore_lost_zeros_one`
+    is the same rule for one value.
     """
     length = value.str.len_chars()
-    restorable = (
-        value.str.contains(r"^[0-9]+$")
-        & length.is_in(_RESTORABLE_LENGTHS)
-        & gs1_valid(value).fill_null(False)
+    digits = value.str.contains(r"^[0-9]{1,14}$").fill_null(False)
+    n = value.str.to_integer(strict=False)
+    isbn = digits & length.is_in((9, 10)) & _isbn10_valid(n // 10, value.str.slice(-1, 1)).fill_null(False)
+    gtin = digits & ~length.is_in(GTIN_LENGTHS) & (length < 14) & gs1_valid(value).fill_null(False)
+    target = pl.when(length < 8).then(8).otherwise(12)
+    return (
+        pl.when(isbn)
+        .then(value.str.pad_start(10, "0"))
+        .when(gtin)
+        .then(value.str.pad_start(target, "0"))
+        .otherwise(value)
     )
-    return pl.when(restorable).then(value.str.pad_start(length + 1, "0")).otherwise(value)
 
 
-def canonical_identifiers(values: pl.Series) -> pl.DataFrame:
+def restore_lost_zeros_one(value: str) -> str:
+    """`restore_lost_zeros` for one value."""
+    if not _DIGITS.fullmatch(value) or len(value) > 14:
+        return value
+    if len(value) in (9, 10) and _isbn10_ok(value.rjust(10, "0")):
+        return value.rjust(10, "0")
+    if len(value) not in GTIN_LENGTHS and len(value) < 14 and int(value[-1]) == _gs1_check(value[:-1]):
+        return value.rjust(8 if len(value) < 8 else 12, "0")
+    return value
+
+
+def canonical_identifiers(values: pl.Series, *, custom: bool = False) -> pl.DataFrame:
     """Canonical identifier (or null) and the reason it is invalid (or null), per value."""
-    frame = pl.LazyFrame({"value": values.cast(pl.String).str.strip_chars()})
-    return with_canonical_identifier(frame, "value").select("identifier", "reason").collect()
-
-
-def custom_identifier(value: str) -> str:
-    """`with_custom_identifier` for one value: a GTIN or ISBN canonicalised, else letters and
-    digits up to 36 characters kept as given (spaces and hyphens dropped)."""
-    try:
-        return canonical_identifier(value)
-    except InvalidIdentifier:
-        compact = _NOT_COMPACT.sub("", value)
-        if not compact:
-            raise
-        if _CUSTOM.fullmatch(compact):
-            return compact
-        raise InvalidIdentifier(f"identifier is not a GTIN or ISBN, and {CUSTOM_RULE}") from None
+    frame = pl.LazyFrame({"value": values.cast(pl.String)})
+    return with_identifier(frame, "value", custom=custom).select("identifier", "reason").collect()
 
 
 @dataclass(frozen=True)
@@ -197,20 +224,20 @@ class IdentifierRule:
     """How a store names its products, one rule per kind of store, used alike by stock and
     product files (`column`, polars) and by orders, direct stock writes and lookups (`one`).
 
-    Standard stores: a GTIN or ISBN, else a SKU of 6–32 letters and digits. Stores with custom
-    product data (NearSt's custom barcodes): a GTIN or ISBN, else 1–36 letters and digits. The
-    two forms of each rule are held to the same answers by tests over one table of cases.
+    Standard stores: a GTIN (valid check digit) or ISBN, else a SKU of 1–64 letters, digits and
+    `- _ . /` kept as given. Stores with custom product data: the same, but digits with a wrong
+    GTIN check digit are a SKU rather than refused. The two forms of each rule are held to the
+    same answers by tests over one table of cases and generated values.
     """
 
     custom: bool
 
     def one(self, value: str) -> str:
         """The canonical identifier; raises InvalidIdentifier saying why not."""
-        return custom_identifier(value) if self.custom else canonical_identifier(value)
+        return identify(value, custom=self.custom)
 
     def column(self, frame: pl.LazyFrame, source: str, *, identifier: str = "identifier", reason: str = "reason") -> pl.LazyFrame:
-        identify = with_custom_identifier if self.custom else with_canonical_identifier
-        return identify(frame, source, identifier=identifier, reason=reason)
+        return with_identifier(frame, source, custom=self.custom, identifier=identifier, reason=reason)
 
 
 STANDARD = IdentifierRule(custom=False)
@@ -228,28 +255,39 @@ def lookup_identifier(value: str) -> str:
 
 
 def canonical_identifier(value: str) -> str:
+    """The standard rule for one value (`identify`)."""
+    return identify(value, custom=False)
+
+
+def custom_identifier(value: str) -> str:
+    """The custom-data rule for one value (`identify`)."""
+    return identify(value, custom=True)
+
+
+def identify(value: str, *, custom: bool = False) -> str:
     """Canonical form of one identifier; raises InvalidIdentifier with the reason.
 
-    The same rules as `with_canonical_identifier`, in plain Python: one value at a time (an API
-    lookup, an order line) would otherwise pay milliseconds to plan a polars query. A property
-    test holds the two to the same answers on generated values.
+    The same rule as `with_identifier`, in plain Python: one value at a time (an API lookup, an
+    order line) would otherwise pay milliseconds to plan a polars query. Tests hold the two to
+    the same answers on a table of cases and on generated values.
     """
-    compact = _NOT_COMPACT.sub("", value.strip(_WHITESPACE))
-    if not compact:
+    trimmed = value.strip(_WHITESPACE)
+    if not trimmed:
         raise InvalidIdentifier("missing identifier")
-    if _DIGITS.fullmatch(compact) and len(compact) in GTIN_LENGTHS:
+    compact = _NOT_COMPACT.sub("", trimmed)
+    is_gtin = bool(_DIGITS.fullmatch(compact)) and len(compact) in GTIN_LENGTHS
+    if is_gtin:
         expected = _gs1_check(compact[:-1])
-        if int(compact[-1]) != expected:
-            raise InvalidIdentifier(f"invalid GTIN check digit (expected {expected})")
-        return compact.rjust(14, "0")
+        if int(compact[-1]) == expected:
+            return compact.rjust(14, "0")
     if _ISBN10.fullmatch(compact) and _isbn10_ok(compact):
         body = "978" + compact[:9]
         return "0" + body + str(_gs1_check(body))
-    if _SKU.fullmatch(compact):
-        return compact
-    if _NOT_ALNUM.search(compact):
-        raise InvalidIdentifier(f"identifier has characters other than letters and digits ({SKU_RULE})")
-    raise InvalidIdentifier(f"identifier is not a GTIN or ISBN, and its length ({len(compact)}) does not fit a SKU ({SKU_RULE})")
+    if (not is_gtin or custom) and _SKU.fullmatch(trimmed):
+        return trimmed
+    if is_gtin:
+        raise InvalidIdentifier(f"invalid GTIN check digit (expected {expected})")
+    raise InvalidIdentifier(_TOO_LONG if len(trimmed) > SKU_MAX_LENGTH else _BAD_CHARACTERS)
 
 
 # Whitespace as polars (Rust) knows it, Unicode's White_Space: Python's `\s` and str.strip() also
@@ -258,9 +296,7 @@ _WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005
 _NOT_COMPACT = re.compile(f"[{_WHITESPACE}\\-]")
 _DIGITS = re.compile(r"[0-9]+")
 _ISBN10 = re.compile(r"[0-9]{9}[0-9Xx]")
-_SKU = re.compile(r"[A-Za-z0-9]{6,32}")
-_CUSTOM = re.compile(rf"[A-Za-z0-9]{{1,{CUSTOM_MAX_LENGTH}}}")
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+_SKU = re.compile(_SKU_PATTERN[1:-1])
 
 
 def _gs1_check(body: str) -> int:

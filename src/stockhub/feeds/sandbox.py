@@ -19,7 +19,7 @@ import signal
 import struct
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import polars as pl
@@ -97,6 +97,7 @@ def _decode(kind: str, answer: bytes):
         at += _LENGTH.size + size
     meta = json.loads(parts[0])
     kind_type, _ = READERS[kind]
+    extra = {name: meta[name] for name in _EXTRA if name in meta and name in {f.name for f in fields(kind_type)}}
     return kind_type(
         rows=pl.read_ipc(parts[1]),
         rejections=pl.read_ipc(parts[2]),
@@ -104,11 +105,15 @@ def _decode(kind: str, answer: bytes):
         superseded_count=meta["superseded_count"],
         warnings=tuple(meta["warnings"]),
         invalid_reason=meta["invalid_reason"],
+        **extra,
     )
 
 
+_EXTRA = ("skipped_count", "preset")  # what only some readers tell
+
+
 def _encode(parsed) -> bytes:
-    meta = {k: getattr(parsed, k) for k in ("line_count", "superseded_count", "warnings", "invalid_reason")}
+    meta = {k: getattr(parsed, k) for k in ("line_count", "superseded_count", "warnings", "invalid_reason", *_EXTRA) if hasattr(parsed, k)}
     parts = [json.dumps(meta).encode()]
     for frame in (parsed.rows, parsed.rejections):
         buffer = io.BytesIO()

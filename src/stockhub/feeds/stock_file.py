@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import polars as pl
@@ -9,7 +10,9 @@ import polars as pl
 from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import Limits, UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
-from stockhub.feeds.identifiers import restore_lost_zeros, rule_for
+from stockhub.feeds.identifiers import NEARST_SKU_RULE, nearst_sku_warning, restore_lost_zeros, rule_for
+from stockhub.feeds.mapping import mapped_columns
+from stockhub.feeds.presets import recognise
 from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity, with_safety_stock
 
 ROW_SCHEMA = {
@@ -44,6 +47,8 @@ class StockFile:
     superseded_count: int
     warnings: tuple[str, ...]
     invalid_reason: str | None  # set when the file must not be applied
+    skipped_count: int = 0  # rows that are not items (a preset's image rows, parents of variants)
+    preset: str | None = None  # the export preset recognised (feeds.presets), or "mapping"
 
 
 def read_stock_file(
@@ -52,50 +57,135 @@ def read_stock_file(
     default_currency: str,
     invalid_threshold: float = 0.5,
     custom_identifiers: bool = False,
+    location_name: str | None = None,
+    column_mapping: dict | None = None,
     limits: Limits = Limits(),
 ) -> StockFile:
     """Parse and validate a stock file; never raises for bad file content.
 
-    `custom_identifiers` (a store with custom product data): identifiers that are not a GTIN,
-    ISBN or SKU are accepted when they are 1–36 letters and digits, without check-digit rules.
+    `custom_identifiers` (a store with custom product data): digits failing the GTIN check digit
+    are kept as a SKU instead of refused. `column_mapping` (feeds.mapping, already validated): the
+    file is read by it alone. Otherwise an export preset (feeds.presets) is recognised from the
+    header, its per-location columns picked by `location_name`; else NearSt's aliases apply.
     """
     if not is_currency(default_currency.upper()):
         raise ValueError(f"unknown default currency {default_currency!r}")
+    mapping = column_mapping
+    header_row = mapping.get("header_row") if mapping else 1
     try:
-        table = read_table(data, limits)
+        table = read_table(
+            data,
+            limits,
+            separator=mapping.get("delimiter") if mapping else None,
+            encoding=mapping.get("encoding") if mapping else None,
+            header_line=header_row or 1,
+        )
     except UnreadableFile as exc:
         return _unusable(str(exc))
     if table.cells.is_empty():
         return _unusable(NO_DATA_ROWS, warnings=table.warnings)
 
-    first_row = table.cells.drop("row").row(0, named=True)
-    layout = detect_layout(first_row)
-    cells = table.cells.slice(1) if layout.has_header else table.cells
+    skip_rules: tuple = ()
+    preset = None
+    if mapping:
+        layout, cells, decimal_comma = _mapped_layout(table, mapping)
+        preset = "mapping"
+    else:
+        first_row = table.cells.drop("row").row(0, named=True)
+        match = recognise(first_row, location_name)
+        if match is not None:
+            layout = Layout(match.columns, has_header=True, invalid_reason=match.invalid_reason)
+            skip_rules, preset = match.skip, match.preset.name
+        else:
+            layout = detect_layout(first_row)
+        cells = table.cells.slice(1) if layout.has_header else table.cells
+        # A decimal comma cannot be told from a separator in a comma-separated file.
+        decimal_comma = table.separator != ","
     warnings = table.warnings + layout.warnings
     if layout.invalid_reason:
-        return _unusable(layout.invalid_reason, cells.height, warnings)
+        return _unusable(layout.invalid_reason, cells.height, warnings, preset)
     if cells.is_empty():
-        return _unusable(NO_DATA_ROWS, 0, warnings)
+        return _unusable(NO_DATA_ROWS, 0, warnings, preset)
 
+    line_count = cells.height
+    cells, skipped = _skip_rows(cells, skip_rules)
     checked = _validate(
         _fields(cells, layout, spreadsheet=table.is_spreadsheet),
         default_currency.upper(),
-        # A decimal comma cannot be told from a separator in a comma-separated file.
-        decimal_comma=table.separator != ",",
+        decimal_comma=decimal_comma,
         custom_identifiers=custom_identifiers,
+        spreadsheet=table.is_spreadsheet,
     )
-    rows, duplicates, rejected = _split(checked)
+    rows, duplicates, rejected, notes = _split(checked)
     if SAFETY_STOCK not in layout.columns:
         rows = rows.drop(SAFETY_STOCK)
     superseded = _superseded(duplicates, rows)
     return StockFile(
         rows=rows,
         rejections=rejections(rejected, superseded),
-        line_count=cells.height,
+        line_count=line_count,
         superseded_count=superseded.height,
-        warnings=warnings,
-        invalid_reason=verdict(rejected.height, cells.height, invalid_threshold, layout.has_header),
+        warnings=warnings + _row_warnings(notes, skipped, skip_rules),
+        invalid_reason=verdict(rejected.height, line_count - skipped, invalid_threshold, layout.has_header),
+        skipped_count=skipped,
+        preset=preset,
     )
+
+
+def _mapped_layout(table, mapping: dict) -> tuple[Layout, pl.DataFrame, bool]:
+    """The store's column mapping applied: (layout, data rows, decimal comma)."""
+    header_row = mapping.get("header_row")
+    columns = [c for c in table.cells.columns if c != "row"]
+    if header_row is None:
+        header, cells = None, table.cells
+    else:
+        found = table.cells.filter(pl.col("row") == header_row)
+        cells = table.cells.filter(pl.col("row") > header_row)
+        if found.is_empty():
+            reason = f"the store's column mapping says the header is on row {header_row}, but that row is empty or missing"
+            return Layout({}, has_header=True, invalid_reason=reason), cells, False
+        header = found.drop("row").row(0, named=True)
+    mapped = mapped_columns(mapping, header, len(columns))
+    layout = Layout(mapped.columns, has_header=header is not None, invalid_reason=mapped.invalid_reason)
+    return layout, cells, bool(mapping.get("decimal_comma"))
+
+
+def _skip_rows(cells: pl.DataFrame, rules: tuple) -> tuple[pl.DataFrame, int]:
+    """Rows that are not items, by a preset's rules (feeds.presets.Skip), dropped and counted."""
+    if not rules:
+        return cells, 0
+    conditions = []
+    for kind, columns, values, _ in rules:
+        if kind == "blank":
+            conditions.append(pl.all_horizontal(pl.col(c).is_null() for c in columns))
+        else:  # any_of: the first column's comma-separated tokens
+            tokens = pl.col(columns[0]).str.to_lowercase().str.split(",").list.eval(pl.element().str.strip_chars())
+            conditions.append(tokens.list.eval(pl.element().is_in(list(values))).list.any().fill_null(False))
+    skip = pl.any_horizontal(conditions)
+    kept = cells.filter(~skip)
+    return kept, cells.height - kept.height
+
+
+def _row_warnings(notes: pl.DataFrame, skipped: int, rules: tuple) -> tuple[str, ...]:
+    warnings = []
+    if skipped:
+        why = "; ".join(rule[3] for rule in rules if rule[3])
+        warnings.append(f"{skipped} rows are not items and were skipped ({why})")
+    loose = notes.filter(pl.col("nearst_warning"))
+    if loose.height:
+        shown = ", ".join(str(r) for r in loose["row"].head(10).to_list()) + (", …" if loose.height > 10 else "")
+        warnings.append(
+            f"{loose.height} SKUs do not follow NearSt's rule ({NEARST_SKU_RULE}, needed for Google listings): "
+            f"kept as given (rows {shown})"
+        )
+    rounded = notes.filter(pl.col("price_rounded"))
+    if rounded.height:
+        shown = ", ".join(str(r) for r in rounded["row"].head(10).to_list()) + (", …" if rounded.height > 10 else "")
+        warnings.append(
+            f"{rounded.height} prices had more decimal places than their currency (a spreadsheet number such as 9.949999)"
+            f" and were rounded to its minor unit (rows {shown})"
+        )
+    return tuple(warnings)
 
 
 def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.DataFrame:
@@ -119,14 +209,16 @@ def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.Dat
     )
 
 
-def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool) -> pl.LazyFrame:
+def _validate(
+    fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool, spreadsheet: bool = False
+) -> pl.LazyFrame:
     """Adds the parsed columns and `reject`, a struct (field, value, reason) or null if valid."""
     identify = rule_for(custom_identifiers).column
     frame = identify(
         fields.lazy(), "identifier_raw", identifier="identifier", reason="identifier_reason"
     )
     frame = with_currency(frame, "currency_raw", default_currency)
-    frame = with_price(frame, "price_raw", decimal_comma=decimal_comma)
+    frame = with_price(frame, "price_raw", decimal_comma=decimal_comma, round_excess=spreadsheet)
     frame = with_quantity(frame, "quantity_raw")
     frame = with_promotion(frame, "promotion_raw", decimal_comma=decimal_comma)
     frame = with_safety_stock(frame, "safety_raw", SAFETY_STOCK)
@@ -140,18 +232,22 @@ def _validate(fields: pl.DataFrame, default_currency: str, *, decimal_comma: boo
     )
 
 
-def _split(checked: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(valid rows, earlier duplicates of valid rows, rejections).
+def _split(checked: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(valid rows, earlier duplicates of valid rows, rejections, notes on valid rows).
 
     Of several valid rows with one identifier the last wins; invalid rows never supersede.
     """
-    checked = checked.select(*ROW_SCHEMA.keys(), SAFETY_STOCK, "identifier_raw", "reject").collect()
+    checked = checked.select(
+        *ROW_SCHEMA.keys(), SAFETY_STOCK, "identifier_raw", "reject", "price_rounded",
+        nearst_warning=nearst_sku_warning(pl.col("identifier")),
+    ).collect()
     valid = checked.filter(pl.col("reject").is_null())
     is_last = pl.col("identifier").is_last_distinct()
     return (
         valid.filter(is_last).select(*ROW_SCHEMA.keys(), SAFETY_STOCK),
         valid.filter(~is_last).select("row", "identifier", "identifier_raw"),
         checked.filter(pl.col("reject").is_not_null()).select("row", pl.col("reject").struct.unnest()),
+        valid.select("row", "nearst_warning", "price_rounded"),
     )
 
 
@@ -188,8 +284,9 @@ def verdict(rejected: int, line_count: int, threshold: float, has_header: bool =
     return reason
 
 
-def _unusable(reason: str, line_count: int = 0, warnings: tuple[str, ...] = ()) -> StockFile:
-    return unusable(StockFile, ROW_SCHEMA, reason, line_count, warnings)
+def _unusable(reason: str, line_count: int = 0, warnings: tuple[str, ...] = (), preset: str | None = None) -> StockFile:
+    parsed = unusable(StockFile, ROW_SCHEMA, reason, line_count, warnings)
+    return dataclasses.replace(parsed, preset=preset)
 
 
 def unusable(kind: type, schema: dict, reason: str, line_count: int = 0, warnings: tuple[str, ...] = ()):

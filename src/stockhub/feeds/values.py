@@ -66,9 +66,13 @@ def with_safety_stock(frame: pl.LazyFrame, source: str, target: str = "safety_st
     )
 
 
-def with_price(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> pl.LazyFrame:
-    """Adds `price_minor` (Int64) and `price_reason`; needs the `exponent` column."""
-    a = _parse_amount(frame, source, decimal_comma)
+def with_price(frame: pl.LazyFrame, source: str, *, decimal_comma: bool, round_excess: bool = False) -> pl.LazyFrame:
+    """Adds `price_minor` (Int64), `price_reason` and `price_rounded`; needs the `exponent` column.
+
+    `round_excess` (a spreadsheet, whose numeric cells carry float artefacts such as 9.949999):
+    more decimal places than the currency has are rounded half up to its minor unit, in digits,
+    never through a float, and `price_rounded` says so."""
+    a = _parse_amount(frame, source, decimal_comma, round_excess)
     reason = (
         pl.when(pl.col(source).is_null())
         .then(pl.lit(EMPTY_OR_ZERO_PRICE))
@@ -79,8 +83,12 @@ def with_price(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> pl.L
         .when(a["negative"])
         .then(pl.lit("price must not be negative"))
     )
-    reason = _range_reasons(reason, a, "price")
-    return a.finish(price_minor=pl.when(reason.is_null()).then(a["minor"]), price_reason=reason)
+    reason = _range_reasons(reason, a, "price", round_excess)
+    return a.finish(
+        price_minor=pl.when(reason.is_null()).then(a["minor"]),
+        price_reason=reason,
+        price_rounded=(reason.is_null() & a["excess"]).fill_null(False),
+    )
 
 
 def with_promotion(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> pl.LazyFrame:
@@ -116,7 +124,7 @@ class _Amount:
         return self.frame.with_columns(**results).drop(cs.starts_with(self.prefix))
 
 
-def _parse_amount(frame: pl.LazyFrame, source: str, decimal_comma: bool) -> _Amount:
+def _parse_amount(frame: pl.LazyFrame, source: str, decimal_comma: bool, round_excess: bool = False) -> _Amount:
     prefix = f"_{source}_"
     a = _Amount(frame, prefix)  # for the column expressions; the frame is replaced below
     text = pl.col(source)
@@ -131,24 +139,29 @@ def _parse_amount(frame: pl.LazyFrame, source: str, decimal_comma: bool) -> _Amo
         text.str.contains("[0-9]").alias(f"{prefix}has_digit"),
     )
     exponent = pl.col("exponent")
-    fits = (a["int"].str.len_chars() <= MAX_AMOUNT_DIGITS) & (a["frac"].str.len_chars() <= exponent)
+    excess = a["frac"].str.len_chars() > exponent
+    fits = (a["int"].str.len_chars() <= MAX_AMOUNT_DIGITS) & (~excess | pl.lit(round_excess))
     # "6" + "99" → 699 minor units: exact, where a float would round.
-    minor_text = pl.concat_str(pl.lit("0"), a["int"], a["frac"].str.pad_end(exponent, "0"))
+    kept = a["frac"].str.slice(0, exponent).str.pad_end(exponent, "0")
+    minor_text = pl.concat_str(pl.lit("0"), a["int"], kept)
+    # rounding half up: the first dropped digit decides
+    round_up = (excess & (a["frac"].str.slice(exponent, 1) >= "5")).fill_null(False).cast(pl.Int64)
     frame = frame.with_columns(
         (a["sign"].is_not_null() & a["has_digit"]).fill_null(False).alias(f"{prefix}well_formed"),
         ((a["int"] == "") & (a["frac"] == "")).fill_null(False).alias(f"{prefix}zero"),
         (a["sign"] == "-").fill_null(False).alias(f"{prefix}negative"),
-        pl.when(fits).then(minor_text.str.to_integer(strict=False)).alias(f"{prefix}minor"),
+        pl.when(fits).then(minor_text.str.to_integer(strict=False) + round_up).alias(f"{prefix}minor"),
+        excess.fill_null(False).alias(f"{prefix}excess"),
     )
     return _Amount(frame, prefix)
 
 
-def _range_reasons(reason: pl.Expr, a: _Amount, label: str) -> pl.Expr:
+def _range_reasons(reason: pl.Expr, a: _Amount, label: str, round_excess: bool = False) -> pl.Expr:
     exponent = pl.col("exponent")
     return (
         reason.when(a["int"].str.len_chars() > MAX_AMOUNT_DIGITS)
         .then(pl.lit(f"{label} is too large"))
-        .when(a["frac"].str.len_chars() > exponent)
+        .when(a["excess"] & pl.lit(not round_excess))
         .then(
             pl.concat_str(
                 pl.lit(f"{label} has more decimal places than "),

@@ -40,7 +40,9 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     with reading(hub.engine) as conn:
         upload = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
         store = conn.execute(
-            select(stores.c.currency, stores.c.custom_products, stores.c.feed_quantity_means).where(stores.c.id == upload.store_id)
+            select(
+                stores.c.currency, stores.c.custom_products, stores.c.feed_quantity_means, stores.c.location_name, stores.c.column_mapping
+            ).where(stores.c.id == upload.store_id)
         ).one()
     parsed = _parse(hub, upload, store)
     fatal = parsed.invalid_reason
@@ -97,6 +99,8 @@ def _parse(hub: Hub, upload, store) -> StockFile | ProductFile:
     options = {"invalid_threshold": settings.invalid_threshold, "custom_identifiers": store.custom_products}
     if upload.kind != "products":
         options["default_currency"] = store.currency
+        options["location_name"] = store.location_name
+        options["column_mapping"] = json.loads(store.column_mapping) if store.column_mapping else None
     limits = Limits(settings.parse_max_columns, settings.parse_max_rows, settings.parse_max_cell_chars)
     sandbox = Sandbox(settings.parse_max_memory_mb, settings.parse_timeout_seconds, limits)
     try:
@@ -205,6 +209,8 @@ def _record_outcome(
         "superseded_count": parsed.superseded_count,
         "in_stock_count": parsed.rows.filter(pl.col("quantity") >= 1).height if is_stock else None,
         "warnings": json.dumps([*parsed.warnings, *warnings]),
+        "skipped_count": getattr(parsed, "skipped_count", None) if is_stock else None,
+        "preset": getattr(parsed, "preset", None),
     }
     if not rejections_kept:
         insert_frame(conn, upload_rejections, _rejection_rows(parsed.rejections, upload_id))

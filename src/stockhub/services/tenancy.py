@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 from sqlalchemy import Connection, select
 
 from stockhub import ids, security
@@ -22,9 +23,45 @@ from stockhub.services.store_status import parse_status
 from stockhub.services.context import Hub
 from stockhub.services.scope import any_store_number, as_scope, store_number
 from stockhub.services.fields import Bool, Number
+from stockhub.feeds.mapping import MAX_HEADER_ROW, MAX_POSITION, MappingError, parse_mapping
 from stockhub.services.paging import Page, page_of
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+# A column of a stock file: its header's name, or its 1-based position.
+MappedColumn = Annotated[str, Field(min_length=1, max_length=200)] | Annotated[int, Strict(), Field(ge=1, le=MAX_POSITION)]
+
+
+class ColumnMapping(BaseModel):
+    """How this store's stock files are read (feeds.mapping): a mapped file is read by this alone,
+    never by header aliases, an export preset or position guessing."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    identifier: MappedColumn | None = Field(None, description="a barcode-or-SKU column (or give barcode and/or sku)")
+    barcode: MappedColumn | None = None
+    sku: MappedColumn | None = None
+    quantity: MappedColumn | None = None
+    price: MappedColumn | None = None
+    currency: MappedColumn | None = None
+    promotion_amount: MappedColumn | None = None
+    safety_stock: MappedColumn | None = None
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(None, description="default: detected")
+    decimal_comma: Bool = Field(False, description="prices are written 6,99")
+    encoding: str | None = Field(None, max_length=40, description="e.g. utf-8, cp1252; default: UTF-8, else Windows-1252")
+    header_row: Annotated[int, Strict(), Field(ge=1, le=MAX_HEADER_ROW)] | None = Field(
+        1, description="the row holding the header; null: no header (map columns by position)"
+    )
+
+    @model_validator(mode="after")
+    def _whole(self) -> ColumnMapping:
+        try:
+            parse_mapping(self.model_dump(exclude_none=False))
+        except MappingError as error:
+            raise ValueError("; ".join(f"{field.removeprefix('column_mapping.')}: {message}" for field, message in error.errors)) from None
+        return self
+
+    def stored(self) -> dict:
+        return parse_mapping(self.model_dump())
 
 
 class StoreFields(BaseModel):
@@ -46,7 +83,11 @@ class StoreFields(BaseModel):
     feed_quantity_means: Literal["on_hand", "available"] = Field(
         "on_hand", description="what a stock file's quantity counts: units on hand, or units available to sell"
     )
-    custom_products: Bool = Field(False, description="custom product data (products.csv) is on: stock rows may use any alphanumeric identifier up to 36 characters")
+    custom_products: Bool = Field(False, description="custom product data (products.csv) is on: digits failing the GTIN check digit are kept as a SKU")
+    location_name: str | None = Field(
+        None, max_length=200, description="this store's name in its POS's per-location export columns (Square, Vend, Lightspeed, Loyverse)"
+    )
+    column_mapping: ColumnMapping | None = Field(None, description="how this store's stock files are read; null: presets and header aliases")
 
     @field_validator("country")
     @classmethod
@@ -106,6 +147,8 @@ class StoreChanges(BaseModel):
     longitude: Number | None = Field(None, ge=-180, le=180)
     feed_quantity_means: Literal["on_hand", "available"] = None
     custom_products: Bool = None
+    location_name: str | None = Field(None, max_length=200)
+    column_mapping: ColumnMapping | None = None
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
@@ -216,7 +259,7 @@ def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields
                 brand_id=brand,
                 upload_key_hash=security.key_hash(hub.secret, upload_key),
                 upload_key_sealed=vault.seal(hub.secret, upload_key),
-                **fields.model_dump(),
+                **_row_values(fields),
             )
         ).inserted_primary_key[0]
         mail.queue(conn, "store_created", f"store_created:{store_id}", organization, store_id)  # its key and setup instructions
@@ -257,12 +300,22 @@ def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChang
         merged = {name: getattr(current, name) for name in StoreFields.model_fields} | changes.model_dump(
             exclude_unset=True
         )
+        if "column_mapping" not in changes.model_fields_set and current.column_mapping:
+            merged["column_mapping"] = json.loads(current.column_mapping)
         if "country" in changes.model_fields_set:  # a new country brings its own defaults unless given
             merged["currency"] = changes.currency
             merged["timezone"] = changes.timezone
         fields = validated(StoreFields, merged)
-        conn.execute(stores.update().where(stores.c.id == number).values(**fields.model_dump(), updated_at=utcnow()))
+        conn.execute(stores.update().where(stores.c.id == number).values(**_row_values(fields), updated_at=utcnow()))
         return _store(conn, organization, number)
+
+
+def _row_values(fields: StoreFields) -> dict:
+    """A store's fields as its row holds them: the column mapping as JSON, its defaults filled."""
+    values = fields.model_dump(exclude={"column_mapping", "location_name"})
+    values["location_name"] = (fields.location_name or "").strip() or None
+    values["column_mapping"] = json.dumps(fields.column_mapping.stored()) if fields.column_mapping else None
+    return values
 
 
 def organization_of_store(hub: Hub, store_id: str) -> int:

@@ -28,6 +28,15 @@ def write_upload_log(hub: Hub, store: int, upload_id: int) -> str:
     return key
 
 
+def _read_as() -> dict[str, str]:
+    from stockhub.feeds.presets import PRESETS
+
+    return {p.name: f"{p.title} (preset {p.name})" for p in PRESETS} | {"mapping": "the store's column mapping"}
+
+
+_READ_AS = _read_as()
+
+
 def describe(record: dict) -> str:
     counts = record["counts"]
     lines = [
@@ -39,12 +48,15 @@ def describe(record: dict) -> str:
         f"processed: {record['finished_at']}",
         f"status:    {record['status']}",
     ]
+    if record.get("preset"):
+        lines.append(f"read as:   {_READ_AS.get(record['preset'], record['preset'])}")
     if record["error"]:
         lines.append(f"reason:    {record['error']}")
     if counts["lines"] is not None:
         lines.append(
             f"lines:     {counts['lines']} ({counts['valid']} valid, {counts['rejected']} rejected,"
-            f" {counts['superseded']} superseded by a later row)"
+            f" {counts['superseded']} superseded by a later row"
+            + (f", {counts['skipped']} skipped: not items)" if counts.get("skipped") else ")")
         )
         if counts["in_stock_valid"] is not None:
             lines.append(f"in stock:  {counts['in_stock_valid']}")
