@@ -2,7 +2,7 @@
 prices; catalog import jobs and their rejected items
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0017
 Create Date: 2026-11-30 13:30:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0018'
-down_revision = '0014'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
