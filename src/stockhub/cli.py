@@ -38,22 +38,22 @@ def _database() -> str:
 
 
 def _table(rows: list[dict], columns: list[str], as_json: bool, empty: str) -> None:
-    """Rows as a table (a terminal's width), or with --json as a JSON list."""
+    """Rows as an aligned table, or with --json as a JSON list."""
     if as_json:
         click.echo(json.dumps(rows))
         return
     if not rows:
         click.echo(empty)
         return
-    from rich.console import Console
-    from rich.table import Table
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else ", ".join(map(str, row[c])) if isinstance(row.get(c), list) else str(row[c]) for c in columns))
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+    def cell(value) -> str:
+        return "" if value is None else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    cells = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for n, line in enumerate(cells):
+        text = "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
+        click.echo(click.style(text, bold=True) if n == 0 and sys.stdout.isatty() else text)
 
 
 def _record(record: dict, as_json: bool) -> None:
