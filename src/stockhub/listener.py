@@ -100,7 +100,7 @@ class Listener:
         if delivery.verified:
             handler._answer(204)
         else:
-            handler._answer(401 if "signature" in (delivery.why or "") else 400, (delivery.why or "").encode())
+            handler._answer(400 if (delivery.why or "").startswith("not a Standard Webhooks") else 401, (delivery.why or "").encode())
 
     def verify(self, body: bytes, headers: dict) -> Delivery:
         webhook_id, timestamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
