@@ -5,7 +5,8 @@ How the blocks run:
   and `.venv/bin/stockhub` work as in a checkout; no `STOCKHUB_*` variable is inherited.
 - One shell's state goes from block to block (its variables, functions and folder), as in a
   terminal; each block runs under `set -eo pipefail` with `curl` failing on an HTTP error
-  (`--fail-with-body`), so a command that goes wrong fails its block.
+  (`--fail-with-body` in a `.curlrc` of its own, `CURL_HOME`), so a command that goes wrong fails
+  its block.
 - Marks, an HTML comment on the line just before a block (invisible on the rendered page):
   `<!-- readme-test: skip (why) -->` does not run it (installs, PostgreSQL, the suite itself);
   `<!-- readme-test: background until "text" (why) -->` starts it and waits for it to print
@@ -160,7 +161,6 @@ class Shell:
         prelude.write_text(
             f"source {self.state}\n"
             "set -eo pipefail\n"
-            "curl() { command curl --fail-with-body --show-error \"$@\"; }\n"
             "PS4='+ ${BASH_SOURCE[0]##*/}:${LINENO}: '\n"
             "set -x\n"
             f"source {path}\n"
@@ -227,6 +227,10 @@ def test_the_readme_works_when_pasted(tmp_path):
     (folder / ".venv").symlink_to(sys.prefix)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    curl_home = tmp_path / "curl"  # curl reads $CURL_HOME/.curlrc: an HTTP error fails the command, and says so
+    curl_home.mkdir()
+    (curl_home / ".curlrc").write_text("fail-with-body\nshow-error\n")
+    env["CURL_HOME"] = str(curl_home)
     for name, port in DEFAULT_PORTS.items():
         if not _free(port):
             env[name] = str(_any_port())  # documented above: the README reads the addresses from `stockhub demo env`
