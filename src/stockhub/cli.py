@@ -124,7 +124,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
         gateway.start()
     try:
         server = http_server(hub, host, port, log_level="info", proxy_headers=True)
-        _say_when_ready(server, host, port, gateway)
+        _say_when_ready(server, host, port, gateway, hub.settings.data_dir)
         server.run(sockets=[listening])
         if not server.started:  # uvicorn has logged why
             sys.exit(3)
@@ -134,7 +134,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
         worker.stop()
 
 
-def _say_when_ready(server, host: str, port: int, gateway) -> None:
+def _say_when_ready(server, host: str, port: int, gateway, data_dir: Path) -> None:
     """One line once the API answers: where, and how to stop."""
     import threading
 
@@ -144,7 +144,7 @@ def _say_when_ready(server, host: str, port: int, gateway) -> None:
         if server.started:
             ftp = f", FTP{'/FTPS' if gateway.tls else ''} on port {gateway.port}" if gateway else ""
             logging.getLogger("stockhub").info(
-                "stockhub is ready: http://%s:%s%s; data in %s. Ctrl-C stops it.", host, port, ftp, Settings().data_dir.resolve()
+                "stockhub is ready: http://%s:%s%s; data in %s. Ctrl-C stops it.", host, port, ftp, data_dir.resolve()
             )
 
     threading.Thread(target=wait, daemon=True, name="stockhub-ready").start()
