@@ -26,20 +26,24 @@ def _number(kind: str, public_id: str) -> int:
     return number
 
 
-def list_organizations(hub: Hub) -> list[dict]:
+def _organizations_query():
     brand_count = select(func.count()).where(brands.c.organization_id == organizations.c.id).scalar_subquery()
     store_count = select(func.count()).where(stores.c.organization_id == organizations.c.id).scalar_subquery()
+    return select(organizations, brand_count.label("brands"), store_count.label("stores")).order_by(organizations.c.id)
+
+
+def list_organizations(hub: Hub) -> list[dict]:
     with reading(hub.engine) as conn:
-        rows = conn.execute(select(organizations, brand_count.label("brands"), store_count.label("stores")).order_by(organizations.c.id))
-        return [_organization(row) for row in rows]
+        return [_organization(row) for row in conn.execute(_organizations_query())]
 
 
 def get_organization(hub: Hub, organization_id: str) -> dict:
     number = _number("organization", organization_id)
-    found = [o for o in list_organizations(hub) if o["id"] == ids.encode("organization", number)]
-    if not found:
+    with reading(hub.engine) as conn:
+        row = conn.execute(_organizations_query().where(organizations.c.id == number)).first()
+    if row is None:
         raise not_found(f"organization {organization_id}")
-    return found[0]
+    return _organization(row)
 
 
 def _organization(row) -> dict:
@@ -94,7 +98,8 @@ def get_store(hub: Hub, store_id: str) -> dict:
 
 
 def _store(row) -> dict:
-    return {"organization_id": ids.encode("organization", row.organization_id)} | render_store(row)
+    rendered = render_store(row)
+    return {"id": rendered["id"], "organization_id": ids.encode("organization", row.organization_id)} | rendered
 
 
 def list_tokens(hub: Hub, organization_id: str | None = None, every_kind: bool = False) -> list[dict]:
