@@ -1,4 +1,5 @@
-"""The README works when pasted: every ```sh block runs, in order, as a person pastes them.
+"""The README works when pasted: every ```sh block (or ```bash, ```shell) runs, in order, as a
+person pastes them.
 
 How the blocks run:
 - In a fresh folder with `.venv` linked to this test's virtualenv, so `. .venv/bin/activate`
@@ -38,6 +39,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+SHELL_FENCES = ("```sh", "```bash", "```shell")  # the blocks that run; ```console and the rest are shown only
 MARK = re.compile(r'^<!--\s*readme-test:\s*(?P<what>skip|background until "(?P<ready>[^"]+)")\s*\((?P<why>[^)]*)\)\s*-->$')
 # commands that install something or do not return: a block holding one must be marked
 NEVER_RETURNS = re.compile(r"\bpip install\b|\bstockhub (serve|worker|ftp|listen)\b|scripts/test\b|\bapt(-get)? install\b|\bdocker\b")
@@ -73,7 +75,7 @@ def blocks(text: str) -> list[Block]:
     found: list[Block] = []
     i = 0
     while i < len(lines):
-        if lines[i].strip() == "```sh":
+        if lines[i].strip() in SHELL_FENCES:
             start = i + 1
             end = next(j for j in range(start, len(lines)) if lines[j].strip() == "```")
             previous = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
