@@ -104,6 +104,12 @@ def test_every_skipped_or_background_block_says_why_and_every_endless_one_is_mar
                 f"{block.where()} runs `{hit.group(0)}`, which installs something or does not return: put "
                 f'<!-- readme-test: skip (why) --> or <!-- readme-test: background until "text" (why) --> on the line before it'
             )
+    lines = README.read_text().splitlines()
+    for n, line in enumerate(lines):
+        if "readme-test" in line and line.strip().startswith("<!--"):
+            following = next((later.strip() for later in lines[n + 1 :] if later.strip()), "")
+            if following not in SHELL_FENCES:
+                problems.append(f"README.md line {n + 1}: a readme-test mark must be on the line before a ```sh block")
     assert not problems, "\n".join(problems)
 
 
