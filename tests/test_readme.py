@@ -44,7 +44,7 @@ MARK = re.compile(r'^<!--\s*readme-test:\s*(?P<what>skip|background until "(?P<r
 # commands that install something or do not return: a block holding one must be marked
 NEVER_RETURNS = re.compile(r"\bpip install\b|\bstockhub (serve|worker|ftp|listen)\b|scripts/test\b|\bapt(-get)? install\b|\bdocker\b")
 DEFAULT_PORTS = {"STOCKHUB_PORT": 8000, "STOCKHUB_FTP_PORT": 2121, "STOCKHUB_LISTEN_PORT": 8099}
-BLOCK_SECONDS = 60  # one block's longest run (uploads and deliveries are waited for in the README itself)
+BLOCK_SECONDS = 240  # a guard against a hang, not a speed target: a block of CLI calls takes a minute on a loaded 2-core machine
 READY_SECONDS = 120  # the demo's first start makes its uploads and orders: slow on a loaded machine
 
 # the shell's own variables, not the README's (some are read-only): not carried between blocks
