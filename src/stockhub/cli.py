@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from stockhub import ids, representations
 from stockhub.errors import NotFound, Problem, ServiceError
 from stockhub.services import tenancy, uploads
 from stockhub.services.context import Hub
@@ -227,7 +228,8 @@ def org_list(as_json: bool) -> None:
     """Every organization, with its number of brands and stores."""
     from stockhub.services import directory
 
-    _table(directory.list_organizations(_hub()), ["id", "name", "brands", "stores", "created_at"], as_json, f"no organizations in {_database()}")
+    rows = [representations.organization(row) for row in directory.list_organizations(_hub())]
+    _table(rows, ["id", "name", "brands", "stores", "created_at"], as_json, f"no organizations in {_database()}")
 
 
 @org.command("show")
@@ -236,7 +238,7 @@ def org_list(as_json: bool) -> None:
 def org_show(org_id: str, as_json: bool) -> None:
     from stockhub.services import directory
 
-    _record(directory.get_organization(_hub(), org_id), as_json)
+    _record(representations.organization(directory.get_organization(_hub(), org_id)), as_json)
 
 
 @main.group()
@@ -259,7 +261,8 @@ def brand_create(org_id: str, name: str, as_json: bool) -> None:
 def brand_list(org_id: str | None, as_json: bool) -> None:
     from stockhub.services import directory
 
-    _table(directory.list_brands(_hub(), org_id), ["id", "organization_id", "name", "created_at"], as_json, "no brands")
+    rows = [representations.brand(row) for row in directory.list_brands(_hub(), org_id)]
+    _table(rows, ["id", "organization_id", "name", "created_at"], as_json, "no brands")
 
 
 @brand.command("show")
@@ -268,7 +271,7 @@ def brand_list(org_id: str | None, as_json: bool) -> None:
 def brand_show(brand_id: str, as_json: bool) -> None:
     from stockhub.services import directory
 
-    _record(directory.get_brand(_hub(), brand_id), as_json)
+    _record(representations.brand(directory.get_brand(_hub(), brand_id)), as_json)
 
 
 @main.group()
@@ -304,7 +307,7 @@ def store_list(org_id: str | None, brand_id: str | None, as_json: bool) -> None:
     """Stores and their status (upload keys are never shown again: `store rotate-key` makes a new one)."""
     from stockhub.services import directory
 
-    rows = directory.list_stores(_hub(), org_id, brand_id)
+    rows = [representations.store_with_organization(row) for row in directory.list_stores(_hub(), org_id, brand_id)]
     _table(rows, ["id", "organization_id", "brand_id", "name", "city", "country", "status"], as_json, "no stores")
 
 
@@ -314,7 +317,9 @@ def store_list(org_id: str | None, brand_id: str | None, as_json: bool) -> None:
 def store_show(store_id: str, as_json: bool) -> None:
     from stockhub.services import directory
 
-    _record(directory.get_store(_hub(), store_id), as_json)
+    row, connected = directory.get_store(_hub(), store_id)
+    partners = [{"client_id": ids.encode("partner", c.partner_id), "name": c.name, "partner_store_id": c.partner_store_id} for c in connected]
+    _record(representations.store_with_organization(row) | {"partners": partners}, as_json)
 
 
 @store.command("rotate-key")
@@ -342,7 +347,7 @@ def store_update(store_id: str, as_json: bool, **fields) -> None:
     hub = _hub()
     changes = tenancy.validated(tenancy.StoreChanges, {k: v for k, v in fields.items() if v is not None})
     updated = tenancy.update_store(hub, tenancy.organization_of_store(hub, store_id), store_id, changes)
-    _emit(as_json, updated, f"store {store_id} updated")
+    _emit(as_json, representations.store(updated), f"store {store_id} updated")
 
 
 @store.command("safety-stock")
@@ -358,10 +363,11 @@ def store_safety_stock(store_id: str, quantity: str, identifier: str | None, as_
     given = None if identifier and quantity == "default" else int(quantity) if quantity.lstrip("-").isdigit() else quantity
     body = tenancy.validated(model, {"safety_stock": given})
     if identifier:
-        level = safety_stock.set_product(_hub(), None, store_id, identifier, body.safety_stock)
+        level = representations.stock(safety_stock.set_product(_hub(), None, store_id, identifier, body.safety_stock))
         _emit(as_json, level, f"{identifier} at {store_id}: safety stock {level['safety_stock']}, available {level['available']}")
     else:
-        got = safety_stock.set_store_default(_hub(), None, store_id, body.safety_stock)
+        store, changed = safety_stock.set_store_default(_hub(), None, store_id, body.safety_stock)
+        got = representations.store(store) | {"products_changed": changed}
         _emit(as_json, got, f"store {store_id}: safety stock {got['safety_stock']} ({got['products_changed']} products changed)")
 
 
@@ -387,7 +393,7 @@ def token_list(org_id: str | None, every_kind: bool, as_json: bool) -> None:
     """API and admin tokens (never their secrets), live and revoked."""
     from stockhub.services import directory
 
-    rows = directory.list_tokens(_hub(), org_id, every_kind)
+    rows = [representations.token(row) for row in directory.list_tokens(_hub(), org_id, every_kind)]
     _table(rows, ["id", "kind", "organization_id", "partner_id", "label", "created_at", "revoked_at"], as_json, "no tokens")
 
 
@@ -397,7 +403,7 @@ def token_list(org_id: str | None, every_kind: bool, as_json: bool) -> None:
 def token_show(token_id: str, as_json: bool) -> None:
     from stockhub.services import directory
 
-    _record(directory.get_token(_hub(), token_id), as_json)
+    _record(representations.token(directory.get_token(_hub(), token_id)), as_json)
 
 
 @main.group()
@@ -454,7 +460,8 @@ def partner_list(as_json: bool) -> None:
     """Partner applications and how many stores are connected to each."""
     from stockhub.services import directory
 
-    _table(directory.list_partners(_hub()), ["client_id", "name", "public", "scopes", "stores", "created_at"], as_json, "no partners")
+    rows = [representations.partner(row) | {"stores": row.stores} for row in directory.list_partners(_hub())]
+    _table(rows, ["client_id", "name", "public", "scopes", "stores", "created_at"], as_json, "no partners")
 
 
 @partner.command("show")
@@ -463,7 +470,12 @@ def partner_list(as_json: bool) -> None:
 def partner_show(client_id: str, as_json: bool) -> None:
     from stockhub.services import directory
 
-    _record(directory.get_partner(_hub(), client_id), as_json)
+    row, connected = directory.get_partner(_hub(), client_id)
+    stores = [
+        {"store_id": ids.encode("store", c.store_id), "organization_id": ids.encode("organization", c.organization_id), "partner_store_id": c.partner_store_id}
+        for c in connected
+    ]
+    _record(representations.partner(row) | {"stores": stores}, as_json)
 
 
 @main.group("admin-token")
@@ -497,10 +509,10 @@ def import_(file: Path, store_id: str, as_json: bool) -> None:
         recorded = uploads.import_file(hub, store_id, file, progress=lambda n: bar.advance(copying, n))
         bar.add_task("parsing, validating and applying", total=None)
         worker = Worker(hub, name=f"cli-import-{recorded['upload_id']}", deliver_webhooks=False)
-        while uploads.get_upload(hub, None, recorded["upload_id"])["status"] in ("received", "processing"):
+        while uploads.get_upload(hub, None, recorded["upload_id"]).row.status in ("received", "processing"):
             if not worker.run_once():
                 time.sleep(0.2)  # another worker holds it, or an older upload of the store goes first
-    result = uploads.get_upload(hub, None, recorded["upload_id"])
+    result = representations.upload(*uploads.get_upload(hub, None, recorded["upload_id"]))
     counts = result["counts"]
     _emit(
         as_json,
@@ -568,7 +580,6 @@ def listen(host: str, port: int, org_id: str | None, event_types: tuple[str, ...
             raise click.ClickException(f"give --org: there is no demo in {hub.settings.data_dir.resolve()} to subscribe for (or --no-subscribe)")
         if org_id == demo_org:  # `serve --demo` delivers to loopback receivers; another server needs STOCKHUB_WEBHOOK_ALLOW_LOOPBACK
             hub.settings.webhook_allow_loopback = True
-        from stockhub import ids
         from stockhub.services import directory
 
         directory.get_organization(hub, org_id)  # not found: says in which database
@@ -576,7 +587,8 @@ def listen(host: str, port: int, org_id: str | None, event_types: tuple[str, ...
         fields = webhooks.SubscriptionFields(
             url=receiver.url, event_types=list(event_types or EVENT_TYPES), store_ids=list(store_ids) or None, description="stockhub listen"
         )
-        subscription = webhooks.create_subscription(hub, owner, fields)
+        row, secret = webhooks.create_subscription(hub, owner, fields)
+        subscription = representations.subscription(row, secret)
     # with --json, stdout holds only the deliveries
     click.echo(f"Ready: receiving webhook deliveries at {receiver.url} (Ctrl-C stops)", err=as_json)
     if subscription:
