@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from stockhub.errors import Problem, ServiceError
-from stockhub import representations
+from stockhub import ids, representations
+from stockhub.errors import NotFound, Problem, ServiceError
 from stockhub.services import tenancy, uploads
 from stockhub.services.context import Hub
 from stockhub.settings import Settings
@@ -31,15 +31,59 @@ def _emit(as_json: bool, data: dict, text: str) -> None:
     click.echo(json.dumps(data) if as_json else text)
 
 
+def _database() -> str:
+    """The database the command works on, as its URL without a password (errors name it)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(Settings().db_url).render_as_string(hide_password=True)
+
+
+def _table(rows: list[dict], columns: list[str], as_json: bool, empty: str) -> None:
+    """Rows as an aligned table, or with --json as a JSON list."""
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(empty)
+        return
+
+    def cell(value) -> str:
+        return "" if value is None else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    cells = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for n, line in enumerate(cells):
+        text = "  ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)).rstrip()
+        click.echo(click.style(text, bold=True) if n == 0 and sys.stdout.isatty() else text)
+
+
+def _record(record: dict, as_json: bool) -> None:
+    """One record as `name  value` lines, or with --json as a JSON object."""
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    width = max(map(len, record))
+    for name, value in record.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            click.echo(f"{name}:")
+            for item in value:
+                click.echo("  " + "  ".join(f"{k} {v}" for k, v in item.items()))
+        else:
+            shown = "" if value is None else ", ".join(map(str, value)) if isinstance(value, list) else value
+            click.echo(f"{name.ljust(width)}  {shown}")
+
+
 class _Group(click.Group):
-    """Turns a service's error into a one-line message and exit code 1, never a traceback."""
+    """Turns a service's error into a one-line message and exit code 1, never a traceback. What
+    was not found is said to be missing from the database the command looked in."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except (ServiceError, Problem) as problem:
             details = "".join(f"\n  {e.field}: {e.message}" for e in problem.errors)
-            click.echo(f"error: {problem.detail or problem.title}{details}", err=True)
+            where = f" in {_database()}" if isinstance(problem, NotFound) else ""
+            click.echo(f"error: {problem.detail or problem.title}{where}{details}", err=True)
             sys.exit(1)
 
 
@@ -48,6 +92,7 @@ class _Group(click.Group):
 def main() -> None:
     """stockhub: stock-and-order hub for physical retailers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # db/migrate.py says in one line when it migrates
 
 
 @main.command()
@@ -66,7 +111,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     host = host or hub.settings.host
     port = port or hub.settings.port
     listening = _http_socket(host, port)  # both ports are taken before anything changes: a busy one fails the start
-    gateway = _ftp_gateway(hub, host, ftp_port, demo) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
+    gateway = _ftp_gateway(hub, host, ftp_port) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
         from stockhub.demo import create_demo
 
@@ -80,6 +125,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
         gateway.start()
     try:
         server = http_server(hub, host, port, log_level="info", proxy_headers=True)
+        _say_when_ready(server, host, port, gateway, hub.settings.data_dir)
         server.run(sockets=[listening])
         if not server.started:  # uvicorn has logged why
             sys.exit(3)
@@ -87,6 +133,22 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
         if gateway:
             gateway.stop()
         worker.stop()
+
+
+def _say_when_ready(server, host: str, port: int, gateway, data_dir: Path) -> None:
+    """One line once the API answers: where, and how to stop."""
+    import threading
+
+    def wait() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            ftp = f", FTP{'/FTPS' if gateway.tls else ''} on port {gateway.port}" if gateway else ""
+            logging.getLogger("stockhub").info(
+                "stockhub is ready: http://%s:%s%s; data in %s. Ctrl-C stops it.", host, port, ftp, data_dir.resolve()
+            )
+
+    threading.Thread(target=wait, daemon=True, name="stockhub-ready").start()
 
 
 def _http_socket(host: str, port: int) -> socket.socket:
@@ -103,15 +165,21 @@ def _http_socket(host: str, port: int) -> socket.socket:
         raise click.ClickException(f"the HTTP server cannot start on {host}:{port}: {error}") from None
 
 
-def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
+def _ftp_gateway(hub: Hub, host: str | None, port: int | None):
     from OpenSSL import SSL
 
     from stockhub.gateways.ftp import FtpGateway
 
-    if demo and hub.settings.ftp_tls_cert is None:
+    if hub.settings.ftp_tls_cert is None:  # FTPS on by default: a self-signed pair made once in the data folder
         from stockhub.gateways.ftp_tls import ensure_self_signed
 
-        hub.settings.ftp_tls_cert, hub.settings.ftp_tls_key = ensure_self_signed(hub.settings.data_dir / "tls")
+        folder = hub.settings.data_dir / "tls"
+        hub.settings.ftp_tls_cert, hub.settings.ftp_tls_key = ensure_self_signed(folder)
+        logging.getLogger("stockhub").info(
+            "FTPS with the self-signed certificate in %s (clients must accept it, e.g. curl -k); "
+            "set STOCKHUB_FTP_TLS_CERT and STOCKHUB_FTP_TLS_KEY for your own",
+            folder.resolve(),
+        )
     try:
         return FtpGateway(hub, host=hub.settings.ftp_host or host, port=port)
     except (OSError, ValueError, SSL.Error) as error:  # port taken, bad settings, unreadable certificate
@@ -123,7 +191,7 @@ def _ftp_gateway(hub: Hub, host: str | None, port: int | None, demo: bool):
 @click.option("--port", default=None, type=int, help="FTP port (default 2121, setting STOCKHUB_FTP_PORT)")
 def ftp(host: str | None, port: int | None) -> None:
     """Run only the FTP/FTPS gateway (uploads go to the workers through the database)."""
-    _ftp_gateway(_hub(), host, port, demo=False).serve_forever()
+    _ftp_gateway(_hub(), host, port).serve_forever()
 
 
 @main.command()
@@ -154,6 +222,25 @@ def org_create(name: str, as_json: bool) -> None:
     _emit(as_json, {"id": made.id}, f"organization {made.id}")
 
 
+@org.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def org_list(as_json: bool) -> None:
+    """Every organization, with its number of brands and stores."""
+    from stockhub.services import directory
+
+    rows = [representations.organization(row) for row in directory.list_organizations(_hub())]
+    _table(rows, ["id", "name", "brands", "stores", "created_at"], as_json, f"no organizations in {_database()}")
+
+
+@org.command("show")
+@click.argument("org_id")
+@click.option("--json", "as_json", is_flag=True)
+def org_show(org_id: str, as_json: bool) -> None:
+    from stockhub.services import directory
+
+    _record(representations.organization(directory.get_organization(_hub(), org_id)), as_json)
+
+
 @main.group()
 def brand() -> None:
     """Brands."""
@@ -166,6 +253,25 @@ def brand() -> None:
 def brand_create(org_id: str, name: str, as_json: bool) -> None:
     made = tenancy.create_brand_for(_hub(), org_id, name)
     _emit(as_json, {"id": made.id}, f"brand {made.id}")
+
+
+@brand.command("list")
+@click.option("--org", "org_id", default=None, help="only this organization's")
+@click.option("--json", "as_json", is_flag=True)
+def brand_list(org_id: str | None, as_json: bool) -> None:
+    from stockhub.services import directory
+
+    rows = [representations.brand(row) for row in directory.list_brands(_hub(), org_id)]
+    _table(rows, ["id", "organization_id", "name", "created_at"], as_json, "no brands")
+
+
+@brand.command("show")
+@click.argument("brand_id")
+@click.option("--json", "as_json", is_flag=True)
+def brand_show(brand_id: str, as_json: bool) -> None:
+    from stockhub.services import directory
+
+    _record(representations.brand(directory.get_brand(_hub(), brand_id)), as_json)
 
 
 @main.group()
@@ -191,6 +297,29 @@ def store_create(brand_id: str, name: str, as_json: bool, **fields) -> None:
     data = {"name": name} | {k: v for k, v in fields.items() if v is not None}
     made = tenancy.create_store_for(_hub(), brand_id, data)
     _emit(as_json, {"id": made.id, "upload_key": made.secret}, f"store {made.id}\nupload key {made.secret}  (shown once)")
+
+
+@store.command("list")
+@click.option("--org", "org_id", default=None, help="only this organization's")
+@click.option("--brand", "brand_id", default=None, help="only this brand's")
+@click.option("--json", "as_json", is_flag=True)
+def store_list(org_id: str | None, brand_id: str | None, as_json: bool) -> None:
+    """Stores and their status (upload keys are never shown again: `store rotate-key` makes a new one)."""
+    from stockhub.services import directory
+
+    rows = [representations.store_with_organization(row) for row in directory.list_stores(_hub(), org_id, brand_id)]
+    _table(rows, ["id", "organization_id", "brand_id", "name", "city", "country", "status"], as_json, "no stores")
+
+
+@store.command("show")
+@click.argument("store_id")
+@click.option("--json", "as_json", is_flag=True)
+def store_show(store_id: str, as_json: bool) -> None:
+    from stockhub.services import directory
+
+    row, connected = directory.get_store(_hub(), store_id)
+    partners = [{"client_id": ids.encode("partner", c.partner_id), "name": c.name, "partner_store_id": c.partner_store_id} for c in connected]
+    _record(representations.store_with_organization(row) | {"partners": partners}, as_json)
 
 
 @store.command("rotate-key")
@@ -256,6 +385,27 @@ def token_create(org_id: str, label: str | None, as_json: bool) -> None:
     _emit(as_json, {"id": made.id, "token": made.secret}, f"token {made.id}\n{made.secret}  (shown once)")
 
 
+@token.command("list")
+@click.option("--org", "org_id", default=None, help="only this organization's")
+@click.option("--all", "every_kind", is_flag=True, help="also the partners' OAuth access and refresh tokens")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(org_id: str | None, every_kind: bool, as_json: bool) -> None:
+    """API and admin tokens (never their secrets), live and revoked."""
+    from stockhub.services import directory
+
+    rows = [representations.token(row) for row in directory.list_tokens(_hub(), org_id, every_kind)]
+    _table(rows, ["id", "kind", "organization_id", "partner_id", "label", "created_at", "revoked_at"], as_json, "no tokens")
+
+
+@token.command("show")
+@click.argument("token_id")
+@click.option("--json", "as_json", is_flag=True)
+def token_show(token_id: str, as_json: bool) -> None:
+    from stockhub.services import directory
+
+    _record(representations.token(directory.get_token(_hub(), token_id)), as_json)
+
+
 @main.group()
 def user() -> None:
     """Users: a retailer's (--org: the dashboard, authorizing partner applications) or a partner's
@@ -304,6 +454,30 @@ def partner_create(name: str, redirect_uris: tuple[str, ...], scopes: tuple[str,
     _emit(as_json, {"client_id": made.id, "client_secret": made.secret}, f"client id {made.id}{secret}")
 
 
+@partner.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def partner_list(as_json: bool) -> None:
+    """Partner applications and how many stores are connected to each."""
+    from stockhub.services import directory
+
+    rows = [representations.partner(row) | {"stores": row.stores} for row in directory.list_partners(_hub())]
+    _table(rows, ["client_id", "name", "public", "scopes", "stores", "created_at"], as_json, "no partners")
+
+
+@partner.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def partner_show(client_id: str, as_json: bool) -> None:
+    from stockhub.services import directory
+
+    row, connected = directory.get_partner(_hub(), client_id)
+    stores = [
+        {"store_id": ids.encode("store", c.store_id), "organization_id": ids.encode("organization", c.organization_id), "partner_store_id": c.partner_store_id}
+        for c in connected
+    ]
+    _record(representations.partner(row) | {"stores": stores}, as_json)
+
+
 @main.group("admin-token")
 def admin_token() -> None:
     """Platform admin tokens (register partners over the admin API)."""
@@ -346,3 +520,87 @@ def import_(file: Path, store_id: str, as_json: bool) -> None:
         f"upload {result['id']}: {result['status']}; {counts['lines']} lines, {counts['valid']} valid, "
         f"{counts['rejected']} rejected, {counts['changed']} changed" + (f"\n{result['error']}" if result["error"] else ""),
     )
+
+
+@main.group()
+def demo() -> None:
+    """The demo made by `stockhub serve --demo` in this data folder."""
+
+
+@demo.command("env")
+@click.option("--listen-port", type=int, default=8099, envvar="STOCKHUB_LISTEN_PORT", show_default=True, help="the port of `stockhub listen` (HOOKS)")
+def demo_env(listen_port: int) -> None:
+    """Shell lines setting the demo's ids, keys, token and URLs: eval "$(stockhub demo env)"."""
+    import shlex
+
+    from stockhub import demo as demo_module
+
+    try:
+        env = demo_module.environment(_hub(), listen_port)
+    except demo_module.NoDemo as missing:
+        raise click.ClickException(str(missing)) from None
+    click.echo(f"# the demo in {Settings().data_dir.resolve()}; use: eval \"$(stockhub demo env)\"")
+    for name, value in env.items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
+@click.option("--port", type=int, default=8099, envvar="STOCKHUB_LISTEN_PORT", show_default=True, help="port to listen on (setting STOCKHUB_LISTEN_PORT)")
+@click.option("--org", "org_id", default=None, help="subscribe for this organization (default: the demo's)")
+@click.option("--event", "event_types", multiple=True, help="an event type to subscribe to; repeat; default: all")
+@click.option("--store", "store_ids", multiple=True, help="only this store's events; repeat; default: every store")
+@click.option("--subscribe/--no-subscribe", default=True, show_default=True, help="make a subscription for this receiver (removed when it stops)")
+@click.option("--keep", is_flag=True, help="keep the subscription when this stops")
+@click.option("--secret", "extra_secrets", multiple=True, help="also verify with this whsec_ secret; repeat")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per delivery")
+def listen(host: str, port: int, org_id: str | None, event_types: tuple[str, ...], store_ids: tuple[str, ...], subscribe: bool, keep: bool, extra_secrets: tuple[str, ...], as_json: bool) -> None:
+    """Receive webhook deliveries on this machine: verify each signature and print it (Ctrl-C stops).
+
+    It subscribes itself for the organization's events (the demo's by default) and verifies with
+    the secret of every subscription that points at it, so one made over the API verifies too."""
+    import signal
+
+    from stockhub import demo as demo_module
+    from stockhub.domain.webhooks import EVENT_TYPES
+    from stockhub.listener import Listener, describe
+    from stockhub.services import webhooks
+
+    hub = _hub()
+    try:
+        receiver = Listener(host, port, lambda: [], lambda delivery: click.echo(describe(delivery, as_json)))
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error} (choose another with --port)") from None
+    receiver.secrets = lambda: [(None, s) for s in extra_secrets] + webhooks.secrets_for_receiver(hub, receiver.base_url)
+    subscription = owner = None
+    if subscribe:
+        demo_org = demo_module.organization(hub)
+        org_id = org_id or demo_org
+        if org_id is None:
+            raise click.ClickException(f"give --org: there is no demo in {hub.settings.data_dir.resolve()} to subscribe for (or --no-subscribe)")
+        if org_id == demo_org:  # `serve --demo` delivers to loopback receivers; another server needs STOCKHUB_WEBHOOK_ALLOW_LOOPBACK
+            hub.settings.webhook_allow_loopback = True
+        from stockhub.services import directory
+
+        directory.get_organization(hub, org_id)  # not found: says in which database
+        owner = ids.decode("organization", org_id)
+        fields = webhooks.SubscriptionFields(
+            url=receiver.url, event_types=list(event_types or EVENT_TYPES), store_ids=list(store_ids) or None, description="stockhub listen"
+        )
+        row, secret = webhooks.create_subscription(hub, owner, fields)
+        subscription = representations.subscription(row, secret)
+    # with --json, stdout holds only the deliveries
+    click.echo(f"Ready: receiving webhook deliveries at {receiver.url} (Ctrl-C stops)", err=as_json)
+    if subscription:
+        what = ", ".join(subscription["event_types"]) if event_types else "every event"
+        click.echo(f"  subscription {subscription['id']} of {org_id}: {what}; signing secret {subscription['secret']}", err=as_json)
+        click.echo("  (kept when this stops)" if keep else "  (removed when this stops; --keep keeps it)", err=as_json)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if subscription and not keep:
+            webhooks.delete_subscription(hub, owner, subscription["id"])
+            click.echo(f"removed subscription {subscription['id']}", err=as_json)

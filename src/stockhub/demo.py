@@ -34,6 +34,13 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
         made["token_sealed"] = vault.seal(hub.secret, token)
         marker.write_text(json.dumps(made))
         marker.chmod(0o600)
+    ftp_url = None
+    if ftp_port:
+        ftp_url = f"ftp://{base_url.split('://', 1)[1].rsplit(':', 1)[0]}:{ftp_port}"
+    if (made.get("url"), made.get("ftp_url")) != (base_url, ftp_url):  # where this start listens: `stockhub demo env`
+        made["url"], made["ftp_url"] = base_url, ftp_url
+        marker.write_text(json.dumps(made))
+        marker.chmod(0o600)
     keys = [_current_key(hub, made["organization"], store) for store in made["stores"]]
     store, key = made["stores"][0], keys[0] or "$KEY"
     password = vault.unseal(hub.secret, made["people_sealed"]) if made.get("people_sealed") else None
@@ -56,6 +63,7 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
             else []
         ),
         "",
+        "In another terminal, in this folder, `eval \"$(stockhub demo env)\"` sets STORE, KEY, TOKEN, H, API and FTP for the README's commands.",
         "Try it:",
         "  printf 'barcode,price,quantity\\n9780141383743,6.99,3\\n9781409162988,20,0\\n' > stock.csv",
         f"  curl -s -T stock.csv \"$(curl -s '{base_url}/upload/{key}?type=stock')\"",
@@ -71,6 +79,43 @@ def create_demo(hub: Hub, base_url: str, ftp_port: int | None = None) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+class NoDemo(Exception):
+    """There is no demo in the data folder."""
+
+
+def environment(hub: Hub, listen_port: int) -> dict[str, str]:
+    """The demo as shell variables for the README's commands (`stockhub demo env`): where the
+    last `serve --demo` listened, the ids, keys and token, and the dashboard's sign-in."""
+    marker = hub.settings.data_dir / "demo.json"
+    if not marker.exists():
+        raise NoDemo(f"there is no demo in {hub.settings.data_dir.resolve()}: run `stockhub serve --demo` in this folder first")
+    made = json.loads(marker.read_text())
+    base = made.get("url") or f"http://127.0.0.1:{hub.settings.port}"
+    env = {"BASE": base, "API": f"{base}/v1"}
+    if made.get("ftp_url"):
+        env["FTP"] = made["ftp_url"]
+    env |= {"HOOKS": f"http://127.0.0.1:{listen_port}/hooks", "ORG": made["organization"], "BRAND": made["brand"]}
+    for n, store in enumerate(made["stores"], start=1):
+        suffix = "" if n == 1 else str(n)
+        env[f"STORE{suffix}"] = store
+        if (key := _current_key(hub, made["organization"], store)) is not None:
+            env[f"KEY{suffix}"] = key
+    token = vault.unseal(hub.secret, made["token_sealed"]) if made.get("token_sealed") else None
+    if token:
+        env |= {"TOKEN": token, "H": f"Authorization: Bearer {token}"}
+    env["J"] = "Content-Type: application/json"
+    password = vault.unseal(hub.secret, made["people_sealed"]) if made.get("people_sealed") else None
+    if password:
+        env |= {"DEMO_EMAIL": DEMO_USER, "DEMO_PASSWORD": password}
+    return env
+
+
+def organization(hub: Hub) -> str | None:
+    """The demo's organization id, when this data folder has a demo."""
+    marker = hub.settings.data_dir / "demo.json"
+    return json.loads(marker.read_text())["organization"] if marker.exists() else None
 
 
 DEMO_USER = "demo@stockhub.test"

@@ -48,7 +48,7 @@ def check_url(url: str, settings: Settings) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise Refused("has an invalid port") from None
-    plain_http = "must use https (plain http is allowed only to loopback in demo/test mode)"
+    plain_http = f"must use https (plain http only to a loopback receiver, allowed with {LOOPBACK_SETTING}=true)"
     if parts.scheme == "http" and not settings.webhook_allow_loopback:
         raise Refused(plain_http)
     addresses = resolve(parts.hostname, port, policy(settings))
@@ -64,8 +64,21 @@ def resolve(host: str, port: int, rules: AddressPolicy) -> list[str]:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     for address in addresses:
         if (why := rules.refusal(address)) is not None:
-            raise Refused(f"host {host!r} resolves to {why}")
+            raise Refused(f"host {host!r} resolves to {why}{_allowed_by(address, rules)}")
     return addresses
+
+
+LOOPBACK_SETTING = "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK"
+PRIVATE_SETTING = "STOCKHUB_WEBHOOK_ALLOW_PRIVATE"
+
+
+def _allowed_by(address: str, rules: AddressPolicy) -> str:
+    """The setting that would allow a refused address, named in the refusal (none for multicast and the like)."""
+    if AddressPolicy(allow_loopback=True, allow_private=rules.allow_private).refusal(address) is None:
+        return f" (receivers on this machine are allowed with {LOOPBACK_SETTING}=true; `stockhub serve --demo` sets it)"
+    if AddressPolicy(allow_loopback=rules.allow_loopback, allow_private=True).refusal(address) is None:
+        return f" (private and link-local receivers are allowed with {PRIVATE_SETTING}=true)"
+    return ""
 
 
 def _is_loopback(address: str) -> bool:

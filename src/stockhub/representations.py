@@ -73,6 +73,32 @@ def partner(row) -> dict:
     }
 
 
+def organization(row) -> dict:
+    """An organization as the operator's CLI lists it, with its number of brands and stores."""
+    return {"id": ids.encode("organization", row.id), "name": row.name, "brands": row.brands, "stores": row.stores, "created_at": iso(row.created_at)}
+
+
+def store_with_organization(row) -> dict:
+    """A store as the operator's CLI lists it: with the organization it belongs to."""
+    rendered = store(row)
+    return {"id": rendered["id"], "organization_id": ids.encode("organization", row.organization_id)} | rendered
+
+
+def token(row) -> dict:
+    """A bearer token's record, never its secret (the operator's CLI)."""
+    return {
+        "id": ids.encode("token", row.id),
+        "kind": row.kind,
+        "organization_id": ids.encode("organization", row.organization_id) if row.organization_id else None,
+        "partner_id": ids.encode("partner", row.partner_id) if row.partner_id else None,
+        "label": row.label,
+        "scope": row.scope,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "revoked_at": iso(row.revoked_at),
+    }
+
+
 # --- stock -----------------------------------------------------------------------------------
 
 

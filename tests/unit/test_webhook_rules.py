@@ -82,3 +82,19 @@ def test_urls_must_be_https_to_public_addresses_by_default():
     outbound.check_url("http://127.0.0.1:8080/hooks", demo)
     with pytest.raises(outbound.Refused, match="https"):
         outbound.check_url("http://93.184.215.14/hooks", demo)
+
+
+def test_a_refusal_names_the_setting_that_would_allow_the_receiver():
+    settings = Settings(secret_key="x")
+    for url, setting in [
+        ("https://127.0.0.1:8099/hooks", "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK=true"),
+        ("http://127.0.0.1:8099/hooks", "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK=true"),
+        ("https://10.0.0.8/hooks", "STOCKHUB_WEBHOOK_ALLOW_PRIVATE=true"),
+        ("https://169.254.169.254/", "STOCKHUB_WEBHOOK_ALLOW_PRIVATE=true"),
+    ]:
+        with pytest.raises(outbound.Refused) as refused:
+            outbound.check_url(url, settings)
+        assert setting in str(refused.value), (url, str(refused.value))
+    with pytest.raises(outbound.Refused) as multicast:
+        outbound.check_url("https://224.0.0.1/hooks", Settings(secret_key="x"))
+    assert "ALLOW" not in str(multicast.value)  # no setting allows it

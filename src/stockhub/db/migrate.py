@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from stockhub.db.locks import lock_migrations
+
+log = logging.getLogger("stockhub.migrate")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,9 +29,32 @@ def alembic_config(engine_connection=None, storage_root: Path | None = None) -> 
 
 
 def upgrade(engine: Engine, storage_root: Path | None = None, target: str = "head") -> None:
-    """`storage_root`: the local file storage's folder, so absolute upload paths under it become keys."""
-    with _migrating(engine) as conn:
-        command.upgrade(alembic_config(conn, storage_root), target)
+    """`storage_root`: the local file storage's folder, so absolute upload paths under it become keys.
+
+    Quiet when the database is already there (every CLI command calls this); when a migration
+    runs, Alembic's own chatter is kept down and one line says what changed."""
+    config = alembic_config(None, storage_root)
+    wanted = set(ScriptDirectory.from_config(config).get_revisions(target))
+    wanted_ids = {script.revision for script in wanted}
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current == wanted_ids:
+        return
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        with _migrating(engine) as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, target)
+    finally:
+        alembic_log.setLevel(level)
+    log.info(
+        "migrated the database %s from %s to %s",
+        engine.url.render_as_string(hide_password=True),
+        ", ".join(sorted(current)) or "empty",
+        ", ".join(sorted(wanted_ids)),
+    )
 
 
 def downgrade(engine: Engine, target: str) -> None:

@@ -313,6 +313,22 @@ def _attempts(conn: Connection, delivery_ids: list[int]) -> dict[int, list]:
 
 
 
+def secrets_for_receiver(hub: Hub, base_url: str) -> list[tuple[str, str]]:
+    """For `stockhub listen`, a receiver run by the operator on the server's own secret: every
+    live subscription whose URL starts with `base_url`, with the secrets that sign for it now."""
+    now = datetime.now(UTC)
+    with reading(hub.engine) as conn:
+        rows = conn.execute(
+            select(webhook_subscriptions).where(webhook_subscriptions.c.status.in_(LIVE)).order_by(webhook_subscriptions.c.id)
+        ).all()
+    return [
+        (ids.encode("webhook_subscription", row.id), shown_secret(key))
+        for row in rows
+        if row.url.startswith(base_url)
+        for key in signing_keys(hub, row, now)
+    ]
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
