@@ -15,7 +15,7 @@ RUN groupadd --system --gid 10001 stockhub \
  && install -d -o stockhub -g stockhub -m 0750 /var/lib/stockhub /var/lib/stockhub/data
 
 WORKDIR /usr/src/stockhub
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN pip install . && rm -rf /usr/src/stockhub
 
