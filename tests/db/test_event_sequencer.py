@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from stockhub import representations as show
 from stockhub.services import events
 
 
@@ -23,7 +24,7 @@ def _emit(conn, organization: int, store: int, n: int) -> None:
 
 
 def _read(hub, organization: int, store_id: str, after: int) -> list[dict]:
-    return events.list_events(hub, organization, store_id, after, 100)["items"]
+    return [show.event(*record) for record in events.list_events(hub, organization, store_id, after, 100)]
 
 
 def test_a_late_commit_is_not_skipped_and_writers_do_not_wait(pg):
