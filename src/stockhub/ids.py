@@ -36,6 +36,10 @@ PREFIXES = {
     "partner": "app",
     "location_group": "grp",
     "shipping_method": "shp",
+    "feed": "fed",
+    "feed_item": "fdi",
+    "feed_batch": "fdb",
+    "dropship_provider": "dsp",
 }
 
 _ALPHABET = string.digits + string.ascii_letters

@@ -1,5 +1,5 @@
-"""The worker loop: number new events; claim an upload, process it; start due webhook
-deliveries; repeat; sweep now and then; sleep until woken."""
+"""The worker loop: number new events; claim an upload, process it; apply a pushed feed batch;
+start due webhook deliveries; repeat; sweep now and then; sleep until woken."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs.deliver import Deliverer
+from stockhub.jobs.feeds import run_one_batch
 from stockhub.jobs.mail import send_due_mail, sweep_mail
 from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_orphaned_uploads
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
@@ -33,6 +34,7 @@ class Worker:
         deliveries that are due; True when it did any of it."""
         numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
+        processed = run_one_batch(self.hub, self.id) or processed
         started = self.deliverer.deliver_due() if self.deliverer is not None else 0
         mailed = send_due_mail(self.hub, self.id)
         return numbered > 0 or processed or started > 0 or mailed > 0
