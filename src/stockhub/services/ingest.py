@@ -19,7 +19,7 @@ from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
 from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
 from stockhub.feeds.stock_file import ROW_SCHEMA, StockFile, unusable
-from stockhub.services import events, store_status
+from stockhub.services import events, item_limits, store_status
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
@@ -72,6 +72,9 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
                 conn, upload.store_id, upload_id, parsed.rows, now, means_available=means_available, on_changes=inventory_updated
             )
             changed, held_back = applied.changed, applied.held_back
+        if fatal is None and upload.kind == "stock":  # a file applies in full, and counts
+            passed = item_limits.count(conn, hub.settings, upload.organization_id, parsed.rows.height, now, refuse=False)
+            warnings += [passed] if passed else []
         if held_back:
             warnings.append(
                 f"{held_back} products reported fewer units than are committed to open orders:"

@@ -152,8 +152,8 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
         unmapped = feeds_service.unmapped_named(conn, [(k[0], k[1], _given(k, lines)) for k in wanted if k not in levels])
         if unmapped:
             raise conflict(
-                "some lines name items a feed of the store holds but has not mapped to a product: map them"
-                " (PUT /v1/feeds/{feed_id}/items/{external_id}/product); nothing was booked",
+                "some lines name unmapped feed items (a feed of the store holds them, connected to no product):"
+                " map them with PUT /v1/feeds/{feed_id}/items/{external_id}/product; nothing was booked",
                 unmapped=unmapped,
             )
         raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
