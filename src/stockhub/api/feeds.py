@@ -48,6 +48,12 @@ def update_feed(hub: HubDep, principal: Scoped("stock.write"), feed_id: str, bod
     return feeds.update_feed(hub, scope_of(principal, f"feed {feed_id}"), feed_id, body)
 
 
+@router.post("/feeds/{feed_id}/fetch", status_code=202, responses=CONFLICT)
+def fetch_now(hub: HubDep, principal: Scoped("stock.write"), feed_id: str) -> dict:
+    """A pull feed fetched now (when a worker is free) rather than at its next scheduled time."""
+    return feeds.fetch_now(hub, scope_of(principal, f"feed {feed_id}"), feed_id)
+
+
 @router.delete("/feeds/{feed_id}", status_code=204)
 def delete_feed(hub: HubDep, principal: Scoped("stock.write"), feed_id: str) -> Response:
     """The feed, its items and batches; the stock it reported stays (and expires as usual)."""

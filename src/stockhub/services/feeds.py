@@ -186,6 +186,20 @@ def update_feed(hub: Hub, scope: Scope | int, feed_id: str, body: FeedPatch) -> 
         return render_feed(_feed(conn, scope, feed_id))
 
 
+def fetch_now(hub: Hub, scope: Scope | int, feed_id: str) -> dict:
+    """A pull feed fetched as soon as a worker is free (conditionally: an unchanged document is not applied again)."""
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        row = _feed(conn, scope, feed_id)
+        if row.kind != "pull":
+            raise conflict(f"feed {feed_id} is a push feed: there is nothing to fetch")
+        if not row.enabled:
+            raise conflict(f"feed {feed_id} is disabled: enable it to fetch")
+        conn.execute(update(feeds_table).where(feeds_table.c.id == row.id).values(next_fetch_at=now))
+        new_work(conn)
+        return render_feed(_feed(conn, scope, feed_id))
+
+
 def delete_feed(hub: Hub, scope: Scope | int, feed_id: str) -> None:
     """The feed, its items and batches go; the stock they reported stays (and expires as usual)."""
     with transaction(hub.engine) as conn:
@@ -772,6 +786,37 @@ def render_batch(row) -> dict:
         "items": result,
         "error": row.error,
     }
+
+
+# --- pull feeds: what a fetched document does beyond an upload ----------------------------------
+
+
+def clear_missing(conn: Connection, feed_id: int, store: int, rows, now: datetime) -> int:
+    """A full snapshot of a feed whose missing items go out of stock at once: every product of the
+    store holding available units that the document does not report is reported as 0 (ledger,
+    inventory.updated). Delta documents, and feeds whose missing items expire as usual, change
+    nothing here. Called by the ingest in the transaction that applies the document, under the
+    store's lock. Returns how many levels changed."""
+    feed = conn.execute(select(feeds_table.c.delta, feeds_table.c.missing_items, feeds_table.c.organization_id).where(feeds_table.c.id == feed_id)).first()
+    if feed is None or feed.delta or feed.missing_items != "out_of_stock":
+        return 0
+    reported = set(rows["identifier"].to_list())
+    holding = conn.execute(
+        select(stock_levels.c.identifier).where(
+            stock_levels.c.store_id == store, stock_levels.c.on_hand > stock_levels.c.committed, stock_levels.c.expired.is_(False)
+        )
+    ).scalars()
+    keys = [(store, identifier) for identifier in holding if identifier not in reported]
+    if not keys:
+        return 0
+    locked = stock_moves.lock(conn, keys, stores_shared=True)
+    means_available = conn.execute(select(stores.c.feed_quantity_means).where(stores.c.id == store)).scalar_one() == "available"
+    changes = []
+    for key, row in sorted(locked.items()):
+        current = stock_moves.level_of(row)
+        changes.append(stock_moves.Change(key, current, replace(current, on_hand=stock.reported_on_hand(0, current.committed, means_available)), row))
+    stock_moves.write(conn, feed.organization_id, changes, MovementReason.FEED, now)
+    return sum(1 for c in changes if c.changes_anything)
 
 
 # --- dropship providers (Jetti's dialect) ----------------------------------------------------
