@@ -196,8 +196,8 @@ def test_feed_resource_keeps_credentials_sealed_and_refuses_bad_settings(server,
     assert client.get(f"/v1/feeds/{feed['id']}", headers=auth).status_code == 404
 
 
-def test_the_daily_limit_refuses_pushes_and_warns_on_files(server, client, tenant):
-    server.hub.settings.daily_item_limit = 2
+def test_the_daily_limit_refuses_pushes_and_warns_on_files(server, client, tenant, run):
+    run("org", "set-limit", tenant.organization, "--daily-items", "2")
     feed = client.post(f"/v1/stores/{tenant.store}/feeds", json={"name": "Supplier", "kind": "push"}, headers=tenant.auth).json()
     for n in range(2):
         assert client.put(f"/v1/feeds/{feed['id']}/items/i{n}", json={"quantity": 1}, headers=tenant.auth).status_code == 200

@@ -13,9 +13,10 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import Connection, select
 
-from stockhub.db.engine import upsert
+from stockhub import ids
+from stockhub.db.engine import transaction, upsert
 from stockhub.db.tables import item_update_counts, organizations
-from stockhub.errors import LimitReached
+from stockhub.errors import LimitReached, not_found
 from stockhub.settings import Settings
 from stockhub.timefmt import iso
 
@@ -57,3 +58,12 @@ def used_today(conn: Connection, organization: int, now: datetime) -> int:
         select(item_update_counts.c.count).where(item_update_counts.c.organization_id == organization, item_update_counts.c.day == day)
     ).scalar()
     return found or 0
+
+
+def set_limit(hub, organization_id: str, limit: int | None) -> None:
+    """The operator sets an organization's plan limit (None: the setting's default)."""
+    number = ids.decode("organization", organization_id)
+    with transaction(hub.engine) as conn:
+        done = conn.execute(organizations.update().where(organizations.c.id == number).values(daily_item_limit=limit)).rowcount if number else 0
+    if not done:
+        raise not_found(f"organization {organization_id}")
