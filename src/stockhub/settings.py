@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     feed_fetch_timeout_seconds: float = 60.0  # a pull feed's whole fetch
     feed_fetch_max_bytes: int = 200 * 1024 * 1024
     feed_retry_seconds: list[float] = [60, 300, 900]  # after a failed fetch, before the next try; then the feed's own schedule
+    feed_tls_ca_file: Path | None = None  # PEM certificates trusted besides the system's, for https and ftps feeds
 
     # FTP/FTPS gateway (gateways/ftp.py); the size cap is upload_max_bytes
     ftp_enabled: bool = True  # `stockhub serve` runs the gateway beside the API

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from datetime import UTC, datetime, timedelta
 
 from urllib.parse import urlsplit
@@ -158,6 +159,7 @@ def pull_feed(hub: Hub, feed_id: int, worker_id: str) -> str:
             timeout=hub.settings.feed_fetch_timeout_seconds,
             max_bytes=min(hub.settings.feed_fetch_max_bytes, hub.settings.upload_max_bytes),
             settings=hub.settings,
+            tls_context=_tls_context(hub),
         )
         if not got:  # not modified since the last fetch: nothing to apply
             _fetched(hub, feed, worker_id, "not_modified")
@@ -179,6 +181,14 @@ def pull_feed(hub: Hub, feed_id: int, worker_id: str) -> str:
     recorded = uploads.record_upload(hub, grant, uploads.receive_bytes(hub, grant, body), source="feed", filename=filename, feed_id=feed.id)
     _fetched(hub, feed, worker_id, "fetched", got.etag, got.last_modified, ids.decode("upload", recorded["upload_id"]))
     return "fetched"
+
+
+def _tls_context(hub: Hub) -> ssl.SSLContext | None:
+    if hub.settings.feed_tls_ca_file is None:
+        return None
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(hub.settings.feed_tls_ca_file))
+    return context
 
 
 def _filename(url: str, fmt: str) -> str:
