@@ -157,7 +157,7 @@ class SupplierFtp:
         self.root = root
         authorizer = DummyAuthorizer()
         authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elr")
-        attributes = {"authorizer": authorizer, "banner": "supplier ftp", "use_sendfile": False, "timeout": 30}
+        attributes = {"authorizer": authorizer, "banner": "supplier ftp", "use_sendfile": False, "timeout": 30, "auth_failed_timeout": 0.01}
         base: type = FTPHandler
         if tls_files is not None:
             base = TLS_FTPHandler

@@ -16,7 +16,7 @@ from stockhub.settings import Settings
 CSV = b"barcode,price,quantity\n4006381333931,9.99,3\n"
 LAST_MODIFIED = "Mon, 30 Nov 2026 12:00:00 GMT"
 LOCAL = {"allow_loopback": True}  # the supplier's test servers are on 127.0.0.1; private addresses stay refused
-QUICK = 1.5  # seconds: the deadline of the tests that must time out
+QUICK = 1.0  # seconds: the deadline of the tests that must time out
 
 
 @pytest.fixture(scope="module")
