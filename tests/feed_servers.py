@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers import FTPHandler, ThrottledDTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 from stockhub.gateways.ftp_tls import server_context
@@ -151,9 +151,10 @@ class _FtpServer(ThreadedFTPServer):
 
 class SupplierFtp:
     """A supplier's FTP server on a loopback port serving the files in `root` to FTP_USER;
-    FTPS (explicit TLS, required) when `tls_files` (cert, key) are given."""
+    FTPS (explicit TLS, required) when `tls_files` (cert, key) are given; sending at most
+    `send_bytes_per_second` on a data connection when given."""
 
-    def __init__(self, root: Path, tls_files: tuple[Path, Path] | None = None):
+    def __init__(self, root: Path, tls_files: tuple[Path, Path] | None = None, send_bytes_per_second: int | None = None):
         self.root = root
         authorizer = DummyAuthorizer()
         authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elr")
@@ -162,6 +163,8 @@ class SupplierFtp:
         if tls_files is not None:
             base = TLS_FTPHandler
             attributes |= {"ssl_context": server_context(*tls_files), "tls_control_required": True, "tls_data_required": True}
+        if send_bytes_per_second is not None:  # a server that drips its files
+            attributes["dtp_handler"] = type("Dripping", (ThrottledDTPHandler,), {"write_limit": send_bytes_per_second})
         self._server = _FtpServer(("127.0.0.1", 0), type("SupplierHandler", (base,), attributes))
         self.port = self._server.socket.getsockname()[1]
         self.scheme = "ftps" if tls_files is not None else "ftp"

@@ -307,6 +307,18 @@ def test_ftp_server_that_hangs_times_out():
         silent.stop()
 
 
+def test_ftp_server_that_drips_the_file_times_out(tmp_path):
+    dripping = SupplierFtp(tmp_path, send_bytes_per_second=2048)
+    try:
+        dripping.put("stock.csv", CSV * 500)  # ~10 s at that pace
+        started = time.monotonic()
+        failed = failure(Source(dripping.url("stock.csv"), username=FTP_USER, password=FTP_PASSWORD), timeout=QUICK, **LOCAL)
+        assert failed.reason.startswith(f"timed out after {QUICK:g} s fetching ftp://") and failed.retryable
+        assert time.monotonic() - started < QUICK + 3
+    finally:
+        dripping.stop()
+
+
 def test_ftp_on_a_private_address_is_refused():
     failed = failure("ftp://10.0.0.1/stock.csv", **LOCAL)
     assert failed.reason.startswith("fetching from a private address refused: ftp://10.0.0.1/stock.csv")

@@ -296,12 +296,20 @@ def _xml_rows(body: bytes, mapping: XmlMapping):
             " or fetched (billion-laughs and XXE documents)"
         )
     namespaces = mapping.namespaces or None
-    items = _evaluate_xpath(etree.XPath(mapping.items, namespaces=namespaces, smart_strings=False), root, "mapping.items", mapping.items)
+    items = _evaluate_xpath(_compiled_xpath(mapping.items, namespaces, "mapping.items"), root, "mapping.items", mapping.items)
     if not isinstance(items, list) or any(not isinstance(item, etree._Element) for item in items):
         raise DocumentRefused(f"the items expression {mapping.items!r} must select elements")
-    fields = [(f"mapping.fields.{name}", expr, etree.XPath(expr, namespaces=namespaces, smart_strings=False)) for name, expr in mapping.fields.items()]
+    fields = [(f"mapping.fields.{name}", expr) for name, expr in mapping.fields.items()]
+    fields = [(where, expr, _compiled_xpath(expr, namespaces, where)) for where, expr in fields]
     for number, item in enumerate(items, 1):
         yield [_xml_cell(_evaluate_xpath(compiled, item, where, expr, number)) for where, expr, compiled in fields]
+
+
+def _compiled_xpath(expression: str, namespaces: dict | None, where: str) -> etree.XPath:
+    try:
+        return etree.XPath(expression, namespaces=namespaces, smart_strings=False)
+    except etree.XPathError as error:
+        raise DocumentRefused(f"{where}: {expression!r} is not a usable XPath expression ({_xpath_message(error)})") from None
 
 
 def _evaluate_xpath(compiled, node, where: str, expression: str, item: int | None = None):
@@ -345,14 +353,22 @@ def _json_rows(body: bytes, mapping: JsonMapping):
         raise DocumentRefused(f"the JSON document is malformed: {error.msg} (line {error.lineno}, column {error.colno})") from None
     except RecursionError:
         raise DocumentRefused("the JSON document is nested too deeply") from None
-    items = _search(jmespath.compile(mapping.items), document, "mapping.items", mapping.items)
+    items = _search(_compiled_jmespath(mapping.items, "mapping.items"), document, "mapping.items", mapping.items)
     if items is None:
         raise DocumentRefused(f"the items expression {mapping.items!r} found no items in the document")
     if not isinstance(items, list):
         raise DocumentRefused(f"the items expression {mapping.items!r} must select a list (it selected {_json_kind(items)})")
-    fields = [(f"mapping.fields.{name}", expr, jmespath.compile(expr)) for name, expr in mapping.fields.items()]
+    fields = [(f"mapping.fields.{name}", expr) for name, expr in mapping.fields.items()]
+    fields = [(where, expr, _compiled_jmespath(expr, where)) for where, expr in fields]
     for number, item in enumerate(items, 1):
         yield [_json_cell(_search(compiled, item, where, expr, number)) for where, expr, compiled in fields]
+
+
+def _compiled_jmespath(expression: str, where: str):
+    try:
+        return jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as error:
+        raise DocumentRefused(f"{where}: {expression!r} is not a valid JMESPath expression ({_jmespath_message(error)})") from None
 
 
 def _search(compiled, data, where: str, expression: str, item: int | None = None):

@@ -106,9 +106,6 @@ class NotModified:
     def __repr__(self) -> str:
         return "NOT_MODIFIED"
 
-    def __bool__(self) -> bool:
-        return False
-
 
 NOT_MODIFIED = NotModified()
 
@@ -368,6 +365,7 @@ class _Watchdog:
 
     def __init__(self, seconds: float):
         self.fired = False
+        self.ends_at = time.monotonic() + seconds
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._fire)
@@ -379,6 +377,9 @@ class _Watchdog:
 
     def __exit__(self, *exc) -> None:
         self._timer.cancel()
+
+    def left(self) -> float:
+        return max(self.ends_at - time.monotonic(), 0.001)
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -410,11 +411,13 @@ class _Guarded:
         return self.sock.getpeername()[0], port
 
     def ntransfercmd(self, cmd, rest=None):
+        self.timeout = self.watchdog.left()  # the data connection's every wait ends by the deadline too
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         self.watchdog.watch(conn)
         if getattr(self, "_prot_p", False):
             # Resume the control connection's session: servers that require TLS session reuse accept it.
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+            self.watchdog.watch(conn)  # the wrapped socket took over the connection
         return conn, size
 
 
@@ -437,13 +440,13 @@ class _Ftp:
     def get(self, username, password, etag, last_modified) -> Fetched | NotModified:
         parts = self.parts
         port = parts.port or 21
-        address = _addresses(parts.hostname, port, self.rules, self.shown, redirected=False)[0]
+        addresses = _addresses(parts.hostname, port, self.rules, self.shown, redirected=False)
         started = time.monotonic()
         with _Watchdog(self.timeout) as watchdog:
             ftp = self._client()
             ftp.watchdog = watchdog
             try:
-                return self._session(ftp, address, port, username, password, etag, last_modified)
+                return self._session(ftp, addresses, port, username, password, etag, last_modified)
             except FetchFailed:
                 raise
             except (ftplib.error_temp, ftplib.error_perm, ftplib.error_reply, ftplib.error_proto) as error:
@@ -466,8 +469,14 @@ class _Ftp:
             return _FTPS(context=context, timeout=self.timeout)
         return _FTP(timeout=self.timeout)
 
-    def _session(self, ftp, address, port, username, password, etag, last_modified) -> Fetched | NotModified:
-        ftp.connect(address, port)  # the address that was checked, not the name again
+    def _session(self, ftp, addresses, port, username, password, etag, last_modified) -> Fetched | NotModified:
+        for address in addresses:  # the addresses that were checked, not the name again
+            try:
+                ftp.connect(address, port, timeout=ftp.watchdog.left())
+                break
+            except OSError:
+                if address == addresses[-1] or ftp.watchdog.fired:
+                    raise
         ftp.watchdog.watch(ftp.sock)
         ftp.host = self.parts.hostname  # what the TLS certificate must name
         if isinstance(ftp, ftplib.FTP_TLS):
