@@ -9,6 +9,7 @@ import time
 import pytest
 
 from feed_servers import FTP_PASSWORD, FTP_USER, Document, SilentServer, SupplierFtp, SupplierHttp
+from stockhub.errors import Invalid
 from stockhub.feeds.fetch import NOT_MODIFIED, FetchFailed, Fetched, NotModified, Source, check_source, fetch
 from stockhub.gateways.ftp_tls import ensure_self_signed
 from stockhub.settings import Settings
@@ -223,9 +224,10 @@ def test_https_with_an_untrusted_certificate_is_refused(https):
     ],
 )
 def test_urls_that_cannot_be_fetched(url, reason):
-    with pytest.raises(FetchFailed) as caught:
+    assert failure(url).reason == reason and not failure(url).retryable
+    with pytest.raises(Invalid) as caught:
         check_source(Source(url))
-    assert caught.value.reason == reason and not caught.value.retryable
+    assert [(e.field, e.message) for e in caught.value.errors] == [("source_url", reason)]
 
 
 def test_secret_query_values_are_hidden():

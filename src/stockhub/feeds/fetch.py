@@ -46,6 +46,7 @@ import httpx2
 
 from stockhub import outbound
 from stockhub.domain.webhooks import AddressPolicy
+from stockhub.errors import FieldError, Invalid
 from stockhub.settings import Settings
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -146,9 +147,12 @@ def fetch(
     return _Ftp(source, parts, rules, timeout, max_bytes, tls_context).get(username, password, etag, last_modified)
 
 
-def check_source(source: Source) -> None:
-    """FetchFailed unless the URL could be fetched at all (scheme, host, port, path); no network."""
-    _checked_url(source)
+def check_source(source: Source, field: str = "source_url") -> None:
+    """Invalid (naming `field`) unless the URL could be fetched at all (scheme, host, port, path); no network."""
+    try:
+        _checked_url(source)
+    except FetchFailed as failed:
+        raise Invalid(f"{field}: {failed.reason}", [FieldError(field, failed.reason)]) from None
 
 
 # --- URLs ----------------------------------------------------------------------------------
