@@ -118,13 +118,14 @@ def test_xml_and_json_mappings_and_failures_kept_on_the_feed(server, client, ten
     missing = make_feed(client, tenant, source_url=supplier.url("/gone.csv"), format="csv")
     failed = wait_fetch(client, tenant, missing)
     assert failed["fetch"]["last_status"] == "failed" and "404" in failed["fetch"]["last_error"] and failed["fetch"]["failures"] == 1
-    events = client.get("/v1/events", params={"after": 0, "limit": 500}, headers=tenant.auth).json()["items"]
+    events = client.get("/v1/events", params={"after": 0}, headers=tenant.auth).json()["items"]
     told = [e for e in events if e["type"] == "feed.fetch_failed" and e["data"]["feed_id"] == missing["id"]]
     assert told and "404" in told[0]["data"]["reason"]
 
 
 def test_a_pulled_file_over_ftps_applies(server, client, tenant, tmp_path, settings):
     cert, key = ensure_self_signed(tmp_path / "tls", "127.0.0.1")
+    (tmp_path / "ftp-root").mkdir()
     ftps = SupplierFtp(tmp_path / "ftp-root", tls_files=(cert, key))
     try:
         ftps.put("out/stock.csv", b"barcode,price,quantity\n9780141383743,6.99,6\n")

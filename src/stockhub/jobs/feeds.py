@@ -19,6 +19,9 @@ from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import feed_batches
 from stockhub.db.tables import feeds as feeds_table
 from stockhub.errors import ServiceError
+from stockhub.feeds import documents, fetch
+from stockhub.feeds.decode import Limits
+from stockhub.feeds.sandbox import Sandbox
 from stockhub.services import events, feeds, uploads
 from stockhub.services.context import Hub
 from stockhub.timefmt import iso
@@ -143,8 +146,6 @@ def pull_feed(hub: Hub, feed_id: int, worker_id: str) -> str:
     """Fetch a claimed feed's document; a new one becomes an upload of the feed's store (marked
     with the feed), applied by the upload workers like any other. Returns the outcome: fetched,
     not_modified or failed (the reason is kept on the feed, and told as feed.fetch_failed)."""
-    from stockhub.feeds import documents, fetch
-
     with reading(hub.engine) as conn:
         feed = conn.execute(select(feeds_table).where(feeds_table.c.id == feed_id)).first()
     if feed is None or feed.worker_id != worker_id or feed.kind != "pull":
@@ -161,15 +162,13 @@ def pull_feed(hub: Hub, feed_id: int, worker_id: str) -> str:
             settings=hub.settings,
             tls_context=_tls_context(hub),
         )
-        if not got:  # not modified since the last fetch: nothing to apply
+        if isinstance(got, fetch.NotModified):  # not modified since the last fetch: nothing to apply
             _fetched(hub, feed, worker_id, "not_modified")
             return "not_modified"
         body = got.body
         if feed.format in ("xml", "json"):
-            given = json.loads(feed.mapping)
-            kind = documents.XmlMapping if feed.format == "xml" else documents.JsonMapping
-            mapping = kind(items=given["items"], fields=given["fields"], **({"namespaces": given["namespaces"]} if given.get("namespaces") else {}))
-            body = documents.stock_csv_from_document(body, feed.format, mapping)
+            mapping = feeds.as_document_mapping(feed.format, json.loads(feed.mapping))
+            body = documents.stock_csv_from_document(body, feed.format, mapping, sandbox=_sandbox(hub))
     except fetch.FetchFailed as failure:
         _failed(hub, feed, worker_id, failure.reason, failure.retryable)
         return "failed"
@@ -181,6 +180,12 @@ def pull_feed(hub: Hub, feed_id: int, worker_id: str) -> str:
     recorded = uploads.record_upload(hub, grant, uploads.receive_bytes(hub, grant, body), source="feed", filename=filename, feed_id=feed.id)
     _fetched(hub, feed, worker_id, "fetched", got.etag, got.last_modified, ids.decode("upload", recorded["upload_id"]))
     return "fetched"
+
+
+def _sandbox(hub: Hub) -> Sandbox:
+    """The limits an uploaded file is read under (memory, time, columns, rows, cell size)."""
+    s = hub.settings
+    return Sandbox(s.parse_max_memory_mb, s.parse_timeout_seconds, Limits(s.parse_max_columns, s.parse_max_rows, s.parse_max_cell_chars))
 
 
 def _tls_context(hub: Hub) -> ssl.SSLContext | None:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from stockhub import feeds as identifiers
 from stockhub import ids
 from stockhub.db.engine import new_work, reading, transaction
+from stockhub.feeds import documents
 from stockhub.db.locks import lock_feed_item
 from stockhub.db.tables import catalog_products, dropship_providers, feed_batches, feed_items, stock_levels, stores
 from stockhub.db.tables import feeds as feeds_table
@@ -50,7 +51,6 @@ from stockhub.timefmt import iso
 BATCH_MAX_ITEMS = 50
 SCHEMES = ("http", "https", "ftp", "ftps")
 FORMATS = ("csv", "xlsx", "xml", "json")
-MAPPING_FIELDS = ("barcode", "sku", "quantity", "price", "currency", "promotion_amount")
 
 
 # --- what clients send -----------------------------------------------------------------------
@@ -58,13 +58,14 @@ MAPPING_FIELDS = ("barcode", "sku", "quantity", "price", "currency", "promotion_
 
 class Mapping(BaseModel):
     """Where a pulled XML or JSON document keeps its items: `items` is an XPath (XML) or a
-    JMESPath expression (JSON) selecting each item; `fields` maps barcode or sku, quantity and
-    price (currency, promotion_amount optional) to an expression relative to the item;
+    JMESPath expression (JSON) selecting each item; `fields` maps stock file columns (barcode or
+    sku, quantity and price; currency, promotion_amount, safety_stock optional; or their
+    aliases) to an expression relative to the item;
     `namespaces` (XML) maps prefixes to namespace URIs."""
 
     model_config = ConfigDict(extra="forbid")
     items: str = Field(min_length=1, max_length=1000)
-    fields: dict[str, str] = Field(min_length=1, max_length=len(MAPPING_FIELDS))
+    fields: dict[str, str] = Field(min_length=1, max_length=20)
     namespaces: dict[str, str] | None = Field(None, max_length=20)
 
 
@@ -337,31 +338,19 @@ def _split_url(url: str) -> tuple[str | None, tuple[str | None, str | None], str
 
 
 def _mapping_errors(fmt: str, mapping: Mapping) -> list[FieldError]:
-    errors = [FieldError(f"mapping.fields.{name}", f"not a field: one of {', '.join(MAPPING_FIELDS)}") for name in mapping.fields if name not in MAPPING_FIELDS]
-    if not {"barcode", "sku"} & set(mapping.fields):
-        errors.append(FieldError("mapping.fields", "map barcode or sku: what names each item's product"))
-    errors += [FieldError(f"mapping.fields.{name}", "required") for name in ("quantity", "price") if name not in mapping.fields]
-    expressions = {"mapping.items": mapping.items} | {f"mapping.fields.{k}": v for k, v in mapping.fields.items()}
+    """What the document mapper (feeds/documents.py, the one rule) says is wrong with the mapping."""
+    try:
+        documents.validate_mapping(fmt, as_document_mapping(fmt, mapping.model_dump(exclude_none=True)))
+    except Invalid as refused:
+        return refused.errors or [FieldError("mapping", refused.detail)]
+    return []
+
+
+def as_document_mapping(fmt: str, given: dict) -> documents.Mapping:
+    """A stored mapping as the document mapper takes it."""
     if fmt == "xml":
-        from lxml import etree
-
-        for field, expression in expressions.items():
-            try:
-                etree.XPath(expression, namespaces=mapping.namespaces or None)
-            except (etree.XPathError, TypeError, ValueError) as error:
-                errors.append(FieldError(field, f"not an XPath: {error}"))
-    else:
-        import jmespath
-        from jmespath.exceptions import JMESPathError
-
-        if mapping.namespaces:
-            errors.append(FieldError("mapping.namespaces", "namespaces are for XML"))
-        for field, expression in expressions.items():
-            try:
-                jmespath.compile(expression)
-            except (JMESPathError, ValueError, TypeError) as error:
-                errors.append(FieldError(field, f"not a JMESPath expression: {error}"))
-    return errors
+        return documents.XmlMapping(items=given["items"], fields=given["fields"], namespaces=given.get("namespaces") or {})
+    return documents.JsonMapping(items=given["items"], fields=given["fields"])
 
 
 def render_feed(row) -> dict:
