@@ -11,7 +11,7 @@ import pytest
 
 from receiver import webhook_settings
 from stockhub.settings import Settings
-from support import upload_and_wait
+from support import make_tenant, upload_and_wait
 
 SKU_STOCK = b"sku,price,quantity\nABC12345,6.99,1\nXYZ98765,3.00,2\n"
 
@@ -191,6 +191,12 @@ def test_feed_resource_keeps_credentials_sealed_and_refuses_bad_settings(server,
     assert push_with_url.status_code == 422
     pushed_to_pull = client.put(f"/v1/feeds/{feed['id']}/items/x", json={"quantity": 1}, headers=auth)
     assert pushed_to_pull.status_code == 409
+
+    other = make_tenant(server.hub, "Other Books")  # another organization reaches none of it
+    assert client.get(f"/v1/feeds/{feed['id']}", headers=other.auth).status_code == 404
+    assert client.patch(f"/v1/feeds/{feed['id']}", json={"delta": False}, headers=other.auth).status_code == 404
+    assert client.post(f"/v1/stores/{tenant.store}/feeds", json={"name": "x", "kind": "push"}, headers=other.auth).status_code == 404
+    assert client.get("/api/inventory-feed-variants.json", params={"inventoryFeedId": feed["id"]}, headers=other.auth).status_code == 404
 
     assert client.delete(f"/v1/feeds/{feed['id']}", headers=auth).status_code == 204
     assert client.get(f"/v1/feeds/{feed['id']}", headers=auth).status_code == 404
