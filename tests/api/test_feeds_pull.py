@@ -121,6 +121,8 @@ def test_xml_and_json_mappings_and_failures_kept_on_the_feed(server, client, ten
     events = client.get("/v1/events", params={"after": 0}, headers=tenant.auth).json()["items"]
     told = [e for e in events if e["type"] == "feed.fetch_failed" and e["data"]["feed_id"] == missing["id"]]
     assert told and "404" in told[0]["data"]["reason"]
+    store = client.get(f"/v1/stores/{tenant.store}", headers=tenant.auth).json()
+    assert {f["id"]: "404" in f["error"] for f in store["failing_feeds"]}[missing["id"]]
 
 
 def test_a_pulled_file_over_ftps_applies(server, client, tenant, tmp_path, settings):

@@ -808,6 +808,19 @@ def clear_missing(conn: Connection, feed_id: int, store: int, rows, now: datetim
     return sum(1 for c in changes if c.changes_anything)
 
 
+def failing_feeds(conn: Connection, store: int) -> list[dict]:
+    """The store's enabled pull feeds whose last fetch failed, with the reason (shown on the store)."""
+    rows = conn.execute(
+        select(feeds_table.c.id, feeds_table.c.name, feeds_table.c.last_error, feeds_table.c.last_fetch_at, feeds_table.c.failures)
+        .where(feeds_table.c.store_id == store, feeds_table.c.kind == "pull", feeds_table.c.enabled.is_(True), feeds_table.c.last_fetch_status == "failed")
+        .order_by(feeds_table.c.id)
+    ).all()
+    return [
+        {"id": ids.encode("feed", r.id), "name": r.name, "error": r.last_error, "failed_at": iso(r.last_fetch_at), "failures": r.failures}
+        for r in rows
+    ]
+
+
 # --- dropship providers (Jetti's dialect) ----------------------------------------------------
 
 

@@ -258,8 +258,12 @@ def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: s
 
 
 def get_store(hub: Hub, scope: Scope | int, store_id: str) -> dict:
+    """The store, with its pull feeds whose last fetch failed (`failing_feeds`, each with why)."""
+    from stockhub.services.feeds import failing_feeds
+
     with reading(hub.engine) as conn:
-        return _store(conn, as_scope(scope).organization, store_number(conn, scope, store_id))
+        number = store_number(conn, scope, store_id)
+        return _store(conn, as_scope(scope).organization, number) | {"failing_feeds": failing_feeds(conn, number)}
 
 
 def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChanges) -> dict:
