@@ -9,6 +9,7 @@ and batches of 50 items, beside the same server's trivial endpoint (`GET /health
     connections;
 (c) batches: BATCHES `POST /v1/feeds/{id}/batches` of 50 items each, timed from the first send
     until the workers have applied the last batch (polled).
+A 503 (SQLite's writer busy past its timeout) is retried after its Retry-After, as a client would; the count is printed.
 Each is run 3 times; the medians are printed, and (b) and (c) as ratios to (a): upserts/s per
 trivial request/s and batch items/s per trivial request/s. SQLite (the embedded default) unless
 `--postgres` (STOCKHUB_BENCH_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test: a
@@ -44,6 +45,7 @@ from stockhub.settings import Settings
 ADMIN_URL = os.environ.get("STOCKHUB_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "bench-feeds-secret"
 ITEMS = 1000
+RETRIES = [0]  # requests answered 503 (SQLite busy) and sent again
 
 
 def free_port() -> int:
@@ -115,6 +117,10 @@ async def closed_loop(base: str, token: str, requests: list[tuple[str, str, dict
         async def client() -> None:
             for method, path, body in jobs:
                 answer = await http.request(method, path, json=body)
+                while answer.status_code == 503:  # SQLite's writer busy: a real client retries after Retry-After
+                    RETRIES[0] += 1
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+                    answer = await http.request(method, path, json=body)
                 if answer.status_code >= 300:
                     raise SystemExit(f"{method} {path}: {answer.status_code} {answer.text[:300]}")
 
@@ -143,6 +149,10 @@ async def send_batches(base: str, token: str, feed: str, batches: int, clients: 
             for n in bodies:
                 items = [{"external_id": f"b{(n * 50 + k) % ITEMS}", "vendor_sku": f"SKU{(n * 50 + k) % ITEMS:06d}", "quantity": rng.randint(0, 20)} for k in range(50)]
                 answer = await http.post(f"/v1/feeds/{feed}/batches", json={"items": items})
+                while answer.status_code == 503:
+                    RETRIES[0] += 1
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+                    answer = await http.post(f"/v1/feeds/{feed}/batches", json={"items": items})
                 if answer.status_code != 202:
                     raise SystemExit(f"batch: {answer.status_code} {answer.text[:300]}")
                 ids.append(answer.json()["id"])
@@ -200,6 +210,7 @@ def main() -> None:
     print(f"  (a) trivial GET /healthz     {t:8,.0f} requests/s   (runs {', '.join(f'{x:,.0f}' for x in trivial)})")
     print(f"  (b) single upserts (PUT)     {s:8,.0f} items/s      (runs {', '.join(f'{x:,.0f}' for x in single)})  ratio to (a) {s / t:.3f}x")
     print(f"  (c) batches of 50 (applied)  {b:8,.0f} items/s      (runs {', '.join(f'{x:,.0f}' for x in batched)})  ratio to (a) {b / t:.3f}x")
+    print(f"  requests answered 503 (database busy) and retried after Retry-After: {RETRIES[0]}")
 
 
 if __name__ == "__main__":
