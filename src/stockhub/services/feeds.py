@@ -45,7 +45,7 @@ from stockhub.services import item_limits, stock_moves, vault
 from stockhub.services.context import Hub
 from stockhub.services.fields import Amount, Bool, Int, Quantity
 from stockhub.services.paging import Page, page_of
-from stockhub.services.scope import as_scope, store_number, store_rows, visible
+from stockhub.services.scope import as_scope, store_number, visible
 from stockhub.timefmt import iso
 
 BATCH_MAX_ITEMS = 50
@@ -492,6 +492,7 @@ def apply_batch(conn: Connection, batch, now: datetime) -> list[dict]:
     """A worker applies a received batch (jobs/feeds.py): each item in its own savepoint, so one
     item refused (its feed changed since, a race) leaves the others applied. Returns each outcome."""
     feed = conn.execute(select(feeds_table).where(feeds_table.c.id == batch.feed_id)).first()
+    facts = store_facts(conn, feed.store_id) if feed is not None else None
     outcomes = []
     for given in json.loads(batch.items):
         item = Item(**(given | {"price": Decimal(given["price"]) if given["price"] is not None else None}))
@@ -499,7 +500,7 @@ def apply_batch(conn: Connection, batch, now: datetime) -> list[dict]:
             if feed is None:
                 raise not_found("the feed (deleted since)")
             with conn.begin_nested():
-                number = apply_item(conn, feed, item, now)
+                number = apply_item(conn, feed, item, now, facts)
             row = conn.execute(select(feed_items).where(feed_items.c.id == number)).one()
             outcomes.append({"external_id": item.external_id, "id": ids.encode("feed_item", number), "status": row.status, "reason": row.reason})
         except (ServiceError, IntegrityError) as error:
@@ -533,17 +534,31 @@ def _check_money(conn: Connection, feed, items: list[Item]) -> None:
         raise invalid("some items have invalid prices", errors)
 
 
+@dataclass(frozen=True)
+class StoreFacts:
+    """What applying items needs of the feed's store, read once per request or batch."""
+
+    rule: identifiers.IdentifierRule
+    currency: str
+    means_available: bool
+
+
+def store_facts(conn: Connection, store: int) -> StoreFacts:
+    row = conn.execute(select(stores.c.custom_products, stores.c.currency, stores.c.feed_quantity_means).where(stores.c.id == store)).one()
+    return StoreFacts(identifiers.rule_for(row.custom_products), row.currency, row.feed_quantity_means == "available")
+
+
 def _store_currency(conn: Connection, store: int) -> str:
     return conn.execute(select(stores.c.currency).where(stores.c.id == store)).scalar_one()
 
 
-def apply_item(conn: Connection, feed, item: Item, now: datetime) -> int:
+def apply_item(conn: Connection, feed, item: Item, now: datetime, facts: StoreFacts | None = None) -> int:
     """Upsert the item, connect it (if it is not yet, or its SKU or barcode changed), and apply its
     quantity to the connected product. Returns the item's row id."""
     existing = lock_feed_item(conn, feed.id, item.external_id)
-    store = store_rows(conn, feed.organization_id, [ids.encode("store", feed.store_id)])
-    rule = identifiers.rule_for(next(iter(store.values())).custom_products)
-    currency = (item.currency or _store_currency(conn, feed.store_id)).upper()
+    facts = facts or store_facts(conn, feed.store_id)
+    rule = facts.rule
+    currency = (item.currency or facts.currency).upper()
     price_minor = to_minor(item.price, currency) if item.price is not None else None
     if price_minor is None and existing is not None and existing.price_minor is not None:
         price_minor, currency = existing.price_minor, existing.currency
@@ -568,7 +583,7 @@ def apply_item(conn: Connection, feed, item: Item, now: datetime) -> int:
         "updated_at": now,
     }
     if identifier is not None:
-        values["status"], values["reason"] = _apply_level(conn, feed, identifier, item.quantity, price_minor, currency, now)
+        values["status"], values["reason"] = _apply_level(conn, feed, identifier, item.quantity, price_minor, currency, now, facts.means_available)
     if existing is None:
         return conn.execute(
             insert(feed_items).values(
@@ -579,14 +594,15 @@ def apply_item(conn: Connection, feed, item: Item, now: datetime) -> int:
     return existing.id
 
 
-def _apply_level(conn: Connection, feed, identifier: str, quantity: int, price_minor: int | None, currency: str, now: datetime) -> tuple[str, str | None]:
+def _apply_level(
+    conn: Connection, feed, identifier: str, quantity: int, price_minor: int | None, currency: str, now: datetime, means_available: bool
+) -> tuple[str, str | None]:
     """The item's quantity as the store's report of the product: (status, reason)."""
     key = (feed.store_id, identifier)
     row = stock_moves.lock(conn, [key]).get(key)
     if row is None and price_minor is None:
         return "held", "the product is new to the store: send the item's price to apply it"
     current = stock_moves.level_of(row)
-    means_available = conn.execute(select(stores.c.feed_quantity_means).where(stores.c.id == feed.store_id)).scalar_one() == "available"
     on_hand = stock.reported_on_hand(quantity, current.committed, means_available)
     after = replace(current, on_hand=on_hand, expired=False)
     price = None
@@ -685,13 +701,12 @@ def map_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str, choic
             row = lock_feed_item(conn, feed.id, external_id)
             if row is None:
                 raise not_found(f"item {external_id} of feed {feed_id}")
-            store = store_rows(conn, feed.organization_id, [ids.encode("store", feed.store_id)])
-            rule = identifiers.rule_for(next(iter(store.values())).custom_products)
+            facts = store_facts(conn, feed.store_id)
             try:
-                identifier = rule.one(choice.identifier)
+                identifier = facts.rule.one(choice.identifier)
             except identifiers.InvalidIdentifier as error:
                 raise invalid("invalid product identifier", [FieldError("identifier", str(error))]) from None
-            status, reason = _apply_level(conn, feed, identifier, row.quantity, row.price_minor, row.currency or _store_currency(conn, feed.store_id), now)
+            status, reason = _apply_level(conn, feed, identifier, row.quantity, row.price_minor, row.currency or facts.currency, now, facts.means_available)
             conn.execute(
                 update(feed_items)
                 .where(feed_items.c.id == row.id)
