@@ -47,6 +47,9 @@ def claim_batch(hub: Hub, worker_id: str) -> int | None:
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+    with reading(hub.engine) as conn:  # most loops find nothing: no write transaction for that (SQLite's one writer)
+        if conn.execute(select(feed_batches.c.id).where(feed_batches.c.status.in_(("received", "processing"))).limit(1)).first() is None:
+            return None
     with transaction(hub.engine) as conn:
         batch_id = conn.execute(claimable).scalar()
         if batch_id is None:
@@ -118,18 +121,16 @@ def run_one_batch(hub: Hub, worker_id: str) -> bool:
 def claim_due_feed(hub: Hub, worker_id: str) -> int | None:
     """A pull feed whose fetch is due (and no live worker's lease on it), leased to this worker."""
     now = datetime.now(UTC)
-    due = (
-        select(feeds_table.c.id)
-        .where(
-            feeds_table.c.kind == "pull",
-            feeds_table.c.enabled.is_(True),
-            feeds_table.c.next_fetch_at <= now,
-            or_(feeds_table.c.lease_until.is_(None), feeds_table.c.lease_until < now),
-        )
-        .order_by(feeds_table.c.next_fetch_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+    conditions = (
+        feeds_table.c.kind == "pull",
+        feeds_table.c.enabled.is_(True),
+        feeds_table.c.next_fetch_at <= now,
+        or_(feeds_table.c.lease_until.is_(None), feeds_table.c.lease_until < now),
     )
+    with reading(hub.engine) as conn:  # most loops find nothing due: no write transaction for that (SQLite's one writer)
+        if conn.execute(select(feeds_table.c.id).where(*conditions).limit(1)).first() is None:
+            return None
+    due = select(feeds_table.c.id).where(*conditions).order_by(feeds_table.c.next_fetch_at).limit(1).with_for_update(skip_locked=True)
     with transaction(hub.engine) as conn:
         feed_id = conn.execute(due).scalar()
         if feed_id is None:
