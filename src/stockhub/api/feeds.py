@@ -34,7 +34,7 @@ def create_feed(hub: HubDep, principal: Scoped("stock.write"), store_id: str, bo
 
 @router.get("/stores/{store_id}/feeds")
 def list_feeds(hub: HubDep, principal: Scoped("stock.read"), store_id: str, limit: Limit = 100, token: Token = None) -> dict:
-    return page_body(feeds.list_feeds(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token))
+    return page_body(feeds.list_feeds(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token), feeds.render_feed)
 
 
 @router.get("/feeds/{feed_id}")
@@ -70,13 +70,13 @@ def list_items(
     token: Token = None,
     status: Literal["applied", "unmapped", "held"] | None = None,
 ) -> dict:
-    return page_body(feeds.list_items(hub, scope_of(principal, f"feed {feed_id}"), feed_id, limit, token, status))
+    return page_body(feeds.list_items(hub, scope_of(principal, f"feed {feed_id}"), feed_id, limit, token, status), feeds.render_item)
 
 
 @router.get("/feeds/{feed_id}/unmapped")
 def list_unmapped(hub: HubDep, principal: Scoped("stock.read"), feed_id: str, limit: Limit = 100, token: Token = None) -> dict:
     """Items that connect to no product (each says why): map them with PUT …/items/{external_id}/product."""
-    return page_body(feeds.list_items(hub, scope_of(principal, f"feed {feed_id}"), feed_id, limit, token, "unmapped"))
+    return page_body(feeds.list_items(hub, scope_of(principal, f"feed {feed_id}"), feed_id, limit, token, "unmapped"), feeds.render_item)
 
 
 @router.put("/feeds/{feed_id}/items/{external_id}", responses=LIMITED)

@@ -193,7 +193,7 @@ def list_variants(
     headers = {}
     if page.next_token:
         headers["Link"] = f'<{request.url.include_query_params(token=page.next_token)}>; rel="next"'
-    return JSONResponse([render_variant(item) for item in page.items], headers=headers)
+    return JSONResponse([render_variant(feeds.render_item(row)) for row in page.items], headers=headers)
 
 
 @router.put("/inventory-feed-variants/{variant_id}.json", responses=LIMITED)

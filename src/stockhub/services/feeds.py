@@ -157,7 +157,7 @@ def list_feeds(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: s
     with reading(hub.engine) as conn:
         store = store_number(conn, scope, store_id)
         query = select(feeds_table).where(*visible(scope, feeds_table.c.organization_id, feeds_table.c.store_id), feeds_table.c.store_id == store)
-        return page_of(conn, query, feeds_table.c.id, limit, token, render_feed)
+        return page_of(conn, query, feeds_table.c.id, limit, token)  # rows: faces render them with render_feed
 
 
 def get_feed(hub: Hub, scope: Scope | int, feed_id: str) -> dict:
@@ -680,7 +680,7 @@ def list_items(hub: Hub, scope: Scope | int, feed_id: str | None, limit: int, to
             query = query.where(feed_items.c.feed_id == _feed(conn, scope, feed_id).id)
         if status is not None:
             query = query.where(feed_items.c.status == status)
-        return page_of(conn, query, feed_items.c.id, limit, token, render_item)
+        return page_of(conn, query, feed_items.c.id, limit, token)  # rows: faces render them with render_item
 
 
 def get_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str) -> dict:
@@ -821,6 +821,11 @@ def clear_missing(conn: Connection, feed_id: int, store: int, rows, now: datetim
         changes.append(stock_moves.Change(key, current, replace(current, on_hand=stock.reported_on_hand(0, current.committed, means_available)), row))
     stock_moves.write(conn, feed.organization_id, changes, MovementReason.FEED, now)
     return sum(1 for c in changes if c.changes_anything)
+
+
+def failing_feeds_of(hub: Hub, store: int) -> list[dict]:
+    with reading(hub.engine) as conn:
+        return failing_feeds(conn, store)
 
 
 def failing_feeds(conn: Connection, store: int) -> list[dict]:
