@@ -239,6 +239,18 @@ def org_show(org_id: str, as_json: bool) -> None:
     from stockhub.services import directory
 
     _record(representations.organization(directory.get_organization(_hub(), org_id)), as_json)
+@org.command("set-limit")
+@click.argument("org_id")
+@click.option("--daily-items", required=True, help="item updates per UTC day (feeds and files), or 'none' for the setting's default")
+def org_set_limit(org_id: str, daily_items: str) -> None:
+    """The organization's plan limit of item updates per day."""
+    from stockhub.services import item_limits
+
+    if daily_items != "none" and not (daily_items.isdigit() and 0 < int(daily_items) < 2**31):
+        raise click.BadParameter("a whole number of items, or 'none'", param_hint="--daily-items")
+    limit = None if daily_items == "none" else int(daily_items)
+    item_limits.set_limit(_hub(), org_id, limit)
+    click.echo(f"organization {org_id}: {'the default daily limit' if limit is None else f'{limit:,} item updates a day'}")
 
 
 @main.group()

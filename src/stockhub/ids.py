@@ -37,6 +37,10 @@ PREFIXES = {
     "location_group": "grp",
     "shipping_method": "shp",
     "catalog_import": "imp",  # new kinds go last: a kind's tag follows its place here
+    "feed": "fed",
+    "feed_item": "fdi",
+    "feed_batch": "fdb",
+    "dropship_provider": "dsp",
 }
 
 _ALPHABET = string.digits + string.ascii_letters

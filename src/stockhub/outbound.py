@@ -14,6 +14,7 @@ timeouts bound one operation each, not the whole request).
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,10 @@ from stockhub.settings import Settings
 
 class Refused(Exception):
     """The receiver's URL or address is not one stockhub sends to."""
+
+
+class Unresolvable(Refused):
+    """The host name does not resolve (DNS): perhaps only for now, unlike an address refused by the rules."""
 
 
 def policy(settings: Settings) -> AddressPolicy:
@@ -60,7 +65,7 @@ def resolve(host: str, port: int, rules: AddressPolicy) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise Refused(f"host {host!r} does not resolve") from None
+        raise Unresolvable(f"host {host!r} does not resolve") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     for address in addresses:
         if (why := rules.refusal(address)) is not None:
@@ -152,9 +157,10 @@ class _GuardedBackend(SyncBackend):
         raise last or httpcore2.ConnectError(f"no address for {host}")
 
 
-def client(settings: Settings, max_connections: int = 100) -> httpx2.Client:
-    """An HTTP client for webhook receivers: no proxies from the environment, no redirects, SSRF-guarded."""
-    transport = httpx2.HTTPTransport(trust_env=False, limits=httpx2.Limits(max_connections=max_connections))
+def client(settings: Settings, max_connections: int = 100, verify: ssl.SSLContext | bool = True) -> httpx2.Client:
+    """An HTTP client for webhook receivers and pulled feeds: no proxies from the environment, no
+    redirects, SSRF-guarded. `verify`: the TLS context servers' certificates are checked with."""
+    transport = httpx2.HTTPTransport(verify=verify, trust_env=False, limits=httpx2.Limits(max_connections=max_connections))
     # httpx2 has no public hook for the network backend; its pool takes one, so set it there.
     transport._pool._network_backend = _GuardedBackend(settings)
     return httpx2.Client(

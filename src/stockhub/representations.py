@@ -222,6 +222,7 @@ def upload(row, rejections: list | None = None) -> dict:
         "store_id": ids.encode("store", row.store_id),
         "type": row.kind,
         "source": row.source,
+        "feed_id": ids.encode("feed", row.feed_id) if row.feed_id else None,  # a document pulled by this feed
         "filename": row.filename,
         "size_bytes": row.size_bytes,
         "sha256": row.sha256,

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     store_disconnected_after_days: int = 3  # no stock upload for this long: the store is disconnected
     store_min_in_stock_items: int = 1  # a stock file reporting fewer in-stock items makes the store invalid
 
+    # inventory feeds (services/feeds.py, jobs/feeds.py)
+    daily_item_limit: int | None = None  # item updates per organization and UTC day; None: unlimited (organizations.daily_item_limit overrides)
+    feed_fetch_timeout_seconds: float = 60.0  # a pull feed's whole fetch
+    feed_fetch_max_bytes: int = 200 * 1024 * 1024
+    feed_retry_seconds: list[float] = [60, 300, 900]  # after a failed fetch, before the next try; then the feed's own schedule
+    feed_tls_ca_file: Path | None = None  # PEM certificates trusted besides the system's, for https and ftps feeds
+
     # FTP/FTPS gateway (gateways/ftp.py); the size cap is upload_max_bytes
     ftp_enabled: bool = True  # `stockhub serve` runs the gateway beside the API
     ftp_host: str | None = None  # default: host

@@ -58,7 +58,8 @@ def flatmap_path_parameters(context, parameters):
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live(request, tmp_path_factory):
     """A server on one database, with an organization that has a processed upload, an order of a
-    customer, a webhook subscription with a delivery, and a catalog import with a rejected item."""
+    customer, a webhook subscription with a delivery, a catalog import with a rejected item, and a
+    push feed with an item and a batch."""
     tmp = tmp_path_factory.mktemp(request.param)
     hub = Hub.from_settings(webhook_settings(fresh_database(request, request.param, tmp), tmp))
     receiver = Receiver()
@@ -90,6 +91,9 @@ def live(request, tmp_path_factory):
         while client.get(f"/v1/catalog/imports/{imported['id']}", headers=tenant.auth).json()["status"] != "succeeded":
             assert time.monotonic() < deadline, "the catalog import was not processed"
             time.sleep(0.05)
+        feed = client.post(f"/v1/stores/{tenant.store}/feeds", json={"name": "Supplier", "kind": "push"}, headers=tenant.auth).json()
+        item = client.put(f"/v1/feeds/{feed['id']}/items/sup-1", json={"vendor_sku": "NEWSKU01", "quantity": 4}, headers=tenant.auth).json()
+        batch = client.post(f"/v1/feeds/{feed['id']}/batches", json={"items": [{"external_id": "sup-2", "quantity": 1}]}, headers=tenant.auth).json()
         signed = httpx.URL(client.get(f"/upload/{tenant.upload_key}").text)
         REAL.clear()
         REAL.update(
@@ -104,6 +108,10 @@ def live(request, tmp_path_factory):
             import_id=imported["id"],
             upload_key=tenant.upload_key,
             kind=signed.path.rsplit("/", 1)[1],
+            feed_id=feed["id"],
+            external_id="sup-1",
+            batch_id=batch["id"],
+            variant_id=item["id"],
         )
         yield server.url, {"Authorization": f"Bearer {tenant.token}"}, {"Authorization": f"Bearer {admin}"}
     receiver.stop()

@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 
 from stockhub import __version__
 from stockhub import dashboard
-from stockhub.api import admin, availability, deps, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
+from stockhub.api import admin, availability, deps, feeds, jetti, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
 # The organization API's error dialect ({message, details[]}, see api/organization.py).
@@ -35,7 +35,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.hub = hub
     problems.install(app)
     problems.describe(app, {"Message": MESSAGE_SCHEMA})
-    for router in (tenancy, uploads, stock, orders, availability, products, webhooks, admin):
+    for router in (tenancy, uploads, stock, orders, availability, products, webhooks, feeds, jetti, admin):
         app.include_router(router.router, responses=problems.responses(*problems.COMMON))
     app.include_router(oauth.router, responses=oauth_responses())
     app.include_router(

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from stockhub.errors import Conflict, FieldError, Invalid, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
+from stockhub.errors import Conflict, FieldError, Invalid, LimitReached, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ _TITLES = {
     413: "Content too large",
     415: "Unsupported media type",
     422: "Invalid request",
+    429: "Too many requests",
     503: "Service unavailable",
 }
 BUSY_RETRY_AFTER_SECONDS = 1
@@ -54,6 +55,7 @@ PROBLEM_SCHEMA = {
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
     503: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
 }
 
@@ -82,12 +84,14 @@ STATUS: dict[type[ServiceError], int] = {
     Conflict: 409,
     TooLarge: 413,
     Invalid: 422,
+    LimitReached: 429,
 }
 
 
 def as_problem(error: ServiceError) -> Problem:
     status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
-    return Problem(status, error.title, error.detail, error.errors, error.extra)
+    extra = error.extra | ({"retry_after": error.retry_after} if isinstance(error, LimitReached) else {})
+    return Problem(status, error.title, error.detail, error.errors, extra)
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -108,6 +112,8 @@ def problem_headers(problem: Problem) -> dict | None:
         return {"WWW-Authenticate": "Bearer"}
     if problem.status == 503:
         return {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+    if problem.status == 429:
+        return {"Retry-After": str(problem.extra.get("retry_after", BUSY_RETRY_AFTER_SECONDS))}
     return None
 
 

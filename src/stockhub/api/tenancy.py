@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stockhub.api.deps import CurrentPrincipal, HubDep, Limit, Scoped, Token, page_body
 from stockhub import representations as show
-from stockhub.services import connections, tenancy
+from stockhub.services import connections, feeds, tenancy
 from stockhub.services.scope import organization_of, scope_of
 
 router = APIRouter(prefix="/v1", tags=["organization"])
@@ -49,7 +49,10 @@ def list_stores(
 
 @router.get("/stores/{store_id}")
 def get_store(hub: HubDep, principal: Scoped("organization.read"), store_id: str) -> dict:
-    return show.store(tenancy.get_store(hub, scope_of(principal, f"store {store_id}"), store_id))
+    """The store, with its pull feeds whose last fetch failed (`failing_feeds`, each with why)."""
+    scope = scope_of(principal, f"store {store_id}")
+    row = tenancy.get_store(hub, scope, store_id)
+    return show.store(row) | {"failing_feeds": feeds.failing_feeds_of(hub, row.id)}
 
 
 @router.patch("/stores/{store_id}")

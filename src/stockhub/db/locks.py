@@ -1,6 +1,7 @@
 """Every lock stockhub takes, in one place, always in the same order:
 
     order row  →  store rows (by id)  →  stock level rows (by store, identifier)
+    feed item row  →  store rows  →  stock level rows          (a pushed item; no order row)
 
 Events take no lock when written: the sequencer numbers them after commit, under its own lock.
 
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Row, Select, func, select, tuple_
 
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import orders, stock_levels, stores
+from stockhub.db.tables import feed_items, orders, stock_levels, stores
 
 _UPLOAD_INTAKE = 1  # advisory lock namespaces
 _SEQUENCER = 2
@@ -55,6 +56,13 @@ def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple
         .with_for_update()
     ).all()
     return {(row.store_id, row.identifier): row for row in rows}
+
+
+def lock_feed_item(conn: Connection, feed_id: int, external_id: str) -> Row | None:
+    """A feed's item by its external id, for updating (sends of one item apply one at a time)."""
+    return conn.execute(
+        select(feed_items).where(feed_items.c.feed_id == feed_id, feed_items.c.external_id == external_id).with_for_update()
+    ).first()
 
 
 def lock_order(conn: Connection, organization: int, order_id: int) -> Row | None:

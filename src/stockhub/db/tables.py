@@ -64,6 +64,7 @@ organizations = Table(
     Column("id", Id, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("daily_item_limit", Integer),  # item updates per UTC day (feeds, files); null: the setting (unlimited by default)
 )
 
 brands = Table(
@@ -163,6 +164,7 @@ uploads = Table(
     Column("error", Text),  # why the upload is invalid or failed
     Column("preset", String(40)),  # the export preset recognised (feeds.presets), or "mapping"
     Column("skipped_count", Integer),  # rows that are not items (image rows, parents of variants)
+    Column("feed_id", Id),  # set: a document fetched by this pull feed (services/feeds.py)
     Index("ix_uploads_store_id_id", "store_id", "id"),
     Index("ix_uploads_status", "status"),
 )
@@ -623,4 +625,108 @@ mail_outbox = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("sent_at", UTCDateTime),
     Index("ix_mail_outbox_next_attempt_at", "next_attempt_at"),
+)
+
+
+# --- inventory feeds (push and pull; Jetti's dialect too) ---------------------------------------
+# A feed belongs to a store. Pushed items are kept per feed by the sender's externalId and
+# connect to a product (a canonical identifier) by SKU, barcode or by hand; a pull feed is
+# fetched on a schedule by the workers (next_fetch_at, lease) and each document becomes an upload.
+
+dropship_providers = Table(
+    "dropship_providers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("store_id", Id, ForeignKey("stores.id")),  # the store its feeds supply, when named
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, ForeignKey("organizations.id"), nullable=False),
+    Column("store_id", Id, ForeignKey("stores.id"), nullable=False, index=True),
+    Column("provider_id", Id, ForeignKey("dropship_providers.id")),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(10), nullable=False),  # push | pull
+    Column("auto_connect", String(20), nullable=False),  # by_sku | by_barcode | off
+    Column("sku_match", String(20), nullable=False),  # exact | case_insensitive
+    Column("source_url", String(2000)),  # pull: without credentials
+    Column("credentials_sealed", Text),  # pull: {"username", "password"} sealed (services/vault.py)
+    Column("format", String(10)),  # pull: csv | xlsx | xml | json
+    Column("mapping", Text),  # pull, xml/json: JSON {"items", "fields", "namespaces"}
+    Column("fetch_frequency", Integer, nullable=False),  # minutes
+    Column("delta", Boolean, nullable=False),
+    Column("missing_items", String(20), nullable=False),  # full snapshots: expire | out_of_stock
+    Column("enabled", Boolean, nullable=False),
+    Column("next_fetch_at", UTCDateTime, index=True),  # pull: when it is next due (while fetching: when the lease lapses)
+    Column("lease_until", UTCDateTime),
+    Column("worker_id", String(100)),
+    Column("failures", Integer, nullable=False, default=0, server_default=text("0")),  # fetches failed in a row
+    Column("etag", String(500)),
+    Column("last_modified", String(100)),
+    Column("last_fetch_at", UTCDateTime),
+    Column("last_fetch_status", String(20)),  # fetched | not_modified | failed
+    Column("last_error", Text),
+    Column("last_upload_id", Id),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+feed_items = Table(
+    "feed_items",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("feed_id", Id, ForeignKey("feeds.id"), nullable=False),
+    Column("organization_id", Id, nullable=False),
+    Column("store_id", Id, nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("vendor_sku", String(255)),
+    Column("barcode", String(64)),
+    Column("sku_folded", String(255)),  # the SKU as an order line would name it, lower-cased
+    Column("quantity", Integer, nullable=False),
+    Column("price_minor", BigInteger),
+    Column("currency", String(3)),
+    Column("identifier", String(40)),  # the product it is connected to (canonical); null: unmapped
+    Column("connected_by", String(10)),  # sku | barcode | manual
+    Column("status", String(10), nullable=False),  # applied | unmapped | held
+    Column("reason", Text),  # why unmapped or held
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("feed_id", "external_id", name="uq_feed_items_feed_id_external_id"),
+    Index("ix_feed_items_store_id_sku_folded", "store_id", "sku_folded"),
+    Index("ix_feed_items_feed_id_status", "feed_id", "status"),
+)
+
+# A pushed batch of up to 50 items, accepted at once and applied by the workers (leases).
+feed_batches = Table(
+    "feed_batches",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("organization_id", Id, nullable=False),
+    Column("store_id", Id, nullable=False),
+    Column("feed_id", Id, ForeignKey("feeds.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # received | processing | done | failed
+    Column("items", Text, nullable=False),  # JSON list, as validated when received
+    Column("result", Text),  # JSON list: each item's outcome
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", UTCDateTime),
+    Column("worker_id", String(100)),
+    Column("error", Text),
+    Column("received_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+    Index("ix_feed_batches_status", "status"),
+    Index("ix_feed_batches_feed_id_id", "feed_id", "id"),
+)
+
+# Item updates per organization and UTC day, against organizations.daily_item_limit.
+item_update_counts = Table(
+    "item_update_counts",
+    metadata,
+    Column("organization_id", Id, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", BigInteger, nullable=False),
 )

@@ -19,6 +19,7 @@ EVENT_TYPES = (
     "store.connected",
     "store.status_changed",
     "location_group.updated",
+    "feed.fetch_failed",
 )
 INVENTORY_BATCH = 500  # changes per inventory.updated event, so per delivery
 JITTER = 0.2  # a retry waits its scheduled delay ±20%, so receivers coming back are not stampeded

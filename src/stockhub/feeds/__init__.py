@@ -2,6 +2,8 @@
 
 Pure functions over bytes: no I/O, no database. Everything runs as columnar polars expressions.
 A worker calls them through `sandbox.read_isolated`: in a child process with bounded memory and time.
+Pull feeds: `fetch.py` fetches a supplier's document (the one module here that does network I/O)
+and `documents.py` turns an XML or JSON document into a stock CSV, in the same sandbox.
 """
 
 from stockhub.feeds.identifiers import (

@@ -4,7 +4,8 @@ The readers are native code (polars, calamine): a hostile file can make them abo
 or allocate without bound. `read_isolated` runs them in `python -m stockhub.feeds.sandbox`,
 limited to `memory_mb` of address space beyond what the idle reader maps (RLIMIT_AS) and to
 `timeout_seconds` of wall time, so whatever the file does only ends the child; the caller gets
-the parsed file or `ReaderFailed` saying why.
+the parsed file or `ReaderFailed` saying why. Pulled XML and JSON documents are turned into
+stock CSVs the same way (`run_isolated` with kind "document", feeds/documents.py).
 The child answers with the parsed frames as Arrow IPC (no pickle crosses the boundary).
 """
 
@@ -53,13 +54,15 @@ def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandb
 
     `options` are the reader's keyword arguments (default_currency, custom_identifiers, ...).
     """
-    request = {
-        "kind": kind,
-        "options": options,
-        "limits": asdict(sandbox.limits),
-        "memory_mb": sandbox.memory_mb,
-        "path": str(source) if isinstance(source, Path) else None,
-    }
+    request = {"kind": kind, "options": options, "limits": asdict(sandbox.limits)}
+    return _decode(kind, run_isolated(request, source, sandbox))
+
+
+def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox(), subject: str = "file") -> bytes:
+    """The child's answer to `request` (its `kind` says what the child does) about `source`,
+    run with the sandbox's memory and time; ReaderFailed (saying why, about the `subject`) when
+    the child dies, runs out of memory or out of time."""
+    request = request | {"memory_mb": sandbox.memory_mb, "path": str(source) if isinstance(source, Path) else None}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "stockhub.feeds.sandbox", json.dumps(request)],
@@ -70,10 +73,10 @@ def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandb
             env=_child_environment(),
         )
     except subprocess.TimeoutExpired:
-        raise ReaderFailed(f"the file could not be read: the reader took longer than {sandbox.timeout_seconds:g} s") from None
+        raise ReaderFailed(f"the {subject} could not be read: the reader took longer than {sandbox.timeout_seconds:g} s") from None
     if done.returncode != 0:
-        raise ReaderFailed(_failure(done.returncode, done.stderr[-4096:], sandbox))
-    return _decode(kind, done.stdout)
+        raise ReaderFailed(_failure(done.returncode, done.stderr[-4096:], sandbox, subject))
+    return done.stdout
 
 
 def _child_environment() -> dict[str, str]:
@@ -82,11 +85,11 @@ def _child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("STOCKHUB_", "AWS_"))} | {"RUST_BACKTRACE": "0"}
 
 
-def _failure(code: int, stderr: bytes, sandbox: Sandbox) -> str:
+def _failure(code: int, stderr: bytes, sandbox: Sandbox, subject: str = "file") -> str:
     if b"memory allocation of" in stderr or b"MemoryError" in stderr or code == -signal.SIGKILL:
-        return f"the file could not be read: the reader ran out of memory (limit {sandbox.memory_mb} MB)"
+        return f"the {subject} could not be read: the reader ran out of memory (limit {sandbox.memory_mb} MB)"
     how = f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit status {code}"
-    return f"the file could not be read: the reader crashed ({how})"
+    return f"the {subject} could not be read: the reader crashed ({how})"
 
 
 def _decode(kind: str, answer: bytes):
@@ -141,15 +144,20 @@ def _address_space() -> int:
 def main() -> None:
     request = json.loads(sys.argv[1])
     _die_with_parent()
-    _, read = READERS[request["kind"]]
-    read_stock_file(b"barcode,price,quantity\n", default_currency="GBP")  # start polars' threads: mapped, barely used
+    if request["kind"] == "document":  # a pulled XML or JSON document to a stock CSV (feeds/documents.py)
+        from stockhub.feeds.documents import answer_in_child
+
+        work = lambda data: answer_in_child(data, request)  # noqa: E731
+    else:
+        _, read = READERS[request["kind"]]
+        read_stock_file(b"barcode,price,quantity\n", default_currency="GBP")  # start polars' threads: mapped, barely used
+        work = lambda data: _encode(read(data, limits=Limits(**request["limits"]), **request["options"]))  # noqa: E731
     # Libraries and thread stacks map ~1 GB that is hardly touched; the file may take memory_mb more.
     memory = _address_space() + request["memory_mb"] * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     data = Path(request["path"]).read_bytes() if request["path"] else sys.stdin.buffer.read()
     try:
-        parsed = read(data, limits=Limits(**request["limits"]), **request["options"])
-        answer = _encode(parsed)
+        answer = work(data)
     except MemoryError:
         sys.stderr.write("MemoryError\n")
         sys.stderr.flush()

@@ -1,15 +1,19 @@
 """The worker loop: number new events; claim an upload, process it; the same for a catalog
-import; start due webhook deliveries; repeat; sweep now and then; sleep until woken."""
+import; apply a pushed feed batch; start due webhook deliveries and due feed pulls; repeat;
+sweep now and then; sleep until woken."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs.catalog_imports import process_one_import
 from stockhub.jobs.deliver import Deliverer
+from stockhub.jobs.feeds import claim_due_feed, run_one_batch
+from stockhub.jobs import feeds as feed_jobs
 from stockhub.jobs.mail import send_due_mail, sweep_mail
 from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_orphaned_uploads
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
@@ -20,6 +24,8 @@ from stockhub.services.store_status import refresh_all as refresh_store_statuses
 
 log = logging.getLogger(__name__)
 
+PULL_CONCURRENCY = 2  # feeds fetched at once by one worker
+
 
 class Worker:
     def __init__(self, hub: Hub, name: str | None = None, deliver_webhooks: bool = True):
@@ -28,6 +34,10 @@ class Worker:
         self._stop = threading.Event()
         self._next_sweep = 0.0
         self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
+        # pull feeds are fetched beside the loop (a slow supplier must not hold up uploads and webhooks)
+        self._pulls = ThreadPoolExecutor(max_workers=PULL_CONCURRENCY, thread_name_prefix="stockhub-pull")
+        self._pulling = 0
+        self._pulling_lock = threading.Lock()
 
     def run_once(self) -> bool:
         """Number committed events, process one upload if one is claimable, and start the webhook
@@ -35,9 +45,34 @@ class Worker:
         numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
         imported = process_one_import(self.hub, self.id)
+        processed = run_one_batch(self.hub, self.id) or processed
         started = self.deliverer.deliver_due() if self.deliverer is not None else 0
         mailed = send_due_mail(self.hub, self.id)
-        return numbered > 0 or processed or imported or started > 0 or mailed > 0
+        pulls = self._start_due_pulls()
+        return numbered > 0 or processed or imported or started > 0 or mailed > 0 or pulls > 0
+
+    def _start_due_pulls(self) -> int:
+        """Claim due pull feeds while a fetcher is free; each fetch runs in the pool."""
+        started = 0
+        while True:
+            with self._pulling_lock:
+                if self._pulling >= PULL_CONCURRENCY:
+                    return started
+            feed_id = claim_due_feed(self.hub, self.id)
+            if feed_id is None:
+                return started
+            with self._pulling_lock:
+                self._pulling += 1
+            self._pulls.submit(self._pull, feed_id)
+            started += 1
+
+    def _pull(self, feed_id: int) -> None:
+        try:
+            feed_jobs.run_claimed_pull(self.hub, feed_id, self.id)
+        finally:
+            with self._pulling_lock:
+                self._pulling -= 1
+            self.hub.work_arrived.set()
 
     def _process_one_upload(self) -> bool:
         upload_id = claim_upload(self.hub, self.id)
@@ -76,6 +111,7 @@ class Worker:
                 busy = False
             if not busy:
                 self.hub.work_arrived.wait(self.hub.settings.worker_poll_seconds)
+        self._pulls.shutdown(wait=False, cancel_futures=True)
         if self.deliverer is not None:
             self.deliverer.close()
 

@@ -20,7 +20,7 @@ from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
 from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
 from stockhub.feeds.stock_file import ROW_SCHEMA, StockFile, unusable
 from stockhub import representations
-from stockhub.services import events, store_status
+from stockhub.services import events, feeds, item_limits, store_status
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
@@ -75,6 +75,14 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
                 conn, upload.store_id, upload_id, parsed.rows, now, means_available=means_available, on_changes=inventory_updated
             )
             changed, held_back = applied.changed, applied.held_back
+        if fatal is None and upload.kind == "stock" and upload.feed_id is not None:  # a pull feed's full snapshot
+            cleared = feeds.clear_missing(conn, upload.feed_id, upload.store_id, parsed.rows, now)
+            changed += cleared
+            if cleared:
+                warnings.append(f"{cleared} products missing from the feed's full snapshot went out of stock")
+        if fatal is None and upload.kind == "stock":  # a file applies in full, and counts
+            passed = item_limits.count(conn, hub.settings, upload.organization_id, parsed.rows.height, now, refuse=False)
+            warnings += [passed] if passed else []
         if held_back:
             warnings.append(
                 f"{held_back} products reported fewer units than are committed to open orders:"
@@ -183,7 +191,7 @@ def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> No
     """upload.processed: the upload's final status, counts and warnings, in the transaction that records them."""
     row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
     record = representations.upload(row)
-    data = {key: record[key] for key in ("status", "type", "source", "filename", "received_at", "finished_at", "counts", "warnings", "error")}
+    data = {key: record[key] for key in ("status", "type", "source", "feed_id", "filename", "received_at", "finished_at", "counts", "warnings", "error")}
     events.emit(conn, "upload.processed", row.organization_id, row.store_id, {"upload_id": record["id"], **data}, now=now)
 
 

@@ -20,6 +20,7 @@ from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatu
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, InsufficientStock, ServiceError, conflict, invalid, not_found
 from stockhub.services import availability, customers, events, idempotency, offers, stock_moves
+from stockhub.services import feeds as feeds_service
 from stockhub.services.fields import Amount, Bool, Currency, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
@@ -147,6 +148,13 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
         except Shortfall as shortfall:
             short.append(_shortfall(key, shortfall, lines))
     if short:  # the transaction rolls back, the order's insert with it
+        unmapped = feeds_service.unmapped_named(conn, [(k[0], k[1], _given(k, lines)) for k in wanted if k not in levels])
+        if unmapped:
+            raise conflict(
+                "some lines name unmapped feed items (a feed of the store holds them, connected to no product):"
+                " map them with PUT /v1/feeds/{feed_id}/items/{external_id}/product; nothing was booked",
+                unmapped=unmapped,
+            )
         raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
 
     rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
@@ -169,6 +177,10 @@ def _announce(conn: Connection, type: str, organization: int, order_id: int, now
     data = {"order": representations.order(order)} | ({"changed": changed} if changed is not None else {})
     events.emit(conn, type, organization, row.fulfilment_store_id, data, now=now)
     return order
+
+
+def _given(key: stock_moves.Key, lines: list[dict]) -> str:
+    return next(line["identifier_given"] for line in lines if (line["store_id"], line["identifier"]) == key)
 
 
 def _shortfall(key: stock_moves.Key, shortfall: Shortfall, lines: list[dict]) -> dict:

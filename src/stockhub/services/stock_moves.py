@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
@@ -86,6 +86,7 @@ class Change:
             return True
         return (
             self.moves
+            or self.before.expired != self.after.expired
             or self.before.safety_stock != self.after.safety_stock
             or self.override_after != self.row.safety_stock_override
             or self.price_after != Price(self.row.price_minor, self.row.currency, self.row.promotion_minor)
@@ -101,13 +102,25 @@ def plan(rows: dict[Key, Row], quantities: dict[Key, int], effect: Callable[[Sto
 
 
 def write(
-    conn: Connection, organization: int, changes: list[Change], reason: MovementReason, now: datetime, *, order_id: int | None = None
+    conn: Connection,
+    organization: int,
+    changes: list[Change],
+    reason: MovementReason,
+    now: datetime,
+    *,
+    order_id: int | None = None,
+    reported_on: date | None = None,
 ) -> None:
     """Store levels (new ones inserted, existing ones updated: counts, safety stock and price),
     append a ledger movement for each change of on_hand or committed (a change of safety stock
     alone moves nothing), and tell subscribers (inventory.updated), all in the caller's
     transaction. The only writer of single stock levels. A new level without its own safety
-    stock takes its store's."""
+    stock takes its store's.
+
+    `reported_on`: the changes are a feed's report (a pushed item), so each level is reported
+    on that day (no longer expired), changed or not; a level only reported again tells nobody."""
+    if reported_on is not None:
+        _mark_reported(conn, [c for c in changes if c.row is not None and not c.changes_anything], reported_on)
     changed = [c for c in changes if c.changes_anything]
     if not changed:
         return
@@ -131,7 +144,7 @@ def write(
                     "price_minor": c.price.price_minor,
                     "currency": c.price.currency,
                     "promotion_minor": c.price.promotion_minor,
-                    "last_reported_on": now.date(),
+                    "last_reported_on": reported_on or now.date(),
                     "expired": False,
                     "updated_at": now,
                 }
@@ -151,7 +164,9 @@ def write(
                 price_minor=bindparam("n_price_minor"),
                 currency=bindparam("n_currency"),
                 promotion_minor=bindparam("n_promotion_minor"),
+                expired=bindparam("n_expired"),
                 updated_at=now,
+                **({"last_reported_on": reported_on} if reported_on is not None else {}),
             ),
             [
                 {
@@ -164,6 +179,7 @@ def write(
                     "n_price_minor": c.price_after.price_minor,
                     "n_currency": c.price_after.currency,
                     "n_promotion_minor": c.price_after.promotion_minor,
+                    "n_expired": c.after.expired,
                 }
                 for c in existing
             ],
@@ -206,3 +222,15 @@ def write(
         )
     for store, store_changes in sorted(by_store.items()):
         events.emit_level_changes(conn, organization, store, store_changes, now)
+
+
+def _mark_reported(conn: Connection, unchanged: list[Change], day: date) -> None:
+    """Levels a feed reported again unchanged: reported on `day` (once a day: the column is a day)."""
+    stale = [c for c in unchanged if c.row.last_reported_on < day]
+    if stale:
+        conn.execute(
+            update(stock_levels)
+            .where(stock_levels.c.store_id == bindparam("k_store"), stock_levels.c.identifier == bindparam("k_identifier"))
+            .values(last_reported_on=day),
+            [{"k_store": c.key[0], "k_identifier": c.key[1]} for c in stale],
+        )

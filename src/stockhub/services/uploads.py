@@ -163,10 +163,21 @@ def too_large(hub: Hub) -> TooLarge:
     return TooLarge(f"the file is larger than the limit of {hub.settings.upload_max_bytes} bytes")
 
 
+def receive_bytes(hub: Hub, grant: UploadGrant, body: bytes) -> ReceivedFile:
+    """Keep a document already in memory (a pulled feed's) as a received file."""
+    receiving = _Receiving(hub, grant.store)
+    with receiving.out:
+        for start in range(0, len(body), _CHUNK):
+            receiving.write(body[start : start + _CHUNK])
+        receiving.out.commit()
+    return receiving.received()
+
+
 def record_upload(
-    hub: Hub, grant: UploadGrant, received: ReceivedFile, source: str, filename: str | None = None
+    hub: Hub, grant: UploadGrant, received: ReceivedFile, source: str, filename: str | None = None, feed_id: int | None = None
 ) -> dict:
-    """Record a received (stored, durable) file as an upload; once this returns, the upload survives a crash."""
+    """Record a received (stored, durable) file as an upload; once this returns, the upload survives
+    a crash. `feed_id`: a document fetched by that pull feed."""
     filename = filename or f"{grant.kind}.{'xlsx' if received.is_xlsx else 'csv'}"
     try:
         with transaction(hub.engine) as conn:
@@ -187,6 +198,7 @@ def record_upload(
                     size_bytes=received.size,
                     sha256=received.sha256,
                     status="received",
+                    feed_id=feed_id,
                 )
             ).inserted_primary_key[0]
             new_work(conn)

@@ -22,18 +22,22 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
-def _fernet(secret: bytes) -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"stockhub upload-key vault v1").derive(secret)
+UPLOAD_KEYS = b"stockhub upload-key vault v1"
+FEED_CREDENTIALS = b"stockhub feed credentials v1"  # a pull feed's username and password (services/feeds.py)
+
+
+def _fernet(secret: bytes, purpose: bytes = UPLOAD_KEYS) -> Fernet:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal(secret: bytes, upload_key: str) -> str:
-    return _fernet(secret).encrypt(upload_key.encode()).decode()
+def seal(secret: bytes, upload_key: str, purpose: bytes = UPLOAD_KEYS) -> str:
+    return _fernet(secret, purpose).encrypt(upload_key.encode()).decode()
 
 
-def unseal(secret: bytes, sealed: str) -> str | None:
+def unseal(secret: bytes, sealed: str, purpose: bytes = UPLOAD_KEYS) -> str | None:
     """The key, or None when it was sealed under another server secret."""
     try:
-        return _fernet(secret).decrypt(sealed.encode()).decode()
+        return _fernet(secret, purpose).decrypt(sealed.encode()).decode()
     except InvalidToken:
         return None

@@ -1,0 +1,217 @@
+"""Pushed feed items benchmark: a live `stockhub serve` (API and workers) taking single upserts
+and batches of 50 items, beside the same server's trivial endpoint (`GET /healthz`), in one run.
+
+    .venv/bin/python bench/feeds/run.py [--requests 2000] [--clients 8] [--batches 100] [--postgres]
+
+(a) trivial: REQUESTS `GET /healthz` from CLIENTS concurrent keep-alive connections (closed loop);
+(b) single upserts: REQUESTS `PUT /v1/feeds/{id}/items/{external_id}` (synchronous: connected by
+    SKU, applied through the ledger with its inventory.updated event) over 1,000 items, the same
+    connections;
+(c) batches: BATCHES `POST /v1/feeds/{id}/batches` of 50 items each, timed from the first send
+    until the workers have applied the last batch (polled).
+A 503 (SQLite's writer busy past its timeout) is retried after its Retry-After, as a client would; the count is printed.
+Each is run 3 times; the medians are printed, and (b) and (c) as ratios to (a): upserts/s per
+trivial request/s and batch items/s per trivial request/s. SQLite (the embedded default) unless
+`--postgres` (STOCKHUB_BENCH_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test: a
+fresh database is made and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx2 as httpx
+import psycopg
+
+from stockhub.db.migrate import upgrade
+from stockhub.jobs.worker import Worker
+from stockhub.services import tenancy
+from stockhub.services.context import Hub
+from stockhub.services.uploads import import_file
+from stockhub.settings import Settings
+
+ADMIN_URL = os.environ.get("STOCKHUB_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+SECRET = "bench-feeds-secret"
+ITEMS = 1000
+RETRIES = [0]  # requests answered 503 (SQLite busy) and sent again
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup(url: str, work: Path) -> tuple[str, str]:
+    """A tenant whose store has ITEMS products known by SKU; returns (token, store id)."""
+    hub = Hub.from_settings(Settings(data_dir=work / "data", database_url=url, secret_key=SECRET))
+    upgrade(hub.engine)
+    org = tenancy.create_organization(hub, "Bench").id
+    brand = tenancy.create_brand_for(hub, org, "Bench").id
+    store = tenancy.create_store_for(hub, brand, {"name": "Bench", "country": "GB"}).id
+    token = tenancy.create_api_token(hub, org).secret
+    path = work / "stock.csv"
+    path.write_text("sku,price,quantity\n" + "".join(f"SKU{n:06d},1.00,5\n" for n in range(ITEMS)))
+    import_file(hub, store, path)
+    Worker(hub, name="bench-setup").run_until_idle()
+    hub.engine.dispose()
+    return token, store
+
+
+class Server:
+    def __init__(self, url: str, work: Path):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
+            "STOCKHUB_DATABASE_URL": url,
+            "STOCKHUB_DATA_DIR": str(work / "data"),
+            "STOCKHUB_FTP_ENABLED": "false",
+            "STOCKHUB_SECRET_KEY": SECRET,
+            "STOCKHUB_WORKER_POLL_SECONDS": "0.05",
+        }
+        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.log = open(work / "server.log", "w")
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit("the server did not start:\n" + (work / "server.log").read_text()[-3000:])
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGINT)
+            self.process.wait(60)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+async def closed_loop(base: str, token: str, requests: list[tuple[str, str, dict | None]], clients: int) -> float:
+    """Send `requests` (method, path, json) from `clients` connections; seconds taken. Any non-2xx fails the run."""
+    jobs = iter(requests)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=120, trust_env=False) as http:
+
+        async def client() -> None:
+            for method, path, body in jobs:
+                answer = await http.request(method, path, json=body)
+                while answer.status_code == 503:  # SQLite's writer busy: a real client retries after Retry-After
+                    RETRIES[0] += 1
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+                    answer = await http.request(method, path, json=body)
+                if answer.status_code >= 300:
+                    raise SystemExit(f"{method} {path}: {answer.status_code} {answer.text[:300]}")
+
+        await asyncio.gather(*(http.get("/healthz") for _ in range(clients)))
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return time.perf_counter() - started
+
+
+def wait_batches(base: str, token: str, batch_ids: list[str]) -> None:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False) as http:
+        for batch_id in reversed(batch_ids):  # the last received is applied last
+            while (status := http.get(f"/v1/feed-batches/{batch_id}").json()["status"]) in ("received", "processing"):
+                time.sleep(0.01)
+            if status != "done":
+                raise SystemExit(f"batch {batch_id} {status}")
+
+
+async def send_batches(base: str, token: str, feed: str, batches: int, clients: int, rng: random.Random) -> tuple[float, list[str]]:
+    ids: list[str] = []
+    bodies = iter(range(batches))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=120, trust_env=False) as http:
+
+        async def client() -> None:
+            for n in bodies:
+                items = [{"external_id": f"b{(n * 50 + k) % ITEMS}", "vendor_sku": f"SKU{(n * 50 + k) % ITEMS:06d}", "quantity": rng.randint(0, 20)} for k in range(50)]
+                answer = await http.post(f"/v1/feeds/{feed}/batches", json={"items": items})
+                while answer.status_code == 503:
+                    RETRIES[0] += 1
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+                    answer = await http.post(f"/v1/feeds/{feed}/batches", json={"items": items})
+                if answer.status_code != 202:
+                    raise SystemExit(f"batch: {answer.status_code} {answer.text[:300]}")
+                ids.append(answer.json()["id"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return started, ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--postgres", action="store_true")
+    args = parser.parse_args()
+    rng = random.Random(10)
+    with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
+        work = Path(tmp)
+        database = None
+        if args.postgres:
+            database = f"bench_feeds_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{database}"')
+            url = ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+        else:
+            url = f"sqlite:///{work / 'data' / 'stockhub.sqlite3'}"
+        try:
+            token, store = setup(url, work)
+            server = Server(url, work)
+            try:
+                with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, trust_env=False) as http:
+                    feed = http.post(f"/v1/stores/{store}/feeds", json={"name": "bench", "kind": "push"}).json()["id"]
+                trivial, single, batched = [], [], []
+                for _ in range(3):
+                    seconds = asyncio.run(closed_loop(server.url, token, [("GET", "/healthz", None)] * args.requests, args.clients))
+                    trivial.append(args.requests / seconds)
+                    puts = [
+                        ("PUT", f"/v1/feeds/{feed}/items/s{n % ITEMS}", {"vendor_sku": f"SKU{n % ITEMS:06d}", "quantity": rng.randint(0, 20)})
+                        for n in range(args.requests)
+                    ]
+                    seconds = asyncio.run(closed_loop(server.url, token, puts, args.clients))
+                    single.append(args.requests / seconds)
+                    started, batch_ids = asyncio.run(send_batches(server.url, token, feed, args.batches, args.clients, rng))
+                    wait_batches(server.url, token, batch_ids)
+                    batched.append(args.batches * 50 / (time.perf_counter() - started))
+            finally:
+                server.stop()
+        finally:
+            if database:
+                with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    t, s, b = statistics.median(trivial), statistics.median(single), statistics.median(batched)
+    print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}; {args.clients} clients; medians of 3 runs")
+    print(f"  (a) trivial GET /healthz     {t:8,.0f} requests/s   (runs {', '.join(f'{x:,.0f}' for x in trivial)})")
+    print(f"  (b) single upserts (PUT)     {s:8,.0f} items/s      (runs {', '.join(f'{x:,.0f}' for x in single)})  ratio to (a) {s / t:.3f}x")
+    print(f"  (c) batches of 50 (applied)  {b:8,.0f} items/s      (runs {', '.join(f'{x:,.0f}' for x in batched)})  ratio to (a) {b / t:.3f}x")
+    print(f"  requests answered 503 (database busy) and retried after Retry-After: {RETRIES[0]}")
+
+
+if __name__ == "__main__":
+    main()
