@@ -2,7 +2,7 @@
 recognised and skipped; identifiers up to 64 characters (SKUs keep their characters)
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0015
 Create Date: 2026-11-30 13:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0017'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
