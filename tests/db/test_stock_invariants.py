@@ -64,7 +64,7 @@ def make_machine(hub, tenant, tmp_path):
             )
             try:
                 order, _ = order_service.book(hub, self.organization, booking)
-                self.orders.append(order["id"])
+                self.orders.append(ids.encode("order", order.row.id))
             except Conflict:  # short: nothing was booked
                 pass
 
