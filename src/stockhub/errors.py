@@ -69,6 +69,14 @@ class TooLarge(ServiceError):
 
 
 @dataclass
+class LimitReached(ServiceError):
+    """A limit of how much the caller may do in a period is reached: retry after `retry_after` seconds."""
+
+    retry_after: int = 0
+    title: ClassVar[str] = "Too many requests"
+
+
+@dataclass
 class Problem(Exception):
     """An HTTP-shaped error, for faces (see the module's docstring)."""
 

@@ -544,3 +544,18 @@ mail_outbox = Table(
     Column("sent_at", UTCDateTime),
     Index("ix_mail_outbox_next_attempt_at", "next_attempt_at"),
 )
+
+
+# --- rate limits (services/rate_limits.py) -----------------------------------------------------
+# Fixed-window request counters shared by every API node: one row per (limited key, window),
+# counted with one UPSERT per request; windows that have passed are deleted by the sweep.
+
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("key", String(80), primary_key=True),  # "token:<HMAC of the token>" or "address:<ip>"
+    Column("window_start", BigInteger, primary_key=True),  # Unix seconds, a multiple of the window's length
+    Column("count", Integer, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # Unix seconds: the window's end
+    Index("ix_rate_limit_counters_expires_at", "expires_at"),
+)
