@@ -31,8 +31,11 @@ class Check:
 
 
 def run_checks(make_settings=None) -> list[Check]:
+    import logging
+
     from stockhub.settings import Settings
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # reading the schema's revision is no news
     found: list[Check] = []
     try:
         settings = (make_settings or Settings)()
@@ -55,7 +58,7 @@ def run_checks(make_settings=None) -> list[Check]:
         found += database
         found += _storage(settings)
         found += _ftp_certificate(settings)
-        if all(c.status != "fail" for c in database):
+        if database[0].status == "ok":  # the database answers (whatever its schema)
             found += _clock(engine)
     finally:
         engine.dispose()
