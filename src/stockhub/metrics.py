@@ -34,7 +34,7 @@ HTTP_REQUESTS = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-UPLOADS_PROCESSED = Counter("stockhub_uploads_processed_total", "Uploads processed by this process, by final status", ["kind", "status"])
+UPLOADS_PROCESSED = Counter("stockhub_uploads_processed_total", "Uploads processed by this process, by final status (applied, invalid, failed; error: an attempt that failed and is retried or given up)", ["kind", "status"])
 UPLOAD_ROWS = Counter("stockhub_upload_rows_total", "Rows of the uploads processed (rate() of it: rows/s)", ["kind"])
 UPLOAD_SECONDS = Histogram(
     "stockhub_upload_processing_seconds", "Time to process an upload (read, validate, apply)", ["kind"],

@@ -10,7 +10,8 @@ status, time) and counts it in the latency histogram by route *template*.
 (services/rate_limits.py) before any route runs, and answers `429` (with `Retry-After`) past
 either; every answer it counts carries `RateLimit-Limit`, `RateLimit-Remaining` and
 `RateLimit-Reset` (seconds) for the tightest of them. The probes (`/healthz`, `/readyz`,
-`/metrics`) are never limited.
+`/metrics`) are never limited. If counting fails (the database dropped the connection), the
+request is served uncounted rather than refused: the limiter never takes the API down.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class RateLimited:
                 {"RateLimit-Limit": str(rate.limit), "RateLimit-Remaining": "0", "RateLimit-Reset": str(reached.retry_after)}
             )
             return await response(scope, receive, send)
+        except Exception:  # the counters' database failed: serve uncounted (the request meets the database itself next)
+            log.warning("rate limit not counted: the counter failed", exc_info=True)
+            verdict = None
         if verdict is None:
             return await self.app(scope, receive, send)
 

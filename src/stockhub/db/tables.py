@@ -549,6 +549,7 @@ mail_outbox = Table(
 # --- rate limits (services/rate_limits.py) -----------------------------------------------------
 # Fixed-window request counters shared by every API node: one row per (limited key, window),
 # counted with one UPSERT per request; windows that have passed are deleted by the sweep.
+# UNLOGGED on PostgreSQL (migration 0020): no WAL flush per request; a crash empties it.
 
 rate_limit_counters = Table(
     "rate_limit_counters",

@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy import select
 
-from stockhub import logs, metrics
+from stockhub import ids, logs, metrics
 from stockhub.db.engine import reading
 from stockhub.db.tables import uploads
 
@@ -58,8 +58,6 @@ class Worker:
             return False
         with reading(self.hub.engine) as conn:
             upload = conn.execute(select(uploads.c.store_id, uploads.c.kind).where(uploads.c.id == upload_id)).one()
-        from stockhub import ids
-
         with logs.bound(upload_id=ids.encode("upload", upload_id), store_id=ids.encode("store", upload.store_id)):
             self._process(upload_id, upload.kind)
         return True
@@ -73,9 +71,11 @@ class Worker:
         except ReaderFailed as failure:
             log.warning("upload %s: %s; it goes back in the queue", upload_id, failure)
             fail_upload(self.hub, upload_id, self.id, str(failure))
+            metrics.UPLOADS_PROCESSED.labels(kind, "error").inc()
         except Exception as error:
             log.exception("upload %s failed", upload_id)
             fail_upload(self.hub, upload_id, self.id, f"processing failed: {type(error).__name__}")
+            metrics.UPLOADS_PROCESSED.labels(kind, "error").inc()
 
     def _count(self, upload_id: int, kind: str, status: str, started: float) -> None:
         took = time.perf_counter() - started

@@ -10,7 +10,8 @@ Where counts live (`RATE_LIMIT_STORE`):
 
 - `database` (the default on PostgreSQL): one row per (key, window) in `rate_limit_counters`,
   counted by a single `INSERT … ON CONFLICT DO UPDATE … RETURNING` for both keys of the request
-  (one statement, one round trip, autocommit), so every API node shares the counts exactly.
+  (one statement, one round trip, autocommit), so every API node shares the counts exactly. The
+  table is UNLOGGED: the commit waits for no disk flush, and a crash merely restarts the windows.
 - `memory` (the default on SQLite, the embedded single process): counted in the process, with
   no database write on every request (SQLite has one writer). A fleet on `memory` counts per
   node: divide the limits by the number of API nodes.

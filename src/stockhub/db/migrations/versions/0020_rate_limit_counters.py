@@ -25,6 +25,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('key', 'window_start', name=op.f('pk_rate_limit_counters')),
     )
     op.create_index('ix_rate_limit_counters_expires_at', 'rate_limit_counters', ['expires_at'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        # Counts are disposable (a crash empties the table: every window starts again), so no WAL:
+        # an UPSERT then commits without waiting for a disk flush (~0.1 ms instead of ~4 ms).
+        op.execute('ALTER TABLE rate_limit_counters SET UNLOGGED')
 
 
 def downgrade() -> None:
