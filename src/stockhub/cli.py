@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from stockhub.errors import Problem, ServiceError
+from stockhub import representations
 from stockhub.services import tenancy, uploads
 from stockhub.services.context import Hub
 from stockhub.settings import Settings
@@ -278,7 +279,7 @@ def store_update(store_id: str, as_json: bool, **fields) -> None:
     hub = _hub()
     changes = tenancy.validated(tenancy.StoreChanges, {k: v for k, v in fields.items() if v is not None})
     updated = tenancy.update_store(hub, tenancy.organization_of_store(hub, store_id), store_id, changes)
-    _emit(as_json, updated, f"store {store_id} updated")
+    _emit(as_json, representations.store(updated), f"store {store_id} updated")
 
 
 @store.command("safety-stock")
@@ -294,10 +295,11 @@ def store_safety_stock(store_id: str, quantity: str, identifier: str | None, as_
     given = None if identifier and quantity == "default" else int(quantity) if quantity.lstrip("-").isdigit() else quantity
     body = tenancy.validated(model, {"safety_stock": given})
     if identifier:
-        level = safety_stock.set_product(_hub(), None, store_id, identifier, body.safety_stock)
+        level = representations.stock(safety_stock.set_product(_hub(), None, store_id, identifier, body.safety_stock))
         _emit(as_json, level, f"{identifier} at {store_id}: safety stock {level['safety_stock']}, available {level['available']}")
     else:
-        got = safety_stock.set_store_default(_hub(), None, store_id, body.safety_stock)
+        store, changed = safety_stock.set_store_default(_hub(), None, store_id, body.safety_stock)
+        got = representations.store(store) | {"products_changed": changed}
         _emit(as_json, got, f"store {store_id}: safety stock {got['safety_stock']} ({got['products_changed']} products changed)")
 
 
@@ -394,10 +396,10 @@ def import_(file: Path, store_id: str, as_json: bool) -> None:
         recorded = uploads.import_file(hub, store_id, file, progress=lambda n: bar.advance(copying, n))
         bar.add_task("parsing, validating and applying", total=None)
         worker = Worker(hub, name=f"cli-import-{recorded['upload_id']}", deliver_webhooks=False)
-        while uploads.get_upload(hub, None, recorded["upload_id"])["status"] in ("received", "processing"):
+        while uploads.get_upload(hub, None, recorded["upload_id"]).row.status in ("received", "processing"):
             if not worker.run_once():
                 time.sleep(0.2)  # another worker holds it, or an older upload of the store goes first
-    result = uploads.get_upload(hub, None, recorded["upload_id"])
+    result = representations.upload(*uploads.get_upload(hub, None, recorded["upload_id"]))
     counts = result["counts"]
     _emit(
         as_json,

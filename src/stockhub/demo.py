@@ -116,7 +116,7 @@ def _populate(hub: Hub, made: dict) -> str:
         }
         order, _ = orders.book(hub, organization, orders.Booking.model_validate(booking))
         if n == 1001:
-            orders.step(hub, organization, order["id"], orders.Action.CONFIRM)
+            orders.step(hub, organization, ids.encode("order", order.row.id), orders.Action.CONFIRM)
     return password
 
 

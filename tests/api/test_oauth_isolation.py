@@ -12,6 +12,7 @@ import pytest
 from oauth_support import bearer, make_partner, make_user, partner_tokens
 from stockhub.api.app import create_app
 from stockhub import ids
+from stockhub import representations as show
 from stockhub.jobs.worker import Worker
 from stockhub.services import events, location_groups, orders, shipping, tenancy, uploads, webhooks
 from support import make_tenant
@@ -65,13 +66,13 @@ def foreign(hub, tmp_path):
     other = make_tenant(hub, "Rival Records")
     number = ids.decode("organization", other.organization)
     hub.settings.webhook_allow_loopback = True
-    subscription = webhooks.create_subscription(
+    subscription = show.subscription(*webhooks.create_subscription(
         hub, number, webhooks.SubscriptionFields(url="http://127.0.0.1:9/hooks", event_types=["upload.processed"])
-    )
+    ))
     csv = Path(tmp_path / "stock.csv")
     csv.write_bytes(b"barcode,price,quantity\n9780141383743,6.99,3\n")
     upload_id = uploads.import_file(hub, other.store, csv)["upload_id"]
-    while uploads.get_upload(hub, None, upload_id)["status"] in ("received", "processing"):
+    while uploads.get_upload(hub, None, upload_id).row.status in ("received", "processing"):
         if not Worker(hub, deliver_webhooks=False).run_once():
             time.sleep(0.05)  # the live server's worker has it
     booking = orders.Booking(
@@ -82,14 +83,14 @@ def foreign(hub, tmp_path):
         lines=[{"identifier": "9780141383743", "quantity": 1, "unit_price": "6.99"}],
         fulfilment={"type": "pickup", "store_id": other.store},
     )
-    order = orders.book(hub, number, booking)[0]
+    order = show.order(orders.book(hub, number, booking)[0])
     events.sequence_events(hub.engine)  # numbered events get their deliveries
-    deliveries = webhooks.list_deliveries(hub, number, subscription["id"], 10, None).items
+    deliveries = [show.delivery(d) for d in webhooks.list_deliveries(hub, number, subscription["id"], 10, None).items]
     assert deliveries, "the foreign subscription has a delivery to walk with"
-    group = location_groups.create(hub, number, location_groups.GroupFields(name="Rival region", store_ids=[other.store]))
-    method = shipping.create(
+    group = show.location_group(location_groups.create(hub, number, location_groups.GroupFields(name="Rival region", store_ids=[other.store])))
+    method = show.shipping_method(shipping.create(
         hub, number, shipping.ShippingMethod(name="Rival post", price="1.00", currency="GBP", min_days=1, max_days=2, countries=["GB"])
-    )
+    ))
     foreign_ids = {
         "group_id": group["id"],
         "method_id": method["id"],

@@ -117,7 +117,7 @@ def test_export_plus_increment_is_a_fresh_export_with_writers_committing_meanwhi
     numbers = [ids.decode("store", s) for s in store_ids]
     for store in numbers:
         _seed(hub, organization, store)
-    group = location_groups.create(hub, organization, location_groups.GroupFields(name="North", store_ids=store_ids[:2]))["id"]
+    group = ids.encode("location_group", location_groups.create(hub, organization, location_groups.GroupFields(name="North", store_ids=store_ids[:2])).row.id)
 
     stop = threading.Event()
     failures: list[BaseException] = []

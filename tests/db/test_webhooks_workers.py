@@ -29,7 +29,7 @@ def test_two_workers_deliver_a_thousand_events_each_once(hub, settings, tenant):
     receiver = Receiver()
     organization, store = ids.decode("organization", tenant.organization), ids.decode("store", tenant.store)
     fields = webhooks.SubscriptionFields(url=receiver.url, event_types=["order.created"])
-    receiver.secrets.append(webhooks.create_subscription(hub, organization, fields)["secret"])
+    receiver.secrets.append(webhooks.create_subscription(hub, organization, fields)[1])
     for start in range(0, EVENTS, 100):
         with transaction(hub.engine) as conn:
             for n in range(start, start + 100):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stockhub.api.deps import CurrentPrincipal, HubDep
 from stockhub.domain.access import Principal
 from stockhub.errors import Problem
+from stockhub import representations as show
 from stockhub.services import accounts
 from stockhub.services.fields import Bool
 
@@ -38,4 +39,4 @@ def create_partner(hub: HubDep, principal: CurrentPrincipal, body: PartnerFields
 @router.get("/partners")
 def list_partners(hub: HubDep, principal: CurrentPrincipal) -> dict:
     _admin(principal)
-    return {"items": accounts.list_partners(hub)}
+    return {"items": [show.partner(row) for row in accounts.list_partners(hub)]}

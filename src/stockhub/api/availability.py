@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from stockhub import representations as show
 from stockhub.api.deps import HubDep, Limit, Organization, Scoped, Token, page_body
 from stockhub.services import availability, location_groups, shipping
 from stockhub.services.scope import scope_of
@@ -43,23 +44,23 @@ def delivery_options(hub: HubDep, principal: Scoped("stock.read"), body: availab
 
 @router.post("/location-groups", status_code=201)
 def create_group(hub: HubDep, organization: Organization, body: location_groups.GroupFields) -> dict:
-    return location_groups.create(hub, organization, body)
+    return show.location_group(location_groups.create(hub, organization, body))
 
 
 @router.get("/location-groups")
 def list_groups(hub: HubDep, organization: Organization, limit: Limit = 50, token: Token = None) -> dict:
-    return page_body(location_groups.list_groups(hub, organization, limit, token))
+    return page_body(location_groups.list_groups(hub, organization, limit, token), show.location_group)
 
 
 @router.get("/location-groups/{group_id}")
 def get_group(hub: HubDep, organization: Organization, group_id: str) -> dict:
-    return location_groups.get(hub, organization, group_id)
+    return show.location_group(location_groups.get(hub, organization, group_id))
 
 
 @router.patch("/location-groups/{group_id}")
 def update_group(hub: HubDep, organization: Organization, group_id: str, body: location_groups.GroupChanges) -> dict:
     """Rename it, or give its stores anew (a cursor from before a change of stores is refused)."""
-    return location_groups.update(hub, organization, group_id, body)
+    return show.location_group(location_groups.update(hub, organization, group_id, body))
 
 
 @router.delete("/location-groups/{group_id}", status_code=204)
@@ -111,12 +112,12 @@ def _ndjson(partitions):
 
 @router.post("/shipping-methods", status_code=201)
 def create_shipping_method(hub: HubDep, organization: Organization, body: shipping.ShippingMethod) -> dict:
-    return shipping.create(hub, organization, body)
+    return show.shipping_method(shipping.create(hub, organization, body))
 
 
 @router.get("/shipping-methods")
 def list_shipping_methods(hub: HubDep, organization: Organization, limit: Limit = 50, token: Token = None) -> dict:
-    return page_body(shipping.list_methods(hub, organization, limit, token))
+    return page_body(shipping.list_methods(hub, organization, limit, token), show.shipping_method)
 
 
 @router.delete("/shipping-methods/{method_id}", status_code=204)

@@ -8,7 +8,8 @@ then reaches is `services.scope.scope_of(principal)` (a partner: only the store 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -124,5 +125,6 @@ def also(status: int, description: str) -> dict:
     return {status: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
 
-def page_body(page) -> dict:
-    return {"items": page.items, "next_token": page.next_token}
+def page_body(page, render: Callable[[Any], dict]) -> dict:
+    """A page as the API answers it, each item rendered (stockhub.representations)."""
+    return {"items": [render(item) for item in page.items], "next_token": page.next_token}

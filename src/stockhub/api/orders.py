@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from stockhub import representations as show
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Organization, Scoped, Token, also, page_body
 from stockhub.domain.orders import Action, OrderStatus
 from stockhub.services import customers, orders
@@ -21,41 +22,41 @@ def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Book
     order, created = orders.book(hub, scope_of(principal), body)
     if not created:
         response.status_code = 200
-    return order
+    return show.order(order)
 
 
 @router.get("/orders")
 def list_orders(
     hub: HubDep, principal: Scoped("orders.read"), limit: Limit = 50, token: Token = None, status: OrderStatus | None = None
 ) -> dict:
-    return page_body(orders.list_orders(hub, scope_of(principal), limit, token, status))
+    return page_body(orders.list_orders(hub, scope_of(principal), limit, token, status), show.order)
 
 
 @router.get("/orders/{order_id}")
 def get_order(hub: HubDep, principal: Scoped("orders.read"), order_id: str) -> dict:
-    return orders.get(hub, scope_of(principal, f"order {order_id}"), order_id)
+    return show.order(orders.get(hub, scope_of(principal, f"order {order_id}"), order_id))
 
 
 @router.patch("/orders/{order_id}", responses=CONFLICT)
 def update_order(hub: HubDep, principal: Scoped("orders.write"), order_id: str, body: orders.OrderChanges) -> dict:
     """Change the invoice number, planned dates, payment; everything else is read-only."""
-    return orders.update(hub, scope_of(principal, f"order {order_id}"), order_id, body)
+    return show.order(orders.update(hub, scope_of(principal, f"order {order_id}"), order_id, body))
 
 
 @router.post("/orders/{order_id}/confirm", responses=CONFLICT)
 def confirm(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
     """The held units leave the store's count: on_hand and committed both drop."""
-    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.CONFIRM)
+    return show.order(orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.CONFIRM))
 
 
 @router.post("/orders/{order_id}/dispatch", responses=CONFLICT)
 def dispatch(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
-    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.DISPATCH)
+    return show.order(orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.DISPATCH))
 
 
 @router.post("/orders/{order_id}/deliver", responses=CONFLICT)
 def deliver(hub: HubDep, principal: Scoped("orders.write"), order_id: str) -> dict:
-    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.DELIVER)
+    return show.order(orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.DELIVER))
 
 
 class Cancellation(BaseModel):
@@ -68,7 +69,7 @@ class Cancellation(BaseModel):
 def cancel(hub: HubDep, principal: Scoped("orders.write"), order_id: str, body: Annotated[Cancellation | None, Body()] = None) -> dict:
     """Unconfirmed: the held units are released. Confirmed or dispatched: `restock` decides."""
     body = body or Cancellation()
-    return orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.CANCEL, reason=body.reason, restock=body.restock)
+    return show.order(orders.step(hub, scope_of(principal, f"order {order_id}"), order_id, Action.CANCEL, reason=body.reason, restock=body.restock))
 
 
 @router.post("/customers", status_code=201, responses=also(200, "the customer found"))
@@ -77,22 +78,22 @@ def get_or_create_customer(hub: HubDep, organization: Organization, body: custom
     customer, made = customers.get_or_create(hub, organization, body)
     if not made:
         response.status_code = 200
-    return customer
+    return show.customer(customer)
 
 
 @router.get("/customers")
 def search_customers(
     hub: HubDep, organization: Organization, q: Annotated[str | None, Query(min_length=1, max_length=200)] = None, limit: Limit = 50, token: Token = None
 ) -> dict:
-    return page_body(customers.search(hub, organization, q, limit, token))
+    return page_body(customers.search(hub, organization, q, limit, token), show.customer)
 
 
 @router.get("/customers/{customer_id}")
 def get_customer(hub: HubDep, organization: Organization, customer_id: str) -> dict:
-    return customers.get(hub, organization, customer_id)
+    return show.customer(customers.get(hub, organization, customer_id))
 
 
 @router.get("/customers/{customer_id}/orders")
 def customer_orders(hub: HubDep, organization: Organization, customer_id: str, limit: Limit = 50, token: Token = None) -> dict:
     """The customer's order history, newest first."""
-    return page_body(customers.orders_of(hub, organization, customer_id, limit, token, orders.render))
+    return page_body(orders.of_customer(hub, organization, customer_id, limit, token), show.order)

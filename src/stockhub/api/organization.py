@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse, Response
 
+from stockhub import ids
 from stockhub.api import problems
 from stockhub.api.deps import HubDep, Limit, Scoped
 from stockhub.domain.access import Principal
@@ -51,31 +52,36 @@ def _partner(hub, principal: Principal, brand_id: str, store_id: str) -> int:
     return principal.partner
 
 
-def _store(store: dict) -> dict:
+def _named(kind: str):
+    """An organization or brand as Otter's schema has it: its id and name."""
+    return lambda row: {"id": ids.encode(kind, row.id), "name": row.name}
+
+
+def _store(row) -> dict:
     """A store as Otter's schema has it: the address an object, the coordinates its `location`."""
-    lines = [line for line in (store["address_line1"], store["address_line2"]) if line]
-    region = " ".join(part for part in (store["state"], store["postal_code"]) if part)  # "IL 62701", "N1 8EA"
-    full = ", ".join(part for part in (*lines, store["city"], region, store["country"]) if part)
-    located = store["latitude"] is not None and store["longitude"] is not None
+    lines = [line for line in (row.address_line1, row.address_line2) if line]
+    region = " ".join(part for part in (row.state, row.postal_code) if part)  # "IL 62701", "N1 8EA"
+    full = ", ".join(part for part in (*lines, row.city, region, row.country) if part)
+    located = row.latitude is not None and row.longitude is not None
     return {
-        "id": store["id"],
-        "brandId": store["brand_id"],
-        "name": store["name"],
+        "id": ids.encode("store", row.id),
+        "brandId": ids.encode("brand", row.brand_id),
+        "name": row.name,
         "address": {
             "fullAddress": full,
             "addressLines": lines,
-            "city": store["city"],
-            "postalCode": store["postal_code"],
-            "state": store["state"],
-            "countryCode": store["country"],
-            "location": {"latitude": store["latitude"], "longitude": store["longitude"]} if located else None,
+            "city": row.city,
+            "postalCode": row.postal_code,
+            "state": row.state,
+            "countryCode": row.country,
+            "location": {"latitude": row.latitude, "longitude": row.longitude} if located else None,
         },
-        "currency": store["currency"],
-        "timezone": store["timezone"],
+        "currency": row.currency,
+        "timezone": row.timezone,
     }
 
 
-def _page(page, render=lambda item: item) -> dict:
+def _page(page, render) -> dict:
     body: dict[str, Any] = {"items": [render(item) for item in page.items]}
     if page.next_token is not None:
         body["offsetToken"] = page.next_token
@@ -84,17 +90,17 @@ def _page(page, render=lambda item: item) -> dict:
 
 @router.get("")
 def get_organization(hub: HubDep, principal: Reader) -> dict:
-    return connections.organization(hub, _organization(principal))
+    return _named("organization")(connections.organization(hub, _organization(principal)))
 
 
 @router.get("/brands")
 def list_brands(hub: HubDep, principal: Reader, limit: Limit = 100, token: PageToken = None) -> dict:
-    return _page(connections.list_brands(hub, _organization(principal), limit, token))
+    return _page(connections.list_brands(hub, _organization(principal), limit, token), _named("brand"))
 
 
 @router.get("/brands/{brand_id}")
 def get_brand(hub: HubDep, principal: Reader, brand_id: str) -> dict:
-    return connections.get_brand(hub, _organization(principal), brand_id)
+    return _named("brand")(connections.get_brand(hub, _organization(principal), brand_id))
 
 
 @router.get("/brands/{brand_id}/stores")
@@ -110,7 +116,7 @@ def get_store(hub: HubDep, principal: Reader, brand_id: str, store_id: str) -> d
 @router.get("/brands/{brand_id}/stores/{store_id}/connection")
 def get_connection(hub: HubDep, principal: Integrator, brand_id: str, store_id: str) -> dict:
     """200 with the partner's `storeId` for this store, or 404 when it is not connected."""
-    return connections.get_connection(hub, _organization(principal), _partner(hub, principal, brand_id, store_id), brand_id, store_id)
+    return {"storeId": connections.get_connection(hub, _organization(principal), _partner(hub, principal, brand_id, store_id), brand_id, store_id)}
 
 
 @router.post("/brands/{brand_id}/stores/{store_id}/connection", status_code=204)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
+from stockhub import representations as show
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.stock import StockStatus
 from stockhub.services import safety_stock, stock, stock_writes
@@ -22,19 +23,19 @@ def list_stock(
     status: StockStatus | None = None,
 ) -> dict:
     """The store's stock levels by identifier; `status` filters to in_stock, out_of_stock or expired."""
-    return page_body(stock.list_stock(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token, status))
+    return page_body(stock.list_stock(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token, status), show.stock)
 
 
 @router.get("/stores/{store_id}/stock/{identifier}")
 def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, identifier: str) -> dict:
     """One product's level; any spelling of its barcode (UPC-A, EAN-13, ISBN-10...) finds it."""
-    return stock.get_stock(hub, scope_of(principal, f"store {store_id}"), store_id, identifier)
+    return show.stock(stock.get_stock(hub, scope_of(principal, f"store {store_id}"), store_id, identifier))
 
 
 @router.put("/stores/{store_id}/stock/{identifier}", responses=CONFLICT)
 def set_count(hub: HubDep, principal: Scoped("stock.write"), store_id: str, identifier: str, body: stock_writes.Count) -> dict:
     """Set on_hand absolutely (an inventory master's count); `change_from` makes it compare-and-set."""
-    return stock_writes.set_count(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body)
+    return show.stock(stock_writes.set_count(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body))
 
 
 @router.post("/stores/{store_id}/stock/adjustments", responses=CONFLICT)
@@ -53,7 +54,8 @@ def adjust(
 def set_store_safety_stock(hub: HubDep, principal: Scoped("stock.write"), store_id: str, body: safety_stock.StoreSafetyStock) -> dict:
     """Units of every product kept back from sale (available = on_hand − committed − safety_stock,
     at least 0), unless a product sets its own; each product it changes is an inventory.updated."""
-    return safety_stock.set_store_default(hub, scope_of(principal, f"store {store_id}"), store_id, body.safety_stock)
+    store, changed = safety_stock.set_store_default(hub, scope_of(principal, f"store {store_id}"), store_id, body.safety_stock)
+    return show.store(store) | {"products_changed": changed}
 
 
 @router.put("/stores/{store_id}/stock/{identifier}/safety-stock")
@@ -61,4 +63,4 @@ def set_product_safety_stock(
     hub: HubDep, principal: Scoped("stock.write"), store_id: str, identifier: str, body: safety_stock.ProductSafetyStock
 ) -> dict:
     """This product's own safety stock at the store; `null` makes it follow the store's default."""
-    return safety_stock.set_product(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body.safety_stock)
+    return show.stock(safety_stock.set_product(hub, scope_of(principal, f"store {store_id}"), store_id, identifier, body.safety_stock))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhub.api.deps import CurrentPrincipal, HubDep, Limit, Scoped, Token, page_body
+from stockhub import representations as show
 from stockhub.services import connections, tenancy
 from stockhub.services.scope import organization_of, scope_of
 
@@ -19,19 +20,19 @@ class BrandFields(BaseModel):
 
 @router.post("/brands", status_code=201)
 def create_brand(hub: HubDep, principal: CurrentPrincipal, body: BrandFields) -> dict:
-    return tenancy.create_brand(hub, organization_of(principal), body.name)
+    return show.brand(tenancy.create_brand(hub, organization_of(principal), body.name))
 
 
 @router.get("/brands")
 def list_brands(hub: HubDep, principal: Scoped("organization.read"), limit: Limit = 100, token: Token = None) -> dict:
-    return page_body(tenancy.list_brands(hub, organization_of(principal), limit, token))
+    return page_body(tenancy.list_brands(hub, organization_of(principal), limit, token), show.brand)
 
 
 @router.post("/brands/{brand_id}/stores", status_code=201)
 def create_store(hub: HubDep, principal: CurrentPrincipal, brand_id: str, body: tenancy.StoreFields) -> dict:
     """Create a store. The response holds its `upload_key`: shown this once, stored only as a hash."""
     store, upload_key = tenancy.create_store(hub, organization_of(principal, f"brand {brand_id}"), brand_id, body)
-    return store | {"upload_key": upload_key}
+    return show.store(store) | {"upload_key": upload_key}
 
 
 @router.get("/brands/{brand_id}/stores")
@@ -43,17 +44,17 @@ def list_stores(
     token: Token = None,
     status: Annotated[str | None, Query(description="pending, connected, invalid or disconnected")] = None,
 ) -> dict:
-    return page_body(tenancy.list_stores(hub, organization_of(principal, f"brand {brand_id}"), brand_id, limit, token, status))
+    return page_body(tenancy.list_stores(hub, organization_of(principal, f"brand {brand_id}"), brand_id, limit, token, status), show.store)
 
 
 @router.get("/stores/{store_id}")
 def get_store(hub: HubDep, principal: Scoped("organization.read"), store_id: str) -> dict:
-    return tenancy.get_store(hub, scope_of(principal, f"store {store_id}"), store_id)
+    return show.store(tenancy.get_store(hub, scope_of(principal, f"store {store_id}"), store_id))
 
 
 @router.patch("/stores/{store_id}")
 def update_store(hub: HubDep, principal: CurrentPrincipal, store_id: str, body: tenancy.StoreChanges) -> dict:
-    return tenancy.update_store(hub, organization_of(principal, f"store {store_id}"), store_id, body)
+    return show.store(tenancy.update_store(hub, organization_of(principal, f"store {store_id}"), store_id, body))
 
 
 @router.post("/stores/{store_id}/upload-key")

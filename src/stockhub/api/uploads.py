@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
+from stockhub import representations as show
 from stockhub.api import problems
 from stockhub.api.deps import HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.access import Principal
@@ -74,9 +75,9 @@ def rejections_csv(hub: HubDep, principal: Scoped("uploads.read"), upload_id: st
 
 @router.get("/v1/stores/{store_id}/uploads")
 def list_uploads(hub: HubDep, principal: Scoped("uploads.read"), store_id: str, limit: Limit = 50, token: Token = None) -> dict:
-    return page_body(uploads.list_uploads(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token))
+    return page_body(uploads.list_uploads(hub, scope_of(principal, f"store {store_id}"), store_id, limit, token), show.upload)
 
 
 def _upload_of(hub, principal: Principal, upload_id: str) -> dict:
     """The upload if the caller may see it: its organization's, or for a partner its connected store's."""
-    return uploads.get_upload(hub, scope_of(principal, f"upload {upload_id}"), upload_id)
+    return show.upload(*uploads.get_upload(hub, scope_of(principal, f"upload {upload_id}"), upload_id))

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from stockhub import representations as show
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, page_body
 from stockhub.domain.access import Scope
 from stockhub.services import events, webhooks
@@ -28,34 +29,34 @@ WebhookOwner = Annotated[Scope, Depends(webhook_owner)]
 def create_subscription(hub: HubDep, owner: WebhookOwner, body: webhooks.SubscriptionFields) -> dict:
     """Subscribe a URL to event types (optionally of some stores only). The answer's `secret`
     (`whsec_…`, for any Standard Webhooks library) is shown this once."""
-    return webhooks.create_subscription(hub, owner, body)
+    return show.subscription(*webhooks.create_subscription(hub, owner, body))
 
 
 @router.get("/webhook-subscriptions")
 def list_subscriptions(hub: HubDep, owner: WebhookOwner, limit: Limit = 100, token: Token = None) -> dict:
-    return page_body(webhooks.list_subscriptions(hub, owner, limit, token))
+    return page_body(webhooks.list_subscriptions(hub, owner, limit, token), show.subscription)
 
 
 @router.get("/webhook-subscriptions/{subscription_id}")
 def get_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> dict:
-    return webhooks.get_subscription(hub, owner, subscription_id)
+    return show.subscription(webhooks.get_subscription(hub, owner, subscription_id))
 
 
 @router.patch("/webhook-subscriptions/{subscription_id}")
 def update_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str, body: webhooks.SubscriptionChanges) -> dict:
-    return webhooks.update_subscription(hub, owner, subscription_id, body)
+    return show.subscription(webhooks.update_subscription(hub, owner, subscription_id, body))
 
 
 @router.post("/webhook-subscriptions/{subscription_id}/pause")
 def pause_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> dict:
     """Stop sending; events meanwhile are kept and sent on resume."""
-    return webhooks.pause_subscription(hub, owner, subscription_id)
+    return show.subscription(webhooks.pause_subscription(hub, owner, subscription_id))
 
 
 @router.post("/webhook-subscriptions/{subscription_id}/resume")
 def resume_subscription(hub: HubDep, owner: WebhookOwner, subscription_id: str) -> dict:
     """Send again (after a pause, or after it was disabled for failing); what was kept goes out now."""
-    return webhooks.resume_subscription(hub, owner, subscription_id)
+    return show.subscription(webhooks.resume_subscription(hub, owner, subscription_id))
 
 
 @router.delete("/webhook-subscriptions/{subscription_id}", status_code=204)
@@ -72,25 +73,25 @@ class Rotation(BaseModel):
 @router.post("/webhook-subscriptions/{subscription_id}/secret")
 def rotate_secret(hub: HubDep, owner: WebhookOwner, subscription_id: str, body: Rotation | None = None) -> dict:
     """A new signing secret, shown this once; both sign deliveries until the grace period ends."""
-    return webhooks.rotate_secret(hub, owner, subscription_id, body.grace_seconds if body else None)
+    return show.subscription(*webhooks.rotate_secret(hub, owner, subscription_id, body.grace_seconds if body else None))
 
 
 @router.get("/webhook-subscriptions/{subscription_id}/deliveries")
 def list_deliveries(hub: HubDep, owner: WebhookOwner, subscription_id: str, limit: Limit = 50, token: Token = None) -> dict:
     """Every delivery to the subscription, newest first, with its latest attempt."""
-    return page_body(webhooks.list_deliveries(hub, owner, subscription_id, limit, token))
+    return page_body(webhooks.list_deliveries(hub, owner, subscription_id, limit, token), lambda d: show.delivery(d, last_attempt_only=True))
 
 
 @router.get("/webhook-deliveries/{delivery_id}")
 def get_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
     """A delivery with every attempt: time, status code, latency, response excerpt, error."""
-    return webhooks.get_delivery(hub, owner, delivery_id)
+    return show.delivery(webhooks.get_delivery(hub, owner, delivery_id))
 
 
 @router.post("/webhook-deliveries/{delivery_id}/retry", status_code=202, responses=CONFLICT)
 def retry_delivery(hub: HubDep, owner: WebhookOwner, delivery_id: str) -> dict:
     """Send the delivery's event again now (same event id), with a fresh retry schedule."""
-    return webhooks.retry_delivery(hub, owner, delivery_id)
+    return show.delivery(webhooks.retry_delivery(hub, owner, delivery_id))
 
 
 @router.get("/events", tags=["events"])
@@ -103,4 +104,5 @@ def list_events(
 ) -> dict:
     """Catch up without webhooks: the events numbered after `after`, oldest first.
     Ask again with `after` = the answer's `next_after` until `items` is empty."""
-    return events.list_events(hub, owner, store_id, after, limit)
+    items = [show.event(*record) for record in events.list_events(hub, owner, store_id, after, limit)]
+    return {"items": items, "next_after": items[-1]["sequence"] if items else after}

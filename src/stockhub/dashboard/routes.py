@@ -20,6 +20,7 @@ from stockhub.dashboard.charts import stability_svg, upload_history_svg
 from stockhub.domain.access import Scope
 from stockhub.domain.orders import Action
 from stockhub.errors import Conflict, FieldError, Invalid, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
+from stockhub import representations as show
 from stockhub.services import accounts, connections, dashboard, orders, stock, tenancy, uploads, webhooks
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -126,14 +127,14 @@ def overview(request: Request, seen: Seen) -> Response:
 @router.get("/dashboard/stores/{store_id}", response_class=HTMLResponse)
 def store_page(request: Request, seen: Seen, store_id: str) -> Response:
     hub = get_hub(request)
-    store = tenancy.get_store(hub, seen.scope, store_id)
+    store = show.store(tenancy.get_store(hub, seen.scope, store_id))
     return _page(
         request,
         "store.html",
         seen,
         store=store,
         history=dashboard.upload_history(hub, seen.scope, store_id),
-        uploads=uploads.list_uploads(hub, seen.scope, store_id, 50, None).items,
+        uploads=[show.upload(row) for row in uploads.list_uploads(hub, seen.scope, store_id, 50, None).items],
         key=None,
     )
 
@@ -152,13 +153,13 @@ def upload_key(
         key = tenancy.rotate_upload_key(hub, seen.scope.organization, store_id)
     else:
         key = connections.current_upload_key(hub, seen.scope, store_id)
-    store = tenancy.get_store(hub, seen.scope, store_id)
+    store = show.store(tenancy.get_store(hub, seen.scope, store_id))
     return _page(request, "upload_key.html", seen, store=store, key=key, rotated=action == "rotate")
 
 
 @router.get("/dashboard/uploads/{upload_id}", response_class=HTMLResponse)
 def upload_page(request: Request, seen: Seen, upload_id: str) -> Response:
-    return _page(request, "upload.html", seen, upload=uploads.get_upload(get_hub(request), seen.scope, upload_id), base="/dashboard")
+    return _page(request, "upload.html", seen, upload=show.upload(*uploads.get_upload(get_hub(request), seen.scope, upload_id)), base="/dashboard")
 
 
 @router.get("/dashboard/uploads/{upload_id}/rejections.csv")
@@ -179,9 +180,9 @@ def stock_page(
 ) -> Response:
     hub = get_hub(request)
     page = stock.list_stock(hub, seen.scope, store_id, 100, token or None, status or None, q or None)
-    store = tenancy.get_store(hub, seen.scope, store_id)
+    store = show.store(tenancy.get_store(hub, seen.scope, store_id))
     more = None if page.next_token is None else "?" + urlencode({"q": q, "status": status, "token": page.next_token})
-    return _page(request, "stock.html", seen, store=store, levels=page.items, q=q, status=status, more=more)
+    return _page(request, "stock.html", seen, store=store, levels=[show.stock(row) for row in page.items], q=q, status=status, more=more)
 
 
 @router.get("/dashboard/orders", response_class=HTMLResponse)
@@ -189,7 +190,7 @@ def orders_page(request: Request, seen: Seen, status: str = "", token: str | Non
     page = orders.list_orders(get_hub(request), seen.scope, 50, token or None, status or None)
     more = None if page.next_token is None else "?" + urlencode({"status": status, "token": page.next_token})
     names = {s["id"]: s["name"] for s in dashboard.store_health(get_hub(request), seen.scope)}
-    return _page(request, "orders.html", seen, orders=page.items, status=status, more=more, store_names=names, actions=list(Action))
+    return _page(request, "orders.html", seen, orders=[show.order(o) for o in page.items], status=status, more=more, store_names=names, actions=list(Action))
 
 
 @router.post("/dashboard/orders/{order_id}/{action}")
@@ -212,21 +213,21 @@ def order_action(
 @router.get("/dashboard/webhooks", response_class=HTMLResponse)
 def webhooks_page(request: Request, seen: Seen, token: str | None = None) -> Response:
     page = webhooks.list_subscriptions(get_hub(request), seen.scope, 100, token or None)
-    return _page(request, "webhooks.html", seen, subscriptions=page.items)
+    return _page(request, "webhooks.html", seen, subscriptions=[show.subscription(row) for row in page.items])
 
 
 @router.get("/dashboard/webhooks/{subscription_id}", response_class=HTMLResponse)
 def subscription_page(request: Request, seen: Seen, subscription_id: str, token: str | None = None) -> Response:
     hub = get_hub(request)
-    subscription = webhooks.get_subscription(hub, seen.scope, subscription_id)
+    subscription = show.subscription(webhooks.get_subscription(hub, seen.scope, subscription_id))
     page = webhooks.list_deliveries(hub, seen.scope, subscription_id, 50, token or None)
     more = None if page.next_token is None else "?" + urlencode({"token": page.next_token})
-    return _page(request, "subscription.html", seen, subscription=subscription, deliveries=page.items, more=more)
+    return _page(request, "subscription.html", seen, subscription=subscription, deliveries=[show.delivery(d, last_attempt_only=True) for d in page.items], more=more)
 
 
 @router.post("/dashboard/deliveries/{delivery_id}/retry")
 def retry(request: Request, seen: Posted, delivery_id: str) -> Response:
-    delivery = webhooks.retry_delivery(get_hub(request), seen.scope, delivery_id)
+    delivery = show.delivery(webhooks.retry_delivery(get_hub(request), seen.scope, delivery_id))
     return _back(f"/dashboard/webhooks/{delivery['subscription_id']}#{delivery_id}")
 
 
@@ -248,16 +249,16 @@ def partner_store(request: Request, seen: Seen, store_id: str) -> Response:
         request,
         "partner_store.html",
         seen,
-        store=tenancy.get_store(hub, scope, store_id),
+        store=show.store(tenancy.get_store(hub, scope, store_id)),
         history=dashboard.upload_history(hub, scope, store_id),
-        uploads=uploads.list_uploads(hub, scope, store_id, 50, None).items,
+        uploads=[show.upload(row) for row in uploads.list_uploads(hub, scope, store_id, 50, None).items],
     )
 
 
 @router.get("/partner/stores/{store_id}/uploads/{upload_id}", response_class=HTMLResponse)
 def partner_upload(request: Request, seen: Seen, store_id: str, upload_id: str) -> Response:
     hub = get_hub(request)
-    record = uploads.get_upload(hub, dashboard.partner_store(hub, seen.partner, store_id), upload_id)
+    record = show.upload(*uploads.get_upload(hub, dashboard.partner_store(hub, seen.partner, store_id), upload_id))
     return _page(request, "upload.html", seen, upload=record, base=f"/partner/stores/{store_id}")
 
 

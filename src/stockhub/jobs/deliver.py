@@ -28,13 +28,13 @@ import httpx2
 from sqlalchemy import bindparam, func, select, union_all
 from standardwebhooks.webhooks import Webhook
 
-from stockhub import logs, metrics, outbound
+from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
 from stockhub.db.tables import events, webhook_attempts, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.webhooks import Verdict, parse_retry_after, retry_delay, verdict
 from stockhub.services import webhooks
 from stockhub.services.context import Hub
-from stockhub.services.events import render_events
+from stockhub.services.events import changes_of
 from stockhub.timefmt import iso
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
             .where(d.id.in_(numbers))
         ).all()
         event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in rows}))).all()
-        rendered = render_events(conn, event_rows)
+        changes = changes_of(conn, event_rows)
+    rendered = {row.id: representations.event(row, changes.get(row.id, [])) for row in event_rows}
     return [
         Claimed(
             delivery_id=row.id,

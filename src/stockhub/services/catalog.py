@@ -8,17 +8,15 @@ from types import SimpleNamespace
 import polars as pl
 from sqlalchemy import Connection, select
 
-from stockhub import feeds, ids
+from stockhub import feeds, ids, representations
 from stockhub.db.engine import reading, upsert
 from stockhub.db.tables import catalog_products
 from stockhub.errors import not_found
 from stockhub.services import events
 from stockhub.services.context import Hub
-from stockhub.timefmt import iso
 
-DESCRIBED = [c.name for c in catalog_products.columns if c.name not in ("organization_id", "identifier", "upload_id", "updated_at")]
-# What the store stock responses show of a product, when the catalog has it.
-SHOWN_WITH_STOCK = ("title", "brand", "image_url")
+DESCRIBED = list(representations.PRODUCT_FIELDS)
+SHOWN_WITH_STOCK = representations.PRODUCT_FIELDS_WITH_STOCK  # what the store stock responses show of a product
 _BATCH = 5000
 PRODUCT_BATCH = 100  # products per product.updated event
 
@@ -44,7 +42,7 @@ def apply_products(conn: Connection, organization: int, store: int, upload_id: i
     batches = [changed[i : i + PRODUCT_BATCH] for i in range(0, len(changed), PRODUCT_BATCH)]
     upload = ids.encode("upload", upload_id)
     for n, batch in enumerate(batches, 1):
-        products = [render_product(SimpleNamespace(**record)) for record in batch]
+        products = [representations.product(SimpleNamespace(**record)) for record in batch]
         events.emit(conn, "product.updated", organization, store, {"upload_id": upload, "batch": n, "batches": len(batches), "products": products}, now=now)
     return len(changed)
 
@@ -59,7 +57,7 @@ def _changed(conn: Connection, organization: int, records: list[dict]) -> list[d
     return [record for record in records if described.get(record["identifier"]) != tuple(record[name] for name in DESCRIBED)]
 
 
-def get_product(hub: Hub, organization: int, identifier: str) -> dict:
+def get_product(hub: Hub, organization: int, identifier: str):
     """A product of the organization's catalog; any spelling of its barcode finds it."""
     try:
         canonical = feeds.lookup_identifier(identifier)
@@ -73,11 +71,7 @@ def get_product(hub: Hub, organization: int, identifier: str) -> dict:
         ).first()
     if row is None:
         raise not_found(f"product {identifier}")
-    return render_product(row)
-
-
-def render_product(row) -> dict:
-    return {"identifier": row.identifier} | {name: getattr(row, name) for name in DESCRIBED} | {"updated_at": iso(row.updated_at)}
+    return row
 
 
 def stock_join(query, stock_levels, organization: int):

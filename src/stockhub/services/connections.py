@@ -16,37 +16,36 @@ from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.domain.access import Scope
 from stockhub.services.scope import store_number
-from stockhub.services.tenancy import brand_number, render_store
+from stockhub.services.tenancy import brand_number
 
 
-def organization(hub: Hub, organization: int) -> dict:
+def organization(hub: Hub, organization: int):
     with reading(hub.engine) as conn:
-        row = conn.execute(select(organizations).where(organizations.c.id == organization)).one()
-    return {"id": ids.encode("organization", row.id), "name": row.name}
+        return conn.execute(select(organizations).where(organizations.c.id == organization)).one()
 
 
 def list_brands(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
     query = select(brands).where(brands.c.organization_id == organization)
     with reading(hub.engine) as conn:
-        return page_of(conn, query, brands.c.id, limit, token, _brand)
+        return page_of(conn, query, brands.c.id, limit, token)
 
 
-def get_brand(hub: Hub, organization: int, brand_id: str) -> dict:
+def get_brand(hub: Hub, organization: int, brand_id: str):
     with reading(hub.engine) as conn:
         number = brand_number(conn, organization, brand_id)
-        return _brand(conn.execute(select(brands).where(brands.c.id == number)).one())
+        return conn.execute(select(brands).where(brands.c.id == number)).one()
 
 
 def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: str | None) -> Page:
     with reading(hub.engine) as conn:
         brand = brand_number(conn, organization, brand_id)
         query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
-        return page_of(conn, query, stores.c.id, limit, token, render_store)
+        return page_of(conn, query, stores.c.id, limit, token)
 
 
-def get_store(hub: Hub, organization: int, brand_id: str, store_id: str) -> dict:
+def get_store(hub: Hub, organization: int, brand_id: str, store_id: str):
     with reading(hub.engine) as conn:
-        return render_store(conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
+        return (conn.execute(select(stores).where(stores.c.id == _store_of_brand(conn, organization, brand_id, store_id))).one())
 
 
 def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id: str) -> int:
@@ -57,14 +56,11 @@ def _store_of_brand(conn: Connection, organization: int, brand_id: str, store_id
     return number
 
 
-def _brand(row) -> dict:
-    return {"id": ids.encode("brand", row.id), "name": row.name}
-
-
 # --- connections -----------------------------------------------------------------------------
 
 
-def get_connection(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> dict:
+def get_connection(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str) -> str:
+    """The partner's own id for this store, if the partner connected it."""
     with reading(hub.engine) as conn:
         number = _store_of_brand(conn, organization, brand_id, store_id)
         partner_store_id = conn.execute(
@@ -74,7 +70,7 @@ def get_connection(hub: Hub, organization: int, partner: int, brand_id: str, sto
         ).scalar()
     if partner_store_id is None:
         raise not_found(f"a connection of store {store_id}")
-    return {"storeId": partner_store_id}
+    return partner_store_id
 
 
 def connect(hub: Hub, organization: int, partner: int, brand_id: str, store_id: str, partner_store_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from sqlalchemy import Connection, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -9,11 +11,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stockhub import ids
 from stockhub.db.engine import is_postgres, reading, transaction
-from stockhub.db.tables import customers, orders
+from stockhub.db.tables import customers
 from stockhub.errors import not_found
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
-from stockhub.timefmt import iso
 
 
 class CustomerRef(BaseModel):
@@ -65,10 +66,10 @@ def find_or_make(conn: Connection, organization: int, ref: CustomerRef) -> tuple
     return (made, True) if made is not None else (conn.execute(find).scalar_one(), False)
 
 
-def get_or_create(hub: Hub, organization: int, ref: CustomerRef) -> tuple[dict, bool]:
+def get_or_create(hub: Hub, organization: int, ref: CustomerRef) -> tuple[Any, bool]:
     with transaction(hub.engine) as conn:
         number, made = find_or_make(conn, organization, ref)
-        return render(conn.execute(select(customers).where(customers.c.id == number)).one()), made
+        return conn.execute(select(customers).where(customers.c.id == number)).one(), made
 
 
 def search(hub: Hub, organization: int, q: str | None, limit: int, token: str | None) -> Page:
@@ -79,32 +80,15 @@ def search(hub: Hub, organization: int, q: str | None, limit: int, token: str | 
             or_(customers.c.email.like(pattern), customers.c.name.ilike(pattern), customers.c.external_id == q.strip())
         )
     with reading(hub.engine) as conn:
-        return page_of(conn, query, customers.c.id, limit, token, render)
+        return page_of(conn, query, customers.c.id, limit, token)
 
 
-def get(hub: Hub, organization: int, customer_id: str) -> dict:
+def get(hub: Hub, organization: int, customer_id: str):
     with reading(hub.engine) as conn:
         row = conn.execute(
             select(customers).where(customers.c.id == ids.decode("customer", customer_id), customers.c.organization_id == organization)
         ).first()
     if row is None:
         raise not_found(f"customer {customer_id}")
-    return render(row)
+    return row
 
-
-def orders_of(hub: Hub, organization: int, customer_id: str, limit: int, token: str | None, render_order) -> Page:
-    """A customer's order history, newest first."""
-    get(hub, organization, customer_id)
-    query = select(orders).where(orders.c.organization_id == organization, orders.c.customer_id == ids.decode("customer", customer_id))
-    with reading(hub.engine) as conn:
-        return page_of(conn, query, orders.c.id, limit, token, lambda row: render_order(conn, row), descending=True)
-
-
-def render(row) -> dict:
-    return {
-        "id": ids.encode("customer", row.id),
-        "email": row.email,
-        "name": row.name,
-        "external_id": row.external_id,
-        "created_at": iso(row.created_at),
-    }

@@ -25,8 +25,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from math import ceil
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, insert, literal, or_, select, update
 
@@ -38,14 +38,11 @@ from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
 from stockhub.errors import FieldError, Malformed
 from stockhub.services.context import Hub
-from stockhub.services.levels import render_level
 from stockhub.services.paging import check_limit
 from stockhub.services.scope import as_scope, store_number
-from stockhub.timefmt import iso
 
 MAX_EVENTS_PAGE = 100
 SEQUENCER_BATCH = 5000
-_public = lru_cache(maxsize=4096)(ids.encode)  # a few organizations and stores, rendered on every event
 
 
 def emit(
@@ -266,9 +263,8 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
 # --- reading events ------------------------------------------------------------------------
 
 
-def render_events(conn: Connection, rows: Iterable) -> dict[int, dict]:
-    """Events as receivers see them, by number; an inventory batch carries its changes."""
-    rows = list(rows)
+def changes_of(conn: Connection, rows: Iterable) -> dict[int, list]:
+    """The changes each inventory.updated event carries, by event number (stockhub.representations.event renders them)."""
     batch_ids = [row.id for row in rows if row.type == "inventory.updated"]
     changes: dict[int, list] = defaultdict(list)
     if batch_ids:
@@ -277,36 +273,15 @@ def render_events(conn: Connection, rows: Iterable) -> dict[int, dict]:
         )
         for change in conn.execute(query):
             changes[change.event_id].append(change)
-    return {row.id: render_event(row, changes.get(row.id, [])) for row in rows}
+    return changes
 
 
-def render_event(row, changes: list) -> dict:
-    public_id = ids.encode("event", row.id)
-    data = json.loads(row.data)
-    if row.type == "inventory.updated":
-        data["changes"] = [_render_change(public_id, change) for change in changes]
-    return {
-        "id": public_id,
-        "type": row.type,
-        "timestamp": iso(row.occurred_at),  # the Standard Webhooks payload field
-        "occurred_at": iso(row.occurred_at),
-        "organization_id": _public("organization", row.organization_id),
-        "store_id": _public("store", row.store_id) if row.store_id is not None else None,
-        "sequence": row.sequence,
-        "data": data,
-    }
+class EventRecord(NamedTuple):
+    row: Any
+    changes: list
 
 
-def _render_change(event_id: str, change) -> dict:
-    return {
-        "change_id": f"{event_id}.{change.identifier}",
-        "identifier": change.identifier,
-        "on_hand_before": change.on_hand_before,
-        **render_level(change),
-    }
-
-
-def list_events(hub: Hub, owner: Scope | int, store_id: str | None, after: int, limit: int) -> dict:
+def list_events(hub: Hub, owner: Scope | int, store_id: str | None, after: int, limit: int) -> list[EventRecord]:
     """Events numbered after `after`, oldest first: one store's, or (no store) all of the
     organization's, its own and every store's.
 
@@ -327,9 +302,8 @@ def list_events(hub: Hub, owner: Scope | int, store_id: str | None, after: int, 
         if owner.is_partner:
             query = query.where(or_(events.c.partner_id.is_(None), events.c.partner_id == owner.partner))
         rows = conn.execute(query.order_by(events.c.sequence).limit(limit)).all()
-        rendered = render_events(conn, rows)
-    items = [rendered[row.id] for row in rows]
-    return {"items": items, "next_after": items[-1]["sequence"] if items else after}
+        changes = changes_of(conn, rows)
+    return [EventRecord(row, changes.get(row.id, [])) for row in rows]
 
 
 def _stream_store(conn: Connection, scope: Scope, store_id: str | None) -> int | None:

@@ -19,11 +19,12 @@ from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
 from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
 from stockhub.feeds.stock_file import ROW_SCHEMA, StockFile, unusable
+from stockhub import representations
 from stockhub.services import events, store_status
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
-from stockhub.services.uploads import render_upload, stored_file
+from stockhub.services.uploads import stored_file
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def _rejection_rows(rejections: pl.DataFrame, upload_id: int) -> pl.DataFrame:
 def emit_upload_processed(conn: Connection, upload_id: int, now: datetime) -> None:
     """upload.processed: the upload's final status, counts and warnings, in the transaction that records them."""
     row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).one()
-    record = render_upload(row)
+    record = representations.upload(row)
     data = {key: record[key] for key in ("status", "type", "source", "filename", "received_at", "finished_at", "counts", "warnings", "error")}
     events.emit(conn, "upload.processed", row.organization_id, row.store_id, {"upload_id": record["id"], **data}, now=now)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import Any, NamedTuple
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,7 +30,6 @@ from stockhub.services import events as event_log
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, check_limit, decode_token, encode_token, page_of
 from stockhub.services.scope import store_numbers
-from stockhub.timefmt import iso
 
 Name = Field(min_length=1, max_length=200)
 
@@ -46,7 +46,7 @@ class GroupChanges(BaseModel):
     store_ids: list[str] | None = Field(None, min_length=1, max_length=1000)
 
 
-def create(hub: Hub, organization: int, fields: GroupFields) -> dict:
+def create(hub: Hub, organization: int, fields: GroupFields) -> GroupRecord:
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         members = _members(conn, organization, fields.store_ids)
@@ -54,10 +54,10 @@ def create(hub: Hub, organization: int, fields: GroupFields) -> dict:
             insert(location_groups).values(organization_id=organization, name=fields.name, created_at=now, updated_at=now)
         ).inserted_primary_key[0]
         _set_stores(conn, organization, number, members, now)
-        return _render(conn, _row(conn, organization, number))
+        return _record(conn, _row(conn, organization, number))
 
 
-def update(hub: Hub, organization: int, group_id: str, changes: GroupChanges) -> dict:
+def update(hub: Hub, organization: int, group_id: str, changes: GroupChanges) -> GroupRecord:
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         row = _row(conn, organization, _number(group_id), lock=True)
@@ -68,7 +68,7 @@ def update(hub: Hub, organization: int, group_id: str, changes: GroupChanges) ->
             if set(members) != set(_stores_of(conn, row.id)):
                 conn.execute(delete(location_group_stores).where(location_group_stores.c.group_id == row.id))
                 _set_stores(conn, organization, row.id, members, now)
-        return _render(conn, _row(conn, organization, row.id))
+        return _record(conn, _row(conn, organization, row.id))
 
 
 def remove(hub: Hub, organization: int, group_id: str) -> None:
@@ -79,15 +79,16 @@ def remove(hub: Hub, organization: int, group_id: str) -> None:
         event_log.emit(conn, "location_group.updated", organization, None, {"location_group_id": ids.encode("location_group", row.id), "deleted": True})
 
 
-def get(hub: Hub, organization: int, group_id: str) -> dict:
+def get(hub: Hub, organization: int, group_id: str) -> GroupRecord:
     with reading(hub.engine) as conn:
-        return _render(conn, _row(conn, organization, _number(group_id)))
+        return _record(conn, _row(conn, organization, _number(group_id)))
 
 
 def list_groups(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
     with reading(hub.engine) as conn:
         query = select(location_groups).where(location_groups.c.organization_id == organization)
-        return page_of(conn, query, location_groups.c.id, limit, token, lambda row: _render(conn, row))
+        page = page_of(conn, query, location_groups.c.id, limit, token)
+        return Page([_record(conn, row) for row in page.items], page.next_token)
 
 
 def _number(group_id: str) -> int | None:
@@ -128,14 +129,15 @@ def _stores_of(conn: Connection, group: int) -> list[int]:
     return list(conn.execute(select(c.store_id).where(c.group_id == group).order_by(c.store_id)).scalars())
 
 
-def _render(conn: Connection, row) -> dict:
-    return {
-        "id": ids.encode("location_group", row.id),
-        "name": row.name,
-        "store_ids": [ids.encode("store", s) for s in _stores_of(conn, row.id)],
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
+class GroupRecord(NamedTuple):
+    """A location group and its stores' numbers (stockhub.representations.location_group renders it)."""
+
+    row: Any
+    stores: list[int]
+
+
+def _record(conn: Connection, row) -> GroupRecord:
+    return GroupRecord(row, _stores_of(conn, row.id))
 
 
 # --- the group's availability ----------------------------------------------------------------

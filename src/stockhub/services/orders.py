@@ -6,17 +6,17 @@ import re
 from collections import defaultdict
 from types import SimpleNamespace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection, select
 
-from stockhub import feeds, ids, metrics
+from stockhub import feeds, ids, metrics, representations
 from stockhub.db.engine import insert_new, reading, transaction
 from stockhub.db.locks import lock_order, sharing
 from stockhub.db.tables import order_lines, orders
 from stockhub.domain.access import Scope
-from stockhub.domain.money import to_decimal_string, to_minor
+from stockhub.domain.money import to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
 from stockhub.domain.stock import Shortfall
 from stockhub.errors import FieldError, InsufficientStock, ServiceError, conflict, invalid, not_found
@@ -25,7 +25,6 @@ from stockhub.services.fields import Amount, Bool, Currency, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
 from stockhub.services.scope import as_scope, store_rows, visible
-from stockhub.timefmt import iso
 
 
 class Channel(BaseModel):
@@ -90,7 +89,7 @@ class OrderChanges(BaseModel):
 # --- booking ---------------------------------------------------------------------------------
 
 
-def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]:
+def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[OrderRecord, bool]:
     """Book an order at stores the scope reaches: commit every line's stock or none. Returns
     (order, created now). One transaction: a retry of the same `external_id` is found by the
     order's own insert, a concurrent one waits for it. Counted in the metrics (booked, replayed,
@@ -110,7 +109,7 @@ def refusal_reason(refusal: ServiceError) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(refusal).__name__).lower()
 
 
-def _booked(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]:
+def _booked(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[OrderRecord, bool]:
     scope = as_scope(scope)
     fingerprint = booking.fingerprint()
     with transaction(hub.engine) as conn:
@@ -125,7 +124,7 @@ def _booked(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[dict, bool]
         return _book(conn, scope, offered, fingerprint)
 
 
-def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) -> tuple[dict, bool]:
+def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) -> tuple[OrderRecord, bool]:
     now = datetime.now(UTC)
     organization = scope.organization
     named = [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)]
@@ -170,10 +169,10 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
 
     rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
     conn.execute(order_lines.insert(), rows)
-    rendered = render_order(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
-    events.emit(conn, "order.created", organization, values["fulfilment_store_id"], {"order": rendered}, now=now)
+    order = OrderRecord(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
+    events.emit(conn, "order.created", organization, values["fulfilment_store_id"], {"order": representations.order(order)}, now=now)
     stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
-    return rendered, True
+    return order, True
 
 
 # What a new order has not got yet: rendered as null.
@@ -181,11 +180,11 @@ _UNSET = {name: None for name in ("paid_at", "custom_invoice_number", "dispatch_
                                    "delivered_at", "cancelled_at", "cancellation_reason", "restocked")}
 
 
-def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> dict:
+def _announce(conn: Connection, type: str, organization: int, order_id: int, now: datetime, changed: list[str] | None = None) -> OrderRecord:
     """order.updated (or created) on the fulfilling store's events. Returns the order."""
     row = _order_row(conn, organization, order_id)
-    order = render(conn, row)
-    data = {"order": order} | ({"changed": changed} if changed is not None else {})
+    order = _record(conn, row)
+    data = {"order": representations.order(order)} | ({"changed": changed} if changed is not None else {})
     events.emit(conn, type, organization, row.fulfilment_store_id, data, now=now)
     return order
 
@@ -254,25 +253,25 @@ def _resolved_lines(booking: Booking, stores: dict) -> list[dict]:
     return resolved
 
 
-def _replayed(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> dict:
+def _replayed(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> OrderRecord:
     replay = _replay_of(conn, scope, external_id, fingerprint)
     if replay is None:
         raise conflict(f"order {external_id} was booked with a different request; an external_id names one order")
     return replay
 
 
-def _replay_of(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> dict | None:
+def _replay_of(conn: Connection, scope: Scope, external_id: str, fingerprint: str) -> OrderRecord | None:
     """The order booked before under this external id, if this is a retry of the same request."""
     existing = conn.execute(select(orders).where(orders.c.organization_id == scope.organization, orders.c.external_id == external_id)).first()
     if existing is None or existing.request_hash != fingerprint or not scope.reaches(existing.fulfilment_store_id):
         return None
-    return render(conn, existing)
+    return _record(conn, existing)
 
 
 # --- after booking ---------------------------------------------------------------------------
 
 
-def step(hub: Hub, scope: Scope | int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False) -> dict:
+def step(hub: Hub, scope: Scope | int, order_id: str, action: Action, *, reason: str | None = None, restock: bool = False) -> OrderRecord:
     """Move an order on (confirm, dispatch, deliver, cancel), with its stock effect."""
     now = datetime.now(UTC)
     scope = as_scope(scope)
@@ -299,7 +298,7 @@ def step(hub: Hub, scope: Scope | int, order_id: str, action: Action, *, reason:
     return rendered
 
 
-def update(hub: Hub, scope: Scope | int, order_id: str, changes: OrderChanges) -> dict:
+def update(hub: Hub, scope: Scope | int, order_id: str, changes: OrderChanges) -> OrderRecord:
     given = changes.model_dump(exclude_unset=True)
     scope = as_scope(scope)
     organization = scope.organization
@@ -316,16 +315,16 @@ def update(hub: Hub, scope: Scope | int, order_id: str, changes: OrderChanges) -
             now = datetime.now(UTC)
             conn.execute(orders.update().where(orders.c.id == order.id).values(**given, updated_at=now))
             _announce(conn, "order.updated", organization, order.id, now, changed=sorted(given))
-        rendered = render(conn, _order_row(conn, organization, order.id))
+        rendered = _record(conn, _order_row(conn, organization, order.id))
     return rendered
 
 
-def get(hub: Hub, scope: Scope | int, order_id: str) -> dict:
+def get(hub: Hub, scope: Scope | int, order_id: str) -> OrderRecord:
     with reading(hub.engine) as conn:
         row = conn.execute(select(orders).where(orders.c.id == ids.decode("order", order_id), *_reachable(scope))).first()
         if row is None:
             raise not_found(f"order {order_id}")
-        return render(conn, row)
+        return _record(conn, row)
 
 
 def list_orders(hub: Hub, scope: Scope | int, limit: int, token: str | None, status: str | None) -> Page:
@@ -333,7 +332,25 @@ def list_orders(hub: Hub, scope: Scope | int, limit: int, token: str | None, sta
     if status:
         query = query.where(orders.c.status == status)
     with reading(hub.engine) as conn:
-        return page_of(conn, query, orders.c.id, limit, token, lambda row: render(conn, row), descending=True)
+        return records(conn, page_of(conn, query, orders.c.id, limit, token, descending=True))
+
+
+def of_customer(hub: Hub, organization: int, customer_id: str, limit: int, token: str | None) -> Page:
+    """A customer's order history, newest first."""
+    customers.get(hub, organization, customer_id)
+    query = select(orders).where(orders.c.organization_id == organization, orders.c.customer_id == ids.decode("customer", customer_id))
+    with reading(hub.engine) as conn:
+        return records(conn, page_of(conn, query, orders.c.id, limit, token, descending=True))
+
+
+def records(conn: Connection, page: Page) -> Page:
+    """A page of orders with their lines, read in one statement."""
+    lines: dict[int, list] = {row.id: [] for row in page.items}
+    if lines:
+        query = select(order_lines).where(order_lines.c.order_id.in_(lines)).order_by(order_lines.c.order_id, order_lines.c.line_no)
+        for line in conn.execute(query):
+            lines[line.order_id].append(line)
+    return Page([OrderRecord(row, lines[row.id]) for row in page.items], page.next_token)
 
 
 def _locked(conn: Connection, scope: Scope, order_id: str):
@@ -353,49 +370,13 @@ def _order_row(conn: Connection, organization: int, number: int):
     return conn.execute(select(orders).where(orders.c.id == number, orders.c.organization_id == organization)).one()
 
 
-def render(conn: Connection, row) -> dict:
+class OrderRecord(NamedTuple):
+    """An order and its lines (stockhub.representations.order renders it)."""
+
+    row: Any
+    lines: list
+
+
+def _record(conn: Connection, row) -> OrderRecord:
     lines = conn.execute(select(order_lines).where(order_lines.c.order_id == row.id).order_by(order_lines.c.line_no)).all()
-    return render_order(row, lines)
-
-
-def render_order(row, lines: list) -> dict:
-    return {
-        "id": ids.encode("order", row.id),
-        "external_id": row.external_id,
-        "status": row.status,
-        "channel": {"type": row.channel_type, "name": row.channel_name},
-        "currency": row.currency,
-        "customer_id": ids.encode("customer", row.customer_id) if row.customer_id else None,
-        "fulfilment": {"type": row.fulfilment_type, "store_id": ids.encode("store", row.fulfilment_store_id)},
-        "payment_type": row.payment_type,
-        "payment_status": row.payment_status,
-        "lines": [
-            {
-                "identifier": line.identifier,
-                "identifier_given": line.identifier_given,
-                "store_id": ids.encode("store", line.store_id),
-                "quantity": line.quantity,
-                "unit_price": to_decimal_string(line.unit_price_minor, row.currency),
-            }
-            for line in lines
-        ],
-        "total": to_decimal_string(sum(line.quantity * line.unit_price_minor for line in lines), row.currency),
-        "custom_invoice_number": row.custom_invoice_number,
-        "cancellation_reason": row.cancellation_reason,
-        "restocked": row.restocked,
-        **{name: iso(getattr(row, name)) for name in TIMESTAMPS},
-    }
-
-
-TIMESTAMPS = (
-    "placed_at",
-    "confirmed_at",
-    "dispatch_planned_at",
-    "dispatched_at",
-    "delivery_planned_at",
-    "delivered_at",
-    "paid_at",
-    "cancelled_at",
-    "created_at",
-    "updated_at",
-)
+    return OrderRecord(row, lines)

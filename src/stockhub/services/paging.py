@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,9 @@ def check_limit(limit: int, most: int = MAX_LIMIT) -> None:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict]
+    """A page of rows (or records); the faces render them (stockhub.representations)."""
+
+    items: list
     next_token: str | None
 
 
@@ -32,7 +33,6 @@ def page_of(
     key: Column,
     limit: int,
     token: str | None,
-    render: Callable[[Any], dict],
     descending: bool = False,
 ) -> Page:
     check_limit(limit)
@@ -43,7 +43,7 @@ def page_of(
     more = len(rows) > limit
     rows = rows[:limit]
     next_token = encode_token(getattr(rows[-1], key.name)) if more else None
-    return Page([render(row) for row in rows], next_token)
+    return Page(rows, next_token)
 
 
 def encode_token(after: Any) -> str:

@@ -10,6 +10,7 @@ change written by the one level writer (services/stock_moves.py), which tells su
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,8 +43,9 @@ class ProductSafetyStock(BaseModel):
     safety_stock: Int | None = Field(ge=0, le=MAX, description="this product's own; null: follow the store's default")
 
 
-def set_store_default(hub: Hub, scope: Scope | int | None, store_id: str, quantity: int) -> dict:
-    """The store's default, applied to each of its products without their own (scope None: the operator)."""
+def set_store_default(hub: Hub, scope: Scope | int | None, store_id: str, quantity: int) -> tuple[Any, int]:
+    """The store's default, applied to each of its products without their own (scope None: the operator).
+    Returns the store and how many of its products changed."""
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         store = any_store_number(conn, store_id) if scope is None else store_number(conn, scope, store_id)
@@ -60,10 +62,10 @@ def set_store_default(hub: Hub, scope: Scope | int | None, store_id: str, quanti
         ]
         organization = conn.execute(select(stores.c.organization_id).where(stores.c.id == store)).scalar_one()
         stock_moves.write(conn, organization, changes, MovementReason.COUNT, now)
-    return get_store(hub, organization if scope is None else scope, store_id) | {"products_changed": len(changes)}
+    return get_store(hub, organization if scope is None else scope, store_id), len(changes)
 
 
-def set_product(hub: Hub, scope: Scope | int | None, store_id: str, identifier: str, quantity: int | None) -> dict:
+def set_product(hub: Hub, scope: Scope | int | None, store_id: str, identifier: str, quantity: int | None):
     """A product's own safety stock at a store; None: it follows the store's default again."""
     try:
         canonical = feeds.lookup_identifier(identifier)

@@ -12,11 +12,10 @@ from stockhub import ids
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import shipping_methods
 from stockhub.domain import places
-from stockhub.domain.money import to_decimal_string, to_minor
+from stockhub.domain.money import to_minor
 from stockhub.errors import FieldError, invalid, not_found
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
-from stockhub.timefmt import iso
 from stockhub.services.fields import Amount, Currency, Int
 
 
@@ -44,7 +43,7 @@ class ShippingMethod(BaseModel):
         return self
 
 
-def create(hub: Hub, organization: int, method: ShippingMethod) -> dict:
+def create(hub: Hub, organization: int, method: ShippingMethod):
     try:
         minor = to_minor(method.price, method.currency)
     except ValueError as error:
@@ -62,13 +61,13 @@ def create(hub: Hub, organization: int, method: ShippingMethod) -> dict:
                 created_at=datetime.now(UTC),
             )
         ).inserted_primary_key[0]
-        return render(conn.execute(select(shipping_methods).where(shipping_methods.c.id == number)).one())
+        return conn.execute(select(shipping_methods).where(shipping_methods.c.id == number)).one()
 
 
 def list_methods(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
     with reading(hub.engine) as conn:
         query = select(shipping_methods).where(shipping_methods.c.organization_id == organization)
-        return page_of(conn, query, shipping_methods.c.id, limit, token, render)
+        return page_of(conn, query, shipping_methods.c.id, limit, token)
 
 
 def remove(hub: Hub, organization: int, method_id: str) -> None:
@@ -80,15 +79,3 @@ def remove(hub: Hub, organization: int, method_id: str) -> None:
     if not gone:
         raise not_found(f"shipping method {method_id}")
 
-
-def render(row) -> dict:
-    return {
-        "id": ids.encode("shipping_method", row.id),
-        "name": row.name,
-        "price": to_decimal_string(row.price_minor, row.currency),
-        "currency": row.currency,
-        "min_days": row.min_days,
-        "max_days": row.max_days,
-        "countries": json.loads(row.countries),
-        "created_at": iso(row.created_at),
-    }

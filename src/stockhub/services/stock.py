@@ -7,12 +7,10 @@ from sqlalchemy import select
 from stockhub import feeds
 from stockhub.db.engine import reading
 from stockhub.db.tables import stock_levels
-from stockhub.domain.stock import StockStatus
+from stockhub.domain.stock import StockLevel, StockStatus
 from stockhub.errors import FieldError, Malformed, not_found
-from stockhub.services.catalog import SHOWN_WITH_STOCK, stock_join
+from stockhub.services.catalog import stock_join
 from stockhub.services.context import Hub
-from stockhub.services.levels import render_level
-from stockhub.timefmt import iso
 from stockhub.services.paging import Page, check_limit, decode_token, encode_token
 from stockhub.domain.access import Scope
 from stockhub.services.scope import as_scope, store_number
@@ -32,7 +30,7 @@ def list_stock(
     check_limit(limit)
     wanted = _status(status)
     after = decode_token(token, str) if token else None
-    items: list[dict] = []
+    items: list = []
     with reading(hub.engine) as conn:
         number = store_number(conn, scope, store_id)
         while len(items) <= limit:
@@ -42,16 +40,21 @@ def list_stock(
             if search:
                 query = query.where(stock_levels.c.identifier.contains(search.strip(), autoescape=True))
             rows = conn.execute(query.order_by(stock_levels.c.identifier).limit(_SCAN)).all()
-            items += [level for level in map(render_stock, rows) if wanted is None or level["status"] == wanted]
+            items += [row for row in rows if wanted is None or status_of(row) is wanted]
             if len(rows) < _SCAN:
                 break
             after = rows[-1].identifier
     more = len(items) > limit
     items = items[:limit]
-    return Page(items, encode_token(items[-1]["identifier"]) if more else None)
+    return Page(items, encode_token(items[-1].identifier) if more else None)
 
 
-def get_stock(hub: Hub, scope: Scope | int, store_id: str, identifier: str) -> dict:
+def status_of(row) -> StockStatus:
+    """A level's status by the domain's one rule."""
+    return StockLevel(on_hand=row.on_hand, committed=row.committed, safety_stock=row.safety_stock, expired=row.expired).status
+
+
+def get_stock(hub: Hub, scope: Scope | int, store_id: str, identifier: str):
     try:
         canonical = feeds.lookup_identifier(identifier)
     except ValueError as error:
@@ -65,7 +68,7 @@ def get_stock(hub: Hub, scope: Scope | int, store_id: str, identifier: str) -> d
         ).first()
     if row is None:
         raise not_found(f"stock of {identifier} in store {store_id}")
-    return render_stock(row)
+    return row
 
 
 def _status(status: str | None) -> StockStatus | None:
@@ -77,13 +80,3 @@ def _status(status: str | None) -> StockStatus | None:
         choices = ", ".join(s.value for s in StockStatus)
         raise Malformed(f"status must be one of {choices}", [FieldError("status", "unknown status")]) from None
 
-
-def render_stock(row) -> dict:
-    # the catalog's title, brand and image, when it has the product (custom product data)
-    product = {name: value for name in SHOWN_WITH_STOCK if (value := getattr(row, name, None)) is not None}
-    return {
-        "identifier": row.identifier,
-        **render_level(row),
-        "last_reported_on": iso(row.last_reported_on),  # a day: see stock_levels.last_reported_on
-        "updated_at": iso(row.updated_at),
-    } | product

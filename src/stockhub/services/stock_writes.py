@@ -45,7 +45,7 @@ class Adjustments(BaseModel):
     adjustments: list[Adjustment] = Field(min_length=1, max_length=1000)
 
 
-def set_count(hub: Hub, scope: Scope | int, store_id: str, identifier: str, count: Count) -> dict:
+def set_count(hub: Hub, scope: Scope | int, store_id: str, identifier: str, count: Count):
     canonical = _canonical(_rule(hub, scope, store_id), identifier, "identifier")
     try:
         _set_count(hub, as_scope(scope), store_id, canonical, count)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from stockhub.services import mail, vault
 from stockhub.services.store_status import parse_status
 from stockhub.services.context import Hub
 from stockhub.services.scope import any_store_number, as_scope, store_number
-from stockhub.timefmt import iso
 from stockhub.services.fields import Bool, Number
 from stockhub.services.paging import Page, page_of
 
@@ -173,7 +171,7 @@ def validated_name(name: str) -> str:
 # --- brands ----------------------------------------------------------------------------------
 
 
-def create_brand(hub: Hub, organization: int, name: str) -> dict:
+def create_brand(hub: Hub, organization: int, name: str):
     name = validated_name(name)
     with transaction(hub.engine) as conn:
         brand_id = conn.execute(brands.insert().values(organization_id=organization, name=name)).inserted_primary_key[0]
@@ -181,13 +179,13 @@ def create_brand(hub: Hub, organization: int, name: str) -> dict:
 
 
 def create_brand_for(hub: Hub, organization_id: str, name: str) -> Created:
-    return Created(create_brand(hub, _organization_number(hub, organization_id), name)["id"])
+    return Created(ids.encode("brand", create_brand(hub, _organization_number(hub, organization_id), name).id))
 
 
 def list_brands(hub: Hub, organization: int, limit: int, token: str | None) -> Page:
     query = select(brands).where(brands.c.organization_id == organization)
     with reading(hub.engine) as conn:
-        return page_of(conn, query, brands.c.id, limit, token, render_brand)
+        return page_of(conn, query, brands.c.id, limit, token)
 
 
 def brand_number(conn: Connection, organization: int, brand_id: str) -> int:
@@ -200,24 +198,14 @@ def brand_number(conn: Connection, organization: int, brand_id: str) -> int:
     return number
 
 
-def _brand(conn: Connection, organization: int, number: int) -> dict:
-    row = conn.execute(select(brands).where(brands.c.id == number, brands.c.organization_id == organization)).one()
-    return render_brand(row)
-
-
-def render_brand(row) -> dict:
-    return {
-        "id": ids.encode("brand", row.id),
-        "organization_id": ids.encode("organization", row.organization_id),
-        "name": row.name,
-        "created_at": iso(row.created_at),
-    }
+def _brand(conn: Connection, organization: int, number: int):
+    return conn.execute(select(brands).where(brands.c.id == number, brands.c.organization_id == organization)).one()
 
 
 # --- stores ----------------------------------------------------------------------------------
 
 
-def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields) -> tuple[dict, str]:
+def create_store(hub: Hub, organization: int, brand_id: str, fields: StoreFields) -> tuple[Any, str]:
     """Make a store and its upload key; the key is returned this once and kept only as a hash."""
     upload_key = security.new_key()
     with transaction(hub.engine) as conn:
@@ -243,7 +231,7 @@ def create_store_for(hub: Hub, brand_id: str, data: dict[str, Any]) -> Created:
     if number is None or organization is None:
         raise not_found(f"brand {brand_id}")
     store, key = create_store(hub, organization, brand_id, validated(StoreFields, data))
-    return Created(store["id"], key)
+    return Created(ids.encode("store", store.id), key)
 
 
 def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: str | None, status: str | None = None) -> Page:
@@ -254,15 +242,15 @@ def list_stores(hub: Hub, organization: int, brand_id: str, limit: int, token: s
         query = select(stores).where(stores.c.organization_id == organization, stores.c.brand_id == brand)
         if wanted is not None:
             query = query.where(stores.c.status == wanted.value)
-        return page_of(conn, query, stores.c.id, limit, token, render_store)
+        return page_of(conn, query, stores.c.id, limit, token)
 
 
-def get_store(hub: Hub, scope: Scope | int, store_id: str) -> dict:
+def get_store(hub: Hub, scope: Scope | int, store_id: str):
     with reading(hub.engine) as conn:
         return _store(conn, as_scope(scope).organization, store_number(conn, scope, store_id))
 
 
-def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChanges) -> dict:
+def update_store(hub: Hub, organization: int, store_id: str, changes: StoreChanges):
     with transaction(hub.engine) as conn:
         number = store_number(conn, organization, store_id)
         current = conn.execute(select(stores).where(stores.c.id == number)).one()
@@ -315,33 +303,6 @@ def identifier_rules(conn: Connection, store_numbers: Iterable[int]) -> dict[int
     return {row.id: rule_for(row.custom_products) for row in rows}
 
 
-def _store(conn: Connection, organization: int, number: int) -> dict:
-    row = conn.execute(select(stores).where(stores.c.id == number, stores.c.organization_id == organization)).one()
-    return render_store(row)
+def _store(conn: Connection, organization: int, number: int):
+    return conn.execute(select(stores).where(stores.c.id == number, stores.c.organization_id == organization)).one()
 
-
-def render_store(row) -> dict:
-    return {
-        "id": ids.encode("store", row.id),
-        "brand_id": ids.encode("brand", row.brand_id),
-        "name": row.name,
-        "address_line1": row.address_line1,
-        "address_line2": row.address_line2,
-        "city": row.city,
-        "postal_code": row.postal_code,
-        "state": row.state,
-        "country": row.country,
-        "currency": row.currency,
-        "timezone": row.timezone,
-        "latitude": row.latitude,
-        "longitude": row.longitude,
-        "feed_quantity_means": row.feed_quantity_means,
-        "custom_products": row.custom_products,
-        "status": row.status,
-        "status_warnings": json.loads(row.status_warnings) if row.status_warnings else [],
-        "status_changed_at": iso(row.status_changed_at),
-        "safety_stock": row.safety_stock,
-        "upload_key_rotated_at": iso(row.upload_key_rotated_at),
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }

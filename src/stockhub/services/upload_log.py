@@ -7,7 +7,7 @@ the way in (FTP, HTTP, CLI), so it always describes the latest one.
 
 from __future__ import annotations
 
-from stockhub import ids
+from stockhub import ids, representations
 from stockhub.services import uploads
 from stockhub.services.context import Hub
 
@@ -22,7 +22,7 @@ def store_folder(store: int) -> str:
 
 def write_upload_log(hub: Hub, store: int, upload_id: int) -> str:
     """Put the store's upload_log.txt in storage (whole: a download never sees half a log); returns its key."""
-    record = uploads.get_upload(hub, None, ids.encode("upload", upload_id))
+    record = representations.upload(*uploads.get_upload(hub, None, ids.encode("upload", upload_id)))
     key = f"{store_folder(store)}/{FILENAME}"
     hub.storage.put(key, describe(record).encode("utf-8"))
     return key

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,7 +23,6 @@ from stockhub.db.locks import lock_upload_intake
 from stockhub.db.tables import stores, upload_rejections, uploads
 from stockhub.errors import FieldError, Malformed, Refused, ServiceError, TooLarge, conflict, not_found
 from stockhub.services.context import Hub
-from stockhub.timefmt import iso
 from stockhub.services.paging import Page, page_of
 from stockhub.domain.access import Scope
 from stockhub.services.scope import any_store_number, as_scope, store_number, visible
@@ -219,7 +218,12 @@ def kind_for_filename(filename: str) -> str:
 # --- reading upload records ------------------------------------------------------------------
 
 
-def get_upload(hub: Hub, scope: Scope | int | None, upload_id: str) -> dict:
+class UploadRecord(NamedTuple):
+    row: Any
+    rejections: list  # the first rejected rows: row, field, value, reason
+
+
+def get_upload(hub: Hub, scope: Scope | int | None, upload_id: str) -> UploadRecord:
     """An upload record with its first rejected rows (scope None: the operator's CLI and the workers)."""
     with reading(hub.engine) as conn:
         row = conn.execute(select(uploads).where(*_owned(scope, upload_id))).first()
@@ -231,7 +235,7 @@ def get_upload(hub: Hub, scope: Scope | int | None, upload_id: str) -> dict:
             .order_by(upload_rejections.c.row, upload_rejections.c.id)
             .limit(100)
         ).all()
-    return render_upload(row) | {"rejections": [r._asdict() for r in sample]}
+    return UploadRecord(row, sample)
 
 
 def list_uploads(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: str | None) -> Page:
@@ -239,7 +243,7 @@ def list_uploads(hub: Hub, scope: Scope | int, store_id: str, limit: int, token:
         number = store_number(conn, scope, store_id)
         query = select(uploads).where(uploads.c.store_id == number)
         # newest first: page by descending id
-        return page_of(conn, query, uploads.c.id, limit, token, render_upload, descending=True)
+        return page_of(conn, query, uploads.c.id, limit, token, descending=True)
 
 
 def rejections_csv(hub: Hub, scope: Scope | int, upload_id: str) -> str:
@@ -279,30 +283,5 @@ def _owned(scope: Scope | int | None, upload_id: str) -> list:
     number = uploads.c.id == ids.decode("upload", upload_id)
     return [number] if scope is None else [number, *visible(as_scope(scope), uploads.c.organization_id, uploads.c.store_id)]
 
-
-def render_upload(row) -> dict:
-    return {
-        "id": ids.encode("upload", row.id),
-        "store_id": ids.encode("store", row.store_id),
-        "type": row.kind,
-        "source": row.source,
-        "filename": row.filename,
-        "size_bytes": row.size_bytes,
-        "sha256": row.sha256,
-        "status": row.status,
-        "received_at": iso(row.received_at),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
-        "counts": {
-            "lines": row.line_count,
-            "valid": row.valid_count,
-            "rejected": row.rejected_count,
-            "superseded": row.superseded_count,
-            "in_stock_valid": row.in_stock_count,
-            "changed": row.changed_count,
-        },
-        "warnings": json.loads(row.warnings) if row.warnings else [],
-        "error": row.error,
-    }
 
 

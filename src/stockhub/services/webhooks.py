@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import Connection, select
@@ -32,7 +32,6 @@ from stockhub.errors import FieldError, conflict, invalid, not_found
 from stockhub.services.context import Hub
 from stockhub.services.scope import as_scope, store_numbers
 from stockhub.services.paging import Page, page_of
-from stockhub.timefmt import iso
 
 SECRET_PREFIX = "whsec_"
 LIVE = ("active", "paused", "disabled")  # not deleted
@@ -85,7 +84,8 @@ def signing_keys(hub: Hub, row, now: datetime) -> list[bytes]:
 # --- subscriptions -------------------------------------------------------------------------
 
 
-def create_subscription(hub: Hub, owner: Scope | int, fields: SubscriptionFields) -> dict:
+def create_subscription(hub: Hub, owner: Scope | int, fields: SubscriptionFields) -> tuple[Any, str]:
+    """The new subscription and its signing secret (shown this once)."""
     """Subscribe a URL; the answer holds the signing `secret`, shown this once."""
     owner = as_scope(owner)
     _check_url(hub, fields.url)
@@ -110,23 +110,23 @@ def create_subscription(hub: Hub, owner: Scope | int, fields: SubscriptionFields
             )
         ).inserted_primary_key[0]
         row = _subscription(conn, owner, number)
-    return render_subscription(row) | {"secret": shown_secret(secret_for(hub.secret, salt))}
+    return row, shown_secret(secret_for(hub.secret, salt))
 
 
 def list_subscriptions(hub: Hub, owner: Scope | int, limit: int, token: str | None) -> Page:
     owner = as_scope(owner)
     with reading(hub.engine) as conn:
         query = select(webhook_subscriptions).where(*_owned_by(owner), webhook_subscriptions.c.status.in_(LIVE))
-        return page_of(conn, query, webhook_subscriptions.c.id, limit, token, render_subscription)
+        return page_of(conn, query, webhook_subscriptions.c.id, limit, token)
 
 
-def get_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> dict:
+def get_subscription(hub: Hub, owner: Scope | int, subscription_id: str):
     owner = as_scope(owner)
     with reading(hub.engine) as conn:
-        return render_subscription(_subscription(conn, owner, _number(subscription_id)))
+        return (_subscription(conn, owner, _number(subscription_id)))
 
 
-def update_subscription(hub: Hub, owner: Scope | int, subscription_id: str, changes: SubscriptionChanges) -> dict:
+def update_subscription(hub: Hub, owner: Scope | int, subscription_id: str, changes: SubscriptionChanges):
     owner = as_scope(owner)
     given = changes.model_dump(exclude_unset=True)
     values: dict = {}
@@ -148,10 +148,10 @@ def update_subscription(hub: Hub, owner: Scope | int, subscription_id: str, chan
             values["store_ids"] = None if store_filter is None else json.dumps(store_filter)
         if values:
             conn.execute(_where(number).values(**values, updated_at=datetime.now(UTC)))
-        return render_subscription(_subscription(conn, owner, number))
+        return (_subscription(conn, owner, number))
 
 
-def pause_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> dict:
+def pause_subscription(hub: Hub, owner: Scope | int, subscription_id: str):
     """Stop sending; new events keep being kept for the subscription and go out on resume."""
     owner = as_scope(owner)
     with transaction(hub.engine) as conn:
@@ -159,10 +159,10 @@ def pause_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> di
         if row.status == "active":
             conn.execute(_where(row.id).values(status="paused", updated_at=datetime.now(UTC)))
             _hold_pending(conn, row.id)
-        return render_subscription(_subscription(conn, owner, row.id))
+        return (_subscription(conn, owner, row.id))
 
 
-def resume_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> dict:
+def resume_subscription(hub: Hub, owner: Scope | int, subscription_id: str):
     """Send again, a paused or a disabled subscription; what was kept meanwhile goes out now."""
     owner = as_scope(owner)
     now = datetime.now(UTC)
@@ -176,7 +176,7 @@ def resume_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> d
                 .values(status="pending", next_attempt_at=now)
             )
             new_work(conn)
-        result = render_subscription(_subscription(conn, owner, row.id))
+        result = (_subscription(conn, owner, row.id))
     return result
 
 
@@ -194,7 +194,7 @@ def delete_subscription(hub: Hub, owner: Scope | int, subscription_id: str) -> N
         )
 
 
-def rotate_secret(hub: Hub, owner: Scope | int, subscription_id: str, grace_seconds: int | None) -> dict:
+def rotate_secret(hub: Hub, owner: Scope | int, subscription_id: str, grace_seconds: int | None) -> tuple[Any, str]:
     """A new signing secret (shown this once); the old one keeps signing too for the grace period."""
     owner = as_scope(owner)
     grace = hub.settings.webhook_secret_grace_seconds if grace_seconds is None else grace_seconds
@@ -212,8 +212,8 @@ def rotate_secret(hub: Hub, owner: Scope | int, subscription_id: str, grace_seco
                 updated_at=now,
             )
         )
-        result = render_subscription(_subscription(conn, owner, row.id))
-    return result | {"secret": shown_secret(secret_for(hub.secret, salt))}
+        result = (_subscription(conn, owner, row.id))
+    return result, shown_secret(secret_for(hub.secret, salt))
 
 
 def _hold_pending(conn: Connection, subscription: int) -> None:
@@ -239,20 +239,24 @@ def list_deliveries(hub: Hub, owner: Scope | int, subscription_id: str, limit: i
     with reading(hub.engine) as conn:
         number = _subscription(conn, owner, _number(subscription_id)).id
         query = _deliveries_query().where(webhook_deliveries.c.subscription_id == number)
-        page = page_of(conn, query, webhook_deliveries.c.id, limit, token, lambda row: row, descending=True)
+        page = page_of(conn, query, webhook_deliveries.c.id, limit, token, descending=True)
         attempts = _attempts(conn, [row.id for row in page.items])
-    items = [render_delivery(row, attempts.get(row.id, [])[-1:], "last_attempt") for row in page.items]
-    return Page(items, page.next_token)
+    return Page([DeliveryRecord(row, attempts.get(row.id, [])) for row in page.items], page.next_token)
 
 
-def get_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> dict:
+class DeliveryRecord(NamedTuple):
+    row: Any
+    attempts: list  # oldest first
+
+
+def get_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> DeliveryRecord:
     owner = as_scope(owner)
     with reading(hub.engine) as conn:
         row = _delivery(conn, owner, delivery_id)
-        return render_delivery(row, _attempts(conn, [row.id]).get(row.id, []), "attempts")
+        return DeliveryRecord(row, _attempts(conn, [row.id]).get(row.id, []))
 
 
-def retry_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> dict:
+def retry_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> DeliveryRecord:
     """Send a delivery again now, whatever became of it (a replay: same event id, a new attempt)."""
     owner = as_scope(owner)
     now = datetime.now(UTC)
@@ -275,7 +279,7 @@ def retry_delivery(hub: Hub, owner: Scope | int, delivery_id: str) -> dict:
             )
         )
         new_work(conn)
-        result = render_delivery(_delivery(conn, owner, delivery_id), [], "attempts")
+        result = DeliveryRecord(_delivery(conn, owner, delivery_id), [])
     return result
 
 
@@ -296,45 +300,17 @@ def _delivery(conn: Connection, owner: Scope, delivery_id: str):
     return row
 
 
-def _attempts(conn: Connection, delivery_ids: list[int]) -> dict[int, list[dict]]:
-    found: dict[int, list[dict]] = {}
+def _attempts(conn: Connection, delivery_ids: list[int]) -> dict[int, list]:
+    found: dict[int, list] = {}
     if not delivery_ids:
         return found
     rows = conn.execute(
         select(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(delivery_ids)).order_by(webhook_attempts.c.id)
     )
     for row in rows:
-        found.setdefault(row.delivery_id, []).append(
-            {
-                "attempted_at": iso(row.attempted_at),
-                "status_code": row.status_code,
-                "latency_ms": row.latency_ms,
-                "response_excerpt": row.response_excerpt,
-                "error": row.error,
-            }
-        )
+        found.setdefault(row.delivery_id, []).append(row)
     return found
 
-
-def render_delivery(row, attempts: list[dict], key: str) -> dict:
-    body = {
-        "id": ids.encode("webhook_delivery", row.id),
-        "subscription_id": ids.encode("webhook_subscription", row.subscription_id),
-        "event_id": ids.encode("event", row.event_id),
-        "event_type": row.event_type,
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": iso(row.next_attempt_at) if row.status in ("pending", "delivering") else None,
-        "last_status_code": row.last_status_code,
-        "last_error": row.last_error,
-        "created_at": iso(row.created_at),
-        "finished_at": iso(row.finished_at),
-    }
-    if key == "last_attempt":
-        body[key] = attempts[0] if attempts else None
-    else:
-        body[key] = attempts
-    return body
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -409,19 +385,3 @@ def _subscription(conn: Connection, owner: Scope, number: int):
 def _where(number: int):
     return webhook_subscriptions.update().where(webhook_subscriptions.c.id == number)
 
-
-def render_subscription(row) -> dict:
-    return {
-        "id": ids.encode("webhook_subscription", row.id),
-        "url": row.url,
-        "event_types": json.loads(row.event_types),
-        "store_ids": None if row.store_ids is None else [ids.encode("store", n) for n in json.loads(row.store_ids)],
-        "description": row.description,
-        "ordered": row.ordered,
-        "status": row.status,
-        "disabled_reason": row.disabled_reason,
-        "failing_since": iso(row.failing_since),
-        "previous_secret_expires_at": iso(row.previous_secret_expires_at),
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
