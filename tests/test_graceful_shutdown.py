@@ -51,7 +51,7 @@ def test_a_stopped_worker_gives_back_its_upload_and_delivery_at_once(postgres_da
     organization = ids.decode("organization", tenant.organization)
     receiver, hold = Receiver(), threading.Event()
     receiver.reply = lambda _id, _payload: Reply(hold=hold)  # the delivery stays in flight
-    subscription = webhooks.create_subscription(hub, organization, webhooks.SubscriptionFields(url=receiver.url, event_types=["store.status_changed"]))
+    subscription, _secret = webhooks.create_subscription(hub, organization, webhooks.SubscriptionFields(url=receiver.url, event_types=["store.status_changed"]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
         "STOCKHUB_DATABASE_URL": postgres_database, "STOCKHUB_DATA_DIR": str(settings.data_dir), "STOCKHUB_SECRET_KEY": "test-secret",
         "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK": "true", "STOCKHUB_WORKER_POLL_SECONDS": "0.1", "STOCKHUB_SHUTDOWN_GRACE_SECONDS": "0",
@@ -66,7 +66,7 @@ def test_a_stopped_worker_gives_back_its_upload_and_delivery_at_once(postgres_da
 
         def delivery():
             with reading(hub.engine) as conn:
-                return conn.execute(select(webhook_deliveries).where(d.subscription_id == ids.decode("webhook_subscription", subscription["id"]))).first()
+                return conn.execute(select(webhook_deliveries).where(d.subscription_id == subscription.id)).first()
 
         _wait(lambda: (row := delivery()) is not None and row.status == "delivering", "the delivery to be in flight")
 
@@ -94,7 +94,7 @@ def test_a_stopped_worker_gives_back_its_upload_and_delivery_at_once(postgres_da
         hold.set()
         receiver.reply = lambda _id, _payload: Reply()
         Worker(hub, name="the-next-worker").run_until_idle()  # another worker takes both at once
-        assert get_upload(hub, None, upload_id)["status"] == "applied"
+        assert get_upload(hub, None, upload_id).row.status == "applied"
         _wait(lambda: delivery().status == "succeeded", "the delivery to be made by the next worker", timeout=30)
     finally:
         if worker.poll() is None:
