@@ -189,6 +189,7 @@ def _storage_answers(hub) -> None:
         **problems.responses(401),
     },
     response_class=Response,
+    summary="Prometheus metrics",
 )
 async def metrics_route(request: Request) -> Response:
     """Prometheus metrics: queue depths and lags read from the database, this process's counters.
