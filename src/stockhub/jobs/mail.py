@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import select
 
-from stockhub import ids, metrics
+from stockhub import ids, logs, metrics
 from stockhub.db.engine import is_postgres, reading, transaction
 from stockhub.db.tables import mail_outbox, organizations, partners, store_connections, stores, users
 from stockhub.errors import ServiceError
@@ -45,7 +45,8 @@ def send_due_mail(hub: Hub, worker_id: str, limit: int = 20, stopping: threading
         return 0
     done = 0
     while done < limit and not (stopping and stopping.is_set()) and (claimed := _claim(hub, worker_id)) is not None:
-        _send(hub, claimed, worker_id)
+        with logs.bound(mail_id=claimed.id, store_id=ids.encode("store", claimed.store_id)):
+            _send(hub, claimed, worker_id)
         done += 1
     return done
 
