@@ -355,7 +355,7 @@ def breakdown(url: str, work: Path, token: str, bodies: list[dict]) -> list[str]
 
     def book(body: dict) -> None:
         principal = accounts.principal_for_token(hub, token)
-        orders.book(hub, principal.organization, orders.Booking.model_validate(body), None)
+        orders.book(hub, principal.organization, orders.Booking.model_validate(body))
 
     for body in bodies[:20]:  # the pool and statement caches
         book(body)
