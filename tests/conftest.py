@@ -38,6 +38,11 @@ from support import Tenant, make_tenant
 hypothesis_settings.register_profile("stockhub", deadline=None)
 hypothesis_settings.load_profile("stockhub")
 
+# The suite runs without HTTP rate limits (schemathesis and the concurrency tests send thousands of
+# requests with one token); tests/api/test_rate_limits.py sets its own.
+os.environ.setdefault("STOCKHUB_RATE_LIMIT_PER_TOKEN", "off")
+os.environ.setdefault("STOCKHUB_RATE_LIMIT_PER_ADDRESS", "off")
+
 PG_ADMIN_URL = os.environ.get("STOCKHUB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
 import sys
 import time
@@ -91,7 +92,13 @@ class _Group(click.Group):
 @click.version_option(package_name="stockhub")
 def main() -> None:
     """stockhub: stock-and-order hub for physical retailers."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from stockhub.logs import configure
+
+    try:
+        settings = Settings()
+        configure(settings.log_format, settings.log_level)
+    except Exception:  # settings that do not parse: `stockhub doctor` says why; the command will too
+        configure()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # db/migrate.py says in one line when it migrates
 
 
@@ -123,8 +130,23 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
         worker.start()
     if gateway:
         gateway.start()
+    grace = hub.settings.shutdown_grace_seconds
+    server = http_server(hub, host, port, log_level="info", log_config=None, proxy_headers=True, timeout_graceful_shutdown=grace)
+    stop_server = server.handle_exit
+    stopping_since: list[float] = []
+
+    def on_signal(sig, frame):  # SIGTERM or Ctrl-C: stop taking work at once, while uvicorn finishes its requests
+        stopping_since.append(time.monotonic())
+        if gateway:
+            gateway.stop(timeout=0)
+        worker.stop()
+        stop_server(sig, frame)
+
+    server.handle_exit = on_signal
+    # uvicorn raises the signal again once it has stopped: let that find a handler that only returns,
+    # so the work below is given back before the process ends.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        server = http_server(hub, host, port, log_level="info", proxy_headers=True)
         _say_when_ready(server, host, port, gateway, hub.settings.data_dir)
         server.run(sockets=[listening])
         if not server.started:  # uvicorn has logged why
@@ -132,7 +154,10 @@ def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_por
     finally:
         if gateway:
             gateway.stop()
-        worker.stop()
+        if workers:  # what is left of the grace period, counted from the signal
+            worker.shutdown(grace - (time.monotonic() - stopping_since[0]) if stopping_since else grace)
+        else:
+            worker.stop()
 
 
 def _say_when_ready(server, host: str, port: int, gateway, data_dir: Path) -> None:
@@ -191,15 +216,51 @@ def _ftp_gateway(hub: Hub, host: str | None, port: int | None):
 @click.option("--port", default=None, type=int, help="FTP port (default 2121, setting STOCKHUB_FTP_PORT)")
 def ftp(host: str | None, port: int | None) -> None:
     """Run only the FTP/FTPS gateway (uploads go to the workers through the database)."""
-    _ftp_gateway(_hub(), host, port).serve_forever()
+    gateway = _ftp_gateway(_hub(), host, port)
+    thread = gateway.start()
+    _until_stopped()
+    gateway.stop()
+    thread.join(10)
 
 
 @main.command()
 def worker() -> None:
-    """Run only the background workers (scaled-out deployments)."""
+    """Run only the background workers (scaled-out deployments). SIGTERM: finish or give back the work in hand."""
     from stockhub.jobs.worker import Worker
 
-    Worker(_hub()).run_forever()
+    hub = _hub()
+    running = Worker(hub)
+    running.start()
+    _until_stopped()
+    running.shutdown(hub.settings.shutdown_grace_seconds)
+
+
+def _until_stopped() -> None:
+    """Wait for SIGTERM or SIGINT (Ctrl-C)."""
+    import threading
+
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    while not stopped.wait(1):
+        pass
+    logging.getLogger("stockhub").info("stopping")
+
+
+@main.command()
+def doctor() -> None:
+    """Check the settings, database, file storage, FTP certificate and clock; say what is wrong."""
+    from stockhub.doctor import run_checks
+
+    checks = run_checks()
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        click.echo(f"{check.status:<4}  {check.name:<{width}}  {check.message}")
+    failed = [c for c in checks if c.status == "fail"]
+    if failed:
+        click.echo(f"\n{len(failed)} problem{'s' if len(failed) > 1 else ''} to fix before stockhub runs as set up.", err=True)
+        sys.exit(1)
+    click.echo("\nnothing is wrong" + (" (see the warnings)" if any(c.status == "warn" for c in checks) else ""))
 
 
 @main.command()

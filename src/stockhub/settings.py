@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+RATE = re.compile(r"off|(\d+)\s*/\s*(second|minute|hour)")  # a rate limit setting (services/rate_limits.py)
 
 
 class Settings(BaseSettings):
@@ -104,6 +109,23 @@ class Settings(BaseSettings):
     mail_from: str = "stockhub <stockhub@localhost>"
     mail_lease_seconds: int = 60
     mail_retry_seconds: list[float] = [60, 300, 1800, 7200, 21600]  # then the mail is given up (failed)
+
+    # operations (README "Operate it"): logs, metrics, shutdown, rate limits
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: JSON lines unless stderr is a terminal
+    log_level: str = "INFO"
+    metrics_token: str | None = None  # set: GET /metrics wants "Authorization: Bearer <it>"; unset: open, like /healthz
+    shutdown_grace_seconds: float = 25  # on SIGTERM: in-flight requests and work get this long, then work is released
+    # "<count>/<second|minute|hour>" or "off"; per bearer token, and per client address (every request)
+    rate_limit_per_token: str = "1200/minute"
+    rate_limit_per_address: str = "3000/minute"
+    rate_limit_store: Literal["auto", "database", "memory"] = "auto"  # auto: the database on PostgreSQL, memory on SQLite
+
+    @field_validator("rate_limit_per_token", "rate_limit_per_address")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        if not RATE.fullmatch(value.strip().lower()):
+            raise ValueError(f"{value!r} is not a rate: write e.g. 600/minute (per second, minute or hour), or off")
+        return value.strip().lower()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:

@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 
 from stockhub import __version__
 from stockhub import dashboard
-from stockhub.api import admin, availability, deps, feeds, jetti, oauth, orders, organization, problems, products, stock, tenancy, uploads, webhooks
+from stockhub.api import admin, availability, deps, feeds, jetti, oauth, ops, orders, organization, problems, products, stock, tenancy, uploads, webhooks
 from stockhub.services.context import Hub
 
 # The organization API's error dialect ({message, details[]}, see api/organization.py).
@@ -42,11 +42,7 @@ def create_app(hub: Hub) -> FastAPI:
         organization.router, responses=problems.responses(*problems.COMMON, 400, 409, schema="Message", media_type="application/json")
     )
     dashboard.install(app)  # the pages for people, and /docs
-
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict:
-        return {"status": "ok"}
-
+    ops.install(app, hub)  # /healthz, /readyz, /metrics; request ids, access logs, rate limits
     return app
 
 
@@ -62,7 +58,7 @@ def oauth_responses() -> dict:
         303: {"description": "to the sign-in page, or where it leads", **redirect},
         400: {"description": "a refused request: an RFC 6749 error, or a page saying why", "content": page | oauth_error},
         401: {"description": "a client that failed to authenticate, or a failed sign-in", "content": page | oauth_error},
-    } | problems.responses(403, 422, 503)
+    } | problems.responses(403, 422, 429, 503)
 
 
 OAUTH_ERROR_SCHEMA = {

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from stockhub import logs
 from stockhub.errors import Conflict, FieldError, Invalid, LimitReached, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ PROBLEM_SCHEMA = {
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
-    429: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
+    429: {
+        "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}},
+        "RateLimit-Limit": {"description": "requests allowed in the window", "schema": {"type": "integer"}},
+        "RateLimit-Remaining": {"description": "requests left in the window", "schema": {"type": "integer"}},
+        "RateLimit-Reset": {"description": "seconds until the window ends", "schema": {"type": "integer"}},
+    },
     503: {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
 }
 
@@ -73,8 +79,8 @@ def responses(*statuses: int, schema: str = "Problem", media_type: str = "applic
 
 
 # What any route may answer: a malformed request (body, page token), a missing or unfit token,
-# something not found, invalid fields, a busy database.
-COMMON = (400, 401, 403, 404, 422, 503)
+# something not found, invalid fields, a rate limit reached (api/ops.py), a busy database.
+COMMON = (400, 401, 403, 404, 422, 429, 503)
 
 # The HTTP status of each kind of service error (errors.py): the API's one mapping.
 STATUS: dict[type[ServiceError], int] = {
@@ -102,6 +108,8 @@ def problem_response(problem: Problem) -> JSONResponse:
         "detail": problem.detail,
         **problem.extra,
     }
+    if (request_id := logs.current("request_id")) is not None:
+        body["request_id"] = request_id  # the X-Request-Id of the answer: quote it when asking what went wrong
     if problem.errors:
         body["errors"] = [{k: v for k, v in asdict(e).items() if v is not None} for e in problem.errors]
     return JSONResponse(body, status_code=problem.status, media_type="application/problem+json", headers=problem_headers(problem))
@@ -144,6 +152,9 @@ def _render(request: Request, problem: Problem) -> Response:
                 response.headers.setdefault(name, value)
             return response
     return problem_response(problem)
+
+
+render = _render  # for faces outside the exception handlers (api/ops.py's 429)
 
 
 def install(app: FastAPI) -> None:

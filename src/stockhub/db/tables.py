@@ -730,3 +730,18 @@ item_update_counts = Table(
     Column("day", Date, primary_key=True),
     Column("count", BigInteger, nullable=False),
 )
+
+# --- rate limits (services/rate_limits.py) -----------------------------------------------------
+# Fixed-window request counters shared by every API node: one row per (limited key, window),
+# counted with one UPSERT per request; windows that have passed are deleted by the sweep.
+# UNLOGGED on PostgreSQL (migration 0020): no WAL flush per request; a crash empties it.
+
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("key", String(80), primary_key=True),  # "token:<HMAC of the token>" or "address:<ip>"
+    Column("window_start", BigInteger, primary_key=True),  # Unix seconds, a multiple of the window's length
+    Column("count", Integer, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # Unix seconds: the window's end
+    Index("ix_rate_limit_counters_expires_at", "expires_at"),
+)

@@ -27,6 +27,7 @@ from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
+from stockhub import ids, logs
 from stockhub.errors import ServiceError
 from stockhub.gateways.ftp_fs import Incoming, StorageFS
 from stockhub.gateways.ftp_tls import server_context
@@ -63,6 +64,7 @@ class UploadKeyAuthorizer:
             raise AuthenticationFailed(f"unknown upload key: log in as {USER} with the store's upload key as the password")
         self.throttle.succeeded(address)
         handler.store = store
+        logs.bind(store_id=ids.encode("store", store.id), client=address)  # this connection's thread: every later line of it
 
     def get_home_dir(self, username: str) -> str:
         return ""  # per store, not per user name: StoreHandler.handle_auth_success sets it
@@ -133,7 +135,8 @@ class StoreHandler(FTPHandler):
             return ("451 The file could not be stored: please send it again.", log.error)
         finally:
             Path(incoming.name).unlink(missing_ok=True)
-        log.info("store %s uploaded %s over FTP: %s", self.store.id, name, recorded["upload_id"])
+        with logs.bound(upload_id=recorded["upload_id"]):
+            log.info("received %s over FTP", name)
         return None
 
     def on_incomplete_file_received(self, file: str) -> None:

@@ -28,7 +28,7 @@ import httpx2
 from sqlalchemy import bindparam, func, select, union_all
 from standardwebhooks.webhooks import Webhook
 
-from stockhub import outbound, representations
+from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
 from stockhub.db.tables import events, webhook_attempts, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.webhooks import Verdict, parse_retry_after, retry_delay, verdict
@@ -236,6 +236,8 @@ def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> 
         )
         for number, outcomes in _by_subscription(answered).items():
             _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
+    for _, answer in answered:
+        metrics.WEBHOOK_ATTEMPTS.labels("error" if answer.status_code is None else verdict(answer.status_code).value).inc()
 
 
 def _next_state(hub: Hub, claimed: Claimed, answer: Answer, subscription_status: str, now: datetime) -> dict:
@@ -316,7 +318,8 @@ class Deliverer:
 
     def _send(self, claimed: Claimed) -> None:
         try:
-            answer = send(self._client, claimed, self.hub.settings.webhook_timeout_seconds)
+            with logs.bound(worker_id=self.worker_id, delivery_id=claimed.delivery_id):
+                answer = send(self._client, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
             answer = None
@@ -347,6 +350,19 @@ class Deliverer:
     def idle(self) -> bool:
         with self._lock:
             return self._in_flight == 0
+
+    def drain(self, deadline: float) -> None:
+        """Stopping: wait for the requests in flight until `deadline` (time.monotonic()), record
+        their answers, then stop; answers arriving later are not recorded (the worker gives those
+        deliveries back, jobs/queue.release_held)."""
+        while not self.idle and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._recorder is not None:
+            self._answers.put(_STOP)
+            self._recorder.join(10)
+            self._recorder = None
+        self._client.close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

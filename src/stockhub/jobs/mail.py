@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import select
 
-from stockhub import ids
+from stockhub import ids, logs, metrics
 from stockhub.db.engine import is_postgres, reading, transaction
 from stockhub.db.tables import mail_outbox, organizations, partners, store_connections, stores, users
 from stockhub.errors import ServiceError
@@ -38,13 +39,14 @@ SUBJECTS = {
 }
 
 
-def send_due_mail(hub: Hub, worker_id: str, limit: int = 20) -> int:
-    """Send up to `limit` due mails; returns how many were attempted."""
+def send_due_mail(hub: Hub, worker_id: str, limit: int = 20, stopping: threading.Event | None = None) -> int:
+    """Send up to `limit` due mails (none more once `stopping` is set); returns how many were attempted."""
     if not hub.settings.smtp_host or not _any_due(hub):  # a read first: no write lock taken on an idle loop
         return 0
     done = 0
-    while done < limit and (claimed := _claim(hub, worker_id)) is not None:
-        _send(hub, claimed, worker_id)
+    while done < limit and not (stopping and stopping.is_set()) and (claimed := _claim(hub, worker_id)) is not None:
+        with logs.bound(mail_id=claimed.id, store_id=ids.encode("store", claimed.store_id)):
+            _send(hub, claimed, worker_id)
         done += 1
     return done
 
@@ -98,6 +100,7 @@ def _send(hub: Hub, row, worker_id: str) -> None:
         if not recipients:
             with transaction(hub.engine) as conn:
                 conn.execute(mail_outbox.update().where(*mine).values(status="skipped", next_attempt_at=None, last_error="no one to send it to"))
+            metrics.MAIL_SENT.labels("skipped").inc()
             return
         _deliver(hub, message)
     except (OSError, smtplib.SMTPException, ServiceError) as error:
@@ -105,6 +108,7 @@ def _send(hub: Hub, row, worker_id: str) -> None:
         schedule = hub.settings.mail_retry_seconds
         retry = row.attempts <= len(schedule)
         log.warning("mail %s failed (attempt %s): %s", row.id, row.attempts, error)
+        metrics.MAIL_SENT.labels("retry" if retry else "failed").inc()
         with transaction(hub.engine) as conn:
             conn.execute(
                 mail_outbox.update()
@@ -123,6 +127,7 @@ def _send(hub: Hub, row, worker_id: str) -> None:
             .where(*mine)
             .values(status="sent", sent_at=datetime.now(UTC), next_attempt_at=None, lease_until=None, recipients=", ".join(recipients))
         )
+    metrics.MAIL_SENT.labels("sent").inc()
 
 
 def _deliver(hub: Hub, message: EmailMessage) -> None:

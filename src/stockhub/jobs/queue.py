@@ -115,3 +115,36 @@ def fail_upload(hub: Hub, upload_id: int, worker_id: str, error: str) -> None:
         ).rowcount
         if done and failed:
             emit_upload_processed(conn, upload_id, now)
+
+
+def release_held(hub: Hub, worker_id: str) -> dict[str, int]:
+    """A stopping worker gives back what it still holds — its uploads, webhook deliveries and mail
+    — so another worker takes them at once instead of when their leases run out. Each goes back
+    as it was before the claim (the attempt it began is not counted against it). Safe against
+    the work finishing meanwhile: only rows still held by this worker change, and a worker whose
+    claim is gone discards its work (process_upload, deliver.record and mail check the claim)."""
+    from stockhub.db.tables import mail_outbox, webhook_deliveries
+
+    now = datetime.now(UTC)
+    with transaction(hub.engine) as conn:
+        u, d, m = uploads.c, webhook_deliveries.c, mail_outbox.c
+        released = {
+            "uploads": conn.execute(
+                uploads.update()
+                .where(u.worker_id == worker_id, u.status == "processing")
+                .values(status="received", worker_id=None, lease_until=None, started_at=None, attempts=u.attempts - 1)
+            ).rowcount,
+            "deliveries": conn.execute(
+                webhook_deliveries.update()
+                .where(d.worker_id == worker_id, d.status == "delivering")
+                .values(status="pending", worker_id=None, lease_until=None, next_attempt_at=now, attempts=d.attempts - 1)
+            ).rowcount,
+            "mail": conn.execute(
+                mail_outbox.update()
+                .where(m.worker_id == worker_id, m.status == "sending")
+                .values(status="pending", worker_id=None, lease_until=None, next_attempt_at=now, attempts=m.attempts - 1)
+            ).rowcount,
+        }
+    if any(released.values()):
+        hub.work_arrived.set()
+    return released

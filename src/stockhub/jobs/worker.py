@@ -1,6 +1,10 @@
 """The worker loop: number new events; claim an upload, process it; the same for a catalog
 import; apply a pushed feed batch; start due webhook deliveries and due feed pulls; repeat;
-sweep now and then; sleep until woken."""
+sweep now and then; sleep until woken.
+
+`shutdown(grace)` (SIGTERM, see cli.py) stops claiming, lets the work in hand finish for up to
+`grace` seconds, then gives back whatever is still held (jobs/queue.release_held) so another
+worker takes it at once rather than when its lease runs out."""
 
 from __future__ import annotations
 
@@ -9,15 +13,21 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import select
+
+from stockhub import ids, logs, metrics
+from stockhub.db.engine import reading
+from stockhub.db.tables import uploads
+
 from stockhub.feeds.sandbox import ReaderFailed
+from stockhub.jobs import feeds as feed_jobs
 from stockhub.jobs.catalog_imports import process_one_import
 from stockhub.jobs.deliver import Deliverer
-from stockhub.jobs.feeds import claim_due_feed, run_one_batch
-from stockhub.jobs import feeds as feed_jobs
 from stockhub.jobs.mail import send_due_mail, sweep_mail
-from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_orphaned_uploads
+from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_held, release_orphaned_uploads
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
 from stockhub.services.context import Hub
+from stockhub.services import rate_limits
 from stockhub.services.events import sequence_events
 from stockhub.services.ingest import process_upload
 from stockhub.services.store_status import refresh_all as refresh_store_statuses
@@ -34,6 +44,8 @@ class Worker:
         self._stop = threading.Event()
         self._next_sweep = 0.0
         self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
+        self._thread: threading.Thread | None = None
+        self._shutting_down = False  # shutdown() drains the deliverer itself, within its grace
         # pull feeds are fetched beside the loop (a slow supplier must not hold up uploads and webhooks)
         self._pulls = ThreadPoolExecutor(max_workers=PULL_CONCURRENCY, thread_name_prefix="stockhub-pull")
         self._pulling = 0
@@ -44,12 +56,13 @@ class Worker:
         deliveries that are due; True when it did any of it."""
         numbered = sequence_events(self.hub.engine)
         processed = self._process_one_upload()
-        imported = process_one_import(self.hub, self.id)
-        processed = run_one_batch(self.hub, self.id) or processed
-        started = self.deliverer.deliver_due() if self.deliverer is not None else 0
-        mailed = send_due_mail(self.hub, self.id)
-        pulls = self._start_due_pulls()
-        return numbered > 0 or processed or imported or started > 0 or mailed > 0 or pulls > 0
+        stopping = self._stop.is_set()
+        imported = process_one_import(self.hub, self.id) if not stopping else False
+        batched = feed_jobs.run_one_batch(self.hub, self.id) if not stopping else False
+        started = self.deliverer.deliver_due() if self.deliverer is not None and not stopping else 0
+        mailed = send_due_mail(self.hub, self.id, stopping=self._stop) if not stopping else 0
+        pulls = self._start_due_pulls() if not stopping else 0
+        return numbered > 0 or processed or imported or batched or started > 0 or mailed > 0 or pulls > 0
 
     def _start_due_pulls(self) -> int:
         """Claim due pull feeds while a fetcher is free; each fetch runs in the pool."""
@@ -58,7 +71,7 @@ class Worker:
             with self._pulling_lock:
                 if self._pulling >= PULL_CONCURRENCY:
                     return started
-            feed_id = claim_due_feed(self.hub, self.id)
+            feed_id = feed_jobs.claim_due_feed(self.hub, self.id)
             if feed_id is None:
                 return started
             with self._pulling_lock:
@@ -75,18 +88,40 @@ class Worker:
             self.hub.work_arrived.set()
 
     def _process_one_upload(self) -> bool:
+        if self._stop.is_set():
+            return False
         upload_id = claim_upload(self.hub, self.id)
         if upload_id is None:
             return False
+        with reading(self.hub.engine) as conn:
+            upload = conn.execute(select(uploads.c.store_id, uploads.c.kind).where(uploads.c.id == upload_id)).one()
+        with logs.bound(upload_id=ids.encode("upload", upload_id), store_id=ids.encode("store", upload.store_id)):
+            self._process(upload_id, upload.kind)
+        return True
+
+    def _process(self, upload_id: int, kind: str) -> None:
+        started = time.perf_counter()
         try:
-            process_upload(self.hub, upload_id, self.id)
+            outcome = process_upload(self.hub, upload_id, self.id)
+            if outcome is not None:
+                self._count(upload_id, kind, outcome.status, started)
         except ReaderFailed as failure:
             log.warning("upload %s: %s; it goes back in the queue", upload_id, failure)
             fail_upload(self.hub, upload_id, self.id, str(failure))
+            metrics.UPLOADS_PROCESSED.labels(kind, "error").inc()
         except Exception as error:
             log.exception("upload %s failed", upload_id)
             fail_upload(self.hub, upload_id, self.id, f"processing failed: {type(error).__name__}")
-        return True
+            metrics.UPLOADS_PROCESSED.labels(kind, "error").inc()
+
+    def _count(self, upload_id: int, kind: str, status: str, started: float) -> None:
+        took = time.perf_counter() - started
+        with reading(self.hub.engine) as conn:
+            lines = conn.execute(select(uploads.c.line_count).where(uploads.c.id == upload_id)).scalar() or 0
+        metrics.UPLOADS_PROCESSED.labels(kind, status).inc()
+        metrics.UPLOAD_ROWS.labels(kind).inc(lines)
+        metrics.UPLOAD_SECONDS.labels(kind).observe(took)
+        log.info("upload processed: %s, %d rows in %.2f s", status, lines, took)
 
     def run_until_idle(self) -> int:
         done = 0
@@ -95,6 +130,7 @@ class Worker:
         return done
 
     def run_forever(self) -> None:
+        logs.bind(worker_id=self.id)
         try:
             released = release_orphaned_uploads(self.hub)
             if released:
@@ -112,7 +148,7 @@ class Worker:
             if not busy:
                 self.hub.work_arrived.wait(self.hub.settings.worker_poll_seconds)
         self._pulls.shutdown(wait=False, cancel_futures=True)
-        if self.deliverer is not None:
+        if self.deliverer is not None and not self._shutting_down:
             self.deliverer.close()
 
     def _sweep_when_due(self) -> None:
@@ -121,15 +157,36 @@ class Worker:
             if expired:
                 log.info("expired %d stock levels not reported for %d days", expired, self.hub.settings.expiry_days)
             purge_event_history(self.hub)
+            rate_limits.purge_counters(self.hub.engine)
             refresh_store_statuses(self.hub)
             sweep_mail(self.hub)
             self._next_sweep = time.monotonic() + self.hub.settings.sweep_interval_seconds
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run_forever, name="stockhub-worker", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self.run_forever, name="stockhub-worker", daemon=True)
+        self._thread.start()
+        return self._thread
 
     def stop(self) -> None:
+        """Stop claiming work (returns at once; `shutdown` waits and releases)."""
         self._stop.set()
         self.hub.work_arrived.set()
+
+    def shutdown(self, grace: float) -> dict[str, int]:
+        """Stop; let the work in hand finish for up to `grace` seconds; give back what is still
+        held. Returns what was given back (uploads, deliveries, mail)."""
+        self._shutting_down = True
+        self.stop()
+        deadline = time.monotonic() + max(grace, 0)
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self.deliverer is not None:
+            self.deliverer.drain(deadline)
+        released = release_held(self.hub, self.id)
+        if any(released.values()):
+            log.info(
+                "stopping: gave back %(uploads)d uploads, %(deliveries)d webhook deliveries and %(mail)d mails still in hand", released
+            )
+        else:
+            log.info("stopping: no work in hand")
+        return released

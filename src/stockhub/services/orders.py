@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from types import SimpleNamespace
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Connection, select
 
-from stockhub import feeds, ids, representations
+from stockhub import feeds, ids, metrics, representations
 from stockhub.db.engine import insert_new, reading, transaction
 from stockhub.db.locks import lock_order, sharing
 from stockhub.db.tables import order_lines, orders
@@ -92,7 +93,24 @@ class OrderChanges(BaseModel):
 def book(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[OrderRecord, bool]:
     """Book an order at stores the scope reaches: commit every line's stock or none. Returns
     (order, created now). One transaction: a retry of the same `external_id` is found by the
-    order's own insert, a concurrent one waits for it."""
+    order's own insert, a concurrent one waits for it. Counted in the metrics (booked, replayed,
+    refused by reason)."""
+    try:
+        order, created = _booked(hub, scope, booking)
+    except ServiceError as refusal:
+        metrics.BOOKINGS.labels("refused").inc()
+        metrics.BOOKING_REFUSALS.labels(refusal_reason(refusal)).inc()
+        raise
+    metrics.BOOKINGS.labels("booked" if created else "replayed").inc()
+    return order, created
+
+
+def refusal_reason(refusal: ServiceError) -> str:
+    """insufficient_stock, conflict (an external_id booked with another body), invalid, not_found, ..."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(refusal).__name__).lower()
+
+
+def _booked(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[OrderRecord, bool]:
     scope = as_scope(scope)
     fingerprint = booking.fingerprint()
     with transaction(hub.engine) as conn:

@@ -1,0 +1,151 @@
+"""Rate limits of the HTTP API: per bearer token and per client address, in fixed windows.
+
+`RATE_LIMIT_PER_TOKEN` (default 1200/minute: Otter's documented 20 requests/s) counts the
+requests carrying one bearer token (by its HMAC, so an unknown token is counted too);
+`RATE_LIMIT_PER_ADDRESS` (3000/minute) every request from one client address. Either may be
+`off`. A request over either limit is refused whole (`LimitReached`, 429 with `Retry-After`);
+it changes nothing.
+
+Where counts live (`RATE_LIMIT_STORE`):
+
+- `database` (the default on PostgreSQL): one row per (key, window) in `rate_limit_counters`,
+  counted by a single `INSERT … ON CONFLICT DO UPDATE … RETURNING` for both keys of the request
+  (one statement, one round trip, autocommit), so every API node shares the counts exactly. The
+  table is UNLOGGED: the commit waits for no disk flush, and a crash merely restarts the windows.
+- `memory` (the default on SQLite, the embedded single process): counted in the process, with
+  no database write on every request (SQLite has one writer). A fleet on `memory` counts per
+  node: divide the limits by the number of API nodes.
+
+A window is fixed (e.g. each clock minute): at most the limit per window, so up to twice the
+limit can pass in one window's length across a boundary — the price of one row per key.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from stockhub import security
+from stockhub.db.engine import is_postgres, upsert
+from stockhub.db.tables import rate_limit_counters
+from stockhub.errors import LimitReached
+from stockhub.settings import RATE, Settings
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    seconds: int
+
+
+def parse_rate(text: str | None) -> Rate | None:
+    """`600/minute` → Rate(600, 60); `off` or empty → None."""
+    match = RATE.fullmatch((text or "off").strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a rate: write e.g. 600/minute, or off")
+    if match.group(0) == "off":
+        return None
+    return Rate(int(match.group(1)), PERIODS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The tightest of the limits that applied: for the RateLimit-* headers."""
+
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window ends
+    reached: str | None = None  # "token" or "address" when refused
+
+
+class Limiter:
+    def __init__(self, settings: Settings, engine: Engine):
+        self.secret = settings.secret
+        self.rates = {"token": parse_rate(settings.rate_limit_per_token), "address": parse_rate(settings.rate_limit_per_address)}
+        store = settings.rate_limit_store
+        if store == "auto":
+            store = "database" if is_postgres(engine) else "memory"
+        self.counter = DatabaseCounter(engine) if store == "database" else MemoryCounter()
+
+    @property
+    def active(self) -> bool:
+        return any(self.rates.values())
+
+    def check(self, token: str | None, address: str | None, now: float | None = None) -> Verdict | None:
+        """Count this request; the tightest limit's state, or LimitReached. None when no limit applies."""
+        now = time.time() if now is None else now
+        keys = []
+        if token and (rate := self.rates["token"]):
+            keys.append(("token", f"token:{security.key_hash(self.secret, token)[:40]}", rate))
+        if address and (rate := self.rates["address"]):
+            keys.append(("address", f"address:{address[:64]}", rate))
+        if not keys:
+            return None
+        windows = [(key, int(now // rate.seconds) * rate.seconds, rate.seconds) for _, key, rate in keys]
+        counts = self.counter.add(windows)
+        verdicts = []
+        for (kind, key, rate), (_, start, length) in zip(keys, windows):
+            reset = max(1, int(start + length - now + 0.999))
+            count = counts[key]
+            verdicts.append(Verdict(rate.limit, max(0, rate.limit - count), reset, kind if count > rate.limit else None))
+        refused = [v for v in verdicts if v.reached]
+        if refused:
+            worst = max(refused, key=lambda v: v.reset)
+            raise LimitReached(
+                f"too many requests per {worst.reached}: at most {worst.limit} per window; retry in {worst.reset} s",
+                retry_after=worst.reset,
+                extra={"limit": worst.reached},
+            )
+        return min(verdicts, key=lambda v: (v.remaining, -v.reset))
+
+
+class MemoryCounter:
+    def __init__(self):
+        self._counts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        self._next_purge = 0.0
+
+    def add(self, windows: list[tuple[str, int, int]]) -> dict[str, int]:
+        with self._lock:
+            found = {}
+            for key, start, _length in windows:
+                count = self._counts.get((key, start), 0) + 1
+                self._counts[(key, start)] = found[key] = count
+            now = time.time()
+            if now >= self._next_purge:  # forget windows that have passed
+                self._counts = {k: v for k, v in self._counts.items() if k[1] + 3600 > now}
+                self._next_purge = now + 60
+            return found
+
+
+class DatabaseCounter:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def add(self, windows: list[tuple[str, int, int]]) -> dict[str, int]:
+        rows = [{"key": key, "window_start": start, "count": 1, "expires_at": start + length} for key, start, length in windows]
+        with self.engine.connect() as conn:
+            if is_postgres(conn):
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # one statement, no BEGIN/COMMIT round trips
+            statement = upsert(conn, rate_limit_counters).values(rows)
+            statement = statement.on_conflict_do_update(
+                index_elements=["key", "window_start"], set_={"count": rate_limit_counters.c["count"] + 1}
+            ).returning(rate_limit_counters.c.key, rate_limit_counters.c["count"])
+            if is_postgres(conn):
+                found = dict(conn.execute(statement).all())
+            else:
+                with conn.begin():
+                    found = dict(conn.execute(statement).all())
+        return found
+
+
+def purge_counters(engine: Engine, now: float | None = None) -> int:
+    """Delete the windows that have ended (the sweep)."""
+    now = time.time() if now is None else now
+    with engine.begin() as conn:
+        return conn.execute(rate_limit_counters.delete().where(rate_limit_counters.c.expires_at < int(now))).rowcount

@@ -1,0 +1,97 @@
+"""Rate limits of the HTTP API, per token and per client address, counted in the database (shared by
+every node) or in memory; both databases."""
+
+from __future__ import annotations
+
+import httpx2 as httpx
+import pytest
+
+from conftest import serving
+from stockhub.errors import LimitReached
+from stockhub.services import tenancy
+from stockhub.services.context import Hub
+from stockhub.services.rate_limits import Limiter
+from support import make_tenant
+
+
+@pytest.fixture(params=["database", "memory"])
+def limited(request, settings):
+    settings.rate_limit_per_token = "3/minute"
+    settings.rate_limit_per_address = "off"
+    settings.rate_limit_store = request.param
+    hub = Hub.from_settings(settings)
+    with serving(hub) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        yield hub, client
+    hub.engine.dispose()
+
+
+def test_a_token_past_its_limit_gets_429_with_the_headers_and_another_token_is_unaffected(limited):
+    hub, client = limited
+    tenant = make_tenant(hub)
+    other = tenancy.create_api_token(hub, tenant.organization).secret
+    answers = [client.get(f"/v1/stores/{tenant.store}", headers=tenant.auth) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+    assert all(a.headers["RateLimit-Limit"] == "3" and 1 <= int(a.headers["RateLimit-Reset"]) <= 60 for a in answers)
+
+    refused = client.get(f"/v1/stores/{tenant.store}", headers=tenant.auth)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["RateLimit-Limit"] == "3" and refused.headers["RateLimit-Remaining"] == "0"
+    body = refused.json()
+    assert body["status"] == 429 and body["limit"] == "token" and body["retry_after"] == int(refused.headers["Retry-After"])
+    assert body["request_id"] == refused.headers["X-Request-Id"]
+
+    assert client.get(f"/v1/stores/{tenant.store}", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+    assert client.get("/healthz").status_code == 200 and "RateLimit-Limit" not in client.get("/healthz").headers  # probes are never limited
+
+
+def test_a_refused_request_changes_nothing(limited):
+    hub, client = limited
+    tenant = make_tenant(hub)
+    for n in range(3):
+        client.get("/v1/orders", headers=tenant.auth)
+    booking = {
+        "external_id": "web-1", "channel": {"type": "web", "name": "shop"}, "currency": "GBP",
+        "lines": [{"identifier": "9780141383743", "quantity": 1, "unit_price": "6.99"}],
+        "fulfilment": {"type": "pickup", "store_id": tenant.store},
+    }
+    assert client.post("/v1/orders", headers=tenant.auth, json=booking).status_code == 429
+    other = tenancy.create_api_token(hub, tenant.organization).secret
+    assert client.get("/v1/orders", headers={"Authorization": f"Bearer {other}"}).json()["items"] == []
+
+
+def test_the_limit_per_address_counts_every_token_and_none(settings):
+    settings.rate_limit_per_token = "off"
+    settings.rate_limit_per_address = "4/minute"
+    hub = Hub.from_settings(settings)
+    with serving(hub) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        tenant = make_tenant(hub)
+        other = tenancy.create_api_token(hub, tenant.organization).secret
+        assert client.get("/v1/orders", headers=tenant.auth).status_code == 200
+        assert client.get("/v1/orders", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+        assert client.get("/v1/orders").status_code == 401
+        assert client.get("/dashboard", follow_redirects=False).status_code in (200, 303)
+        refused = client.get("/v1/orders", headers=tenant.auth)
+        assert refused.status_code == 429 and refused.json()["limit"] == "address"
+    hub.engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["database", "memory"])
+def test_a_window_resets(settings, store):
+    settings.rate_limit_per_token = "2/minute"
+    settings.rate_limit_per_address = "100/hour"
+    settings.rate_limit_store = store
+    hub = Hub.from_settings(settings)
+    limiter = Limiter(settings, hub.engine)
+    start = 1_800_000_000.0  # a window's first second
+    assert limiter.check("shk_a", "192.0.2.1", now=start).remaining == 1
+    assert limiter.check("shk_a", "192.0.2.1", now=start + 30).remaining == 0
+    with pytest.raises(LimitReached) as reached:
+        limiter.check("shk_a", "192.0.2.1", now=start + 59)
+    assert reached.value.retry_after == 1 and reached.value.extra == {"limit": "token"}
+    assert limiter.check("shk_b", "192.0.2.1", now=start + 59).remaining == 1  # another token
+    fresh = limiter.check("shk_a", "192.0.2.1", now=start + 60)  # the next minute
+    assert (fresh.limit, fresh.remaining, fresh.reset) == (2, 1, 60)
+    hub.engine.dispose()
