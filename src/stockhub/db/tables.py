@@ -690,7 +690,7 @@ feed_items = Table(
     Column("quantity", Integer, nullable=False),
     Column("price_minor", BigInteger),
     Column("currency", String(3)),
-    Column("identifier", String(40)),  # the product it is connected to (canonical); null: unmapped
+    Column("identifier", String(64)),  # the product it is connected to (canonical); null: unmapped
     Column("connected_by", String(10)),  # sku | barcode | manual
     Column("status", String(10), nullable=False),  # applied | unmapped | held
     Column("reason", Text),  # why unmapped or held

@@ -85,7 +85,7 @@ def upgrade() -> None:
         sa.Column('quantity', sa.Integer(), nullable=False),
         sa.Column('price_minor', sa.BigInteger(), nullable=True),
         sa.Column('currency', sa.String(length=3), nullable=True),
-        sa.Column('identifier', sa.String(length=40), nullable=True),
+        sa.Column('identifier', sa.String(length=64), nullable=True),
         sa.Column('connected_by', sa.String(length=10), nullable=True),
         sa.Column('status', sa.String(length=10), nullable=False),
         sa.Column('reason', sa.Text(), nullable=True),
