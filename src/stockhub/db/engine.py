@@ -29,7 +29,11 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # No pre-ping: it is a round trip on every checkout. A connection the server dropped fails
+        # its first statement instead; SQLAlchemy then discards every pooled connection made before
+        # (the API answers that request 503 with Retry-After, api/problems.py) and the next
+        # checkout connects afresh.
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +57,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection):
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        if mode is None:  # one_statement(): each statement is its own transaction
+            return
         if mode != "IMMEDIATE":
             conn.exec_driver_sql(f"BEGIN {mode}")
             return
@@ -129,6 +135,18 @@ def reading(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sqlite_begin="DEFERRED")
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A read that is one statement (a single lookup): no BEGIN and no COMMIT around it, so it
+    costs one round trip (autocommit; one statement always sees one snapshot)."""
+    with engine.connect() as conn:
+        if is_postgres(engine):
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            conn = conn.execution_options(sqlite_begin=None)
+        yield conn
 
 
 @contextmanager

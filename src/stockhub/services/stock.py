@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
-from stockhub import feeds
-from stockhub.db.engine import reading
-from stockhub.db.tables import stock_levels
+from stockhub import feeds, ids
+from stockhub.db.engine import one_statement, reading
+from stockhub.db.tables import stock_levels, stores
 from stockhub.domain.stock import StockStatus
 from stockhub.errors import FieldError, Malformed, not_found
 from stockhub.services.catalog import SHOWN_WITH_STOCK, stock_join
@@ -56,15 +56,22 @@ def get_stock(hub: Hub, scope: Scope | int, store_id: str, identifier: str) -> d
         canonical = feeds.lookup_identifier(identifier)
     except ValueError as error:
         raise not_found(f"a product {identifier!r} ({error})") from None
-    with reading(hub.engine) as conn:
-        number = store_number(conn, scope, store_id)
-        row = conn.execute(
-            stock_join(select(stock_levels), stock_levels, as_scope(scope).organization).where(
-                stock_levels.c.store_id == number, stock_levels.c.identifier == canonical
-            )
-        ).first()
-    if row is None:
-        raise not_found(f"stock of {identifier} in store {store_id}")
+    scope = as_scope(scope)
+    number = ids.decode("store", store_id)
+    if not scope.reaches(number):
+        raise not_found(f"store {store_id}")
+    # One statement, one round trip: the level, its catalog data, and the store's organization
+    # checked in the same query; only a miss asks again, to say which of the two is missing.
+    query = stock_join(select(stock_levels), stock_levels, scope.organization).where(
+        stock_levels.c.store_id == number,
+        stock_levels.c.identifier == canonical,
+        exists().where(stores.c.id == number, stores.c.organization_id == scope.organization),
+    )
+    with one_statement(hub.engine) as conn:
+        row = conn.execute(query).first()
+        if row is None:
+            store_number(conn, scope, store_id)  # not found: the store, or else the stock
+            raise not_found(f"stock of {identifier} in store {store_id}")
     return render_stock(row)
 
 
