@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import sys
 import time
@@ -53,36 +54,57 @@ def main() -> None:
 @click.option("--host", default=None, help="interface to listen on (default 127.0.0.1, setting STOCKHUB_HOST)")
 @click.option("--port", default=None, type=int, help="HTTP port (default 8000, setting STOCKHUB_PORT)")
 @click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it; allows webhook receivers on loopback")
-@click.option("--workers/--no-workers", default=True, help="run the background workers in this process")
+@click.option("--workers", "api_workers", default=None, type=click.IntRange(min=1),
+              help="HTTP API processes (default: the number of cores, setting STOCKHUB_WORKERS); 1 serves everything in one process")
+@click.option("--jobs/--no-jobs", default=True, help="run the background workers (uploads, events, deliveries, mail, sweeps) in this server")
+@click.option("--no-workers", "no_jobs", is_flag=True, hidden=True, help="the former spelling of --no-jobs")
 @click.option("--ftp-port", default=None, type=int, help="FTP gateway port (default 2121, setting STOCKHUB_FTP_PORT)")
 @click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
-def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_port: int | None, ftp: bool | None) -> None:
-    """Run the HTTP API, the FTP gateway and the workers in one process."""
+def serve(host: str | None, port: int | None, demo: bool, api_workers: int | None, jobs: bool, no_jobs: bool, ftp_port: int | None, ftp: bool | None) -> None:
+    """Run the HTTP API, the FTP gateway and the background workers.
+
+    With several API processes (--workers, default the core count) this process supervises
+    them, and runs the background workers and the FTP gateway itself, once."""
     from stockhub.api.server import http_server
     from stockhub.jobs.worker import Worker
 
     hub = _hub()
     host = host or hub.settings.host
     port = port or hub.settings.port
+    count = api_workers or hub.settings.workers or os.cpu_count() or 1
     listening = _http_socket(host, port)  # both ports are taken before anything changes: a busy one fails the start
     gateway = _ftp_gateway(hub, host, ftp_port, demo) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
-        from stockhub.demo import create_demo
-
         hub.settings.webhook_allow_loopback = True  # so a receiver on this machine can subscribe
+    processes = None
+    if count > 1:  # started first: they import while the demo is made, and accept once told to
+        from stockhub.api.processes import ApiProcesses, listen_for_wake_ups
 
-        click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", gateway and gateway.port))
+        listening.listen(2048)
+        processes = ApiProcesses(listening, count, listen_for_wake_ups(hub), host=host, port=port, allow_loopback=hub.settings.webhook_allow_loopback)
+        processes.start()
     worker = Worker(hub)
-    if workers:
-        worker.start()
-    if gateway:
-        gateway.start()
     try:
+        if demo:
+            from stockhub.demo import create_demo
+
+            click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", gateway and gateway.port))
+        if jobs and not no_jobs:
+            worker.start()
+        if gateway:
+            gateway.start()
+        if processes is not None:
+            code = processes.run()
+            if code:
+                sys.exit(code)
+            return
         server = http_server(hub, host, port, log_level="info", proxy_headers=True)
         server.run(sockets=[listening])
         if not server.started:  # uvicorn has logged why
             sys.exit(3)
     finally:
+        if processes is not None:
+            processes.stop()
         if gateway:
             gateway.stop()
         worker.stop()

@@ -11,12 +11,18 @@ a read-only snapshot.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from weakref import WeakKeyDictionary
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: waiting writers are seen within one process only
+    fcntl = None
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -62,32 +68,69 @@ def _configure_sqlite(engine: Engine) -> None:
         if mode != "IMMEDIATE":
             conn.exec_driver_sql(f"BEGIN {mode}")
             return
-        _waiting.add(1)
+        _waiting.enter(database)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         finally:
-            _waiting.add(-1)
+            _waiting.leave(database)
+
+    database = engine.url.database if engine.url.database and engine.url.database != ":memory:" else None
 
 
-class _Count:
+class _Waiting:
+    """SQLite writers waiting for a database's write lock: counted in this process, and shown to
+    other processes (`stockhub serve`'s API processes and its workers) by a shared `flock` on a
+    file beside the database, held while this process has any writer waiting."""
+
     def __init__(self):
-        self.value, self._lock = 0, threading.Lock()
+        self._lock = threading.Lock()
+        self._counts: dict[str | None, int] = {}
+        self._files: dict[str, int] = {}
 
-    def add(self, n: int) -> None:
+    def _file(self, database: str) -> int:
+        if database not in self._files:
+            self._files[database] = os.open(database + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._files[database]
+
+    def enter(self, database: str | None) -> None:
         with self._lock:
-            self.value += n
+            self._counts[database] = self._counts.get(database, 0) + 1
+            if self._counts[database] == 1 and database and fcntl:
+                fcntl.flock(self._file(database), fcntl.LOCK_SH)
+
+    def leave(self, database: str | None) -> None:
+        with self._lock:
+            self._counts[database] -= 1
+            if self._counts[database] == 0 and database and fcntl:
+                fcntl.flock(self._file(database), fcntl.LOCK_UN)
+
+    def any(self, database: str | None) -> bool:
+        with self._lock:
+            if self._counts.get(database, 0):
+                return True
+        if not (database and fcntl):
+            return False
+        probe = os.open(database + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: no process has a writer waiting
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
 
 
-_waiting = _Count()  # SQLite writers of this process waiting for the write lock
+_waiting = _Waiting()
 
 
-def let_waiting_writers_in(at_most: float = 0.5) -> None:
+def let_waiting_writers_in(engine: Engine, at_most: float = 0.5) -> None:
     """Between the parts of a long SQLite job: let writers already waiting for the write lock
-    (bookings, other uploads) take it first, for at most `at_most` seconds. SQLite's busy
-    handler polls, it does not queue: without this a job that begins its next part at once
-    would win the lock again and again."""
+    (bookings, other uploads), in this process or another, take it first, for at most `at_most`
+    seconds. SQLite's busy handler polls, it does not queue: without this a job that begins its
+    next part at once would win the lock again and again."""
+    database = engine.url.database if engine.url.database and engine.url.database != ":memory:" else None
     deadline = time.monotonic() + at_most
-    while _waiting.value and time.monotonic() < deadline:
+    while _waiting.any(database) and time.monotonic() < deadline:
         time.sleep(0.002)
 
 
