@@ -42,15 +42,19 @@ class Served:
             [STOCKHUB, "serve", "--port", str(self.port), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.2)
+        try:
+            while True:
+                assert self.process.poll() is None, self.output()
+                try:
+                    if httpx.get(f"{self.url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, self.output()
+                time.sleep(0.2)
+        except AssertionError:  # a server that did not start in time must not outlive the test
+            self.kill()
+            raise
 
     def output(self) -> str:
         self.log.flush()
