@@ -207,6 +207,8 @@ def main() -> None:
                     outbox.emit(conn, "order.created", organization, number, {"order_id": f"ord_{n}"})
         emit_seconds = time.perf_counter() - emit_started
         total = per_store * args.receivers
+        while outbox.sequence_events(hub.engine):  # deliveries are made by the sequencer, after commit
+            pass
         baseline_load = loadavg()
         baseline_s, baseline_rows = raw_dequeue(url, args.workers * settings.webhook_concurrency)
         run = run_worker_processes if args.processes else run_workers
