@@ -109,7 +109,7 @@ class Fleet:
 
     def api(self, name: str) -> Node:
         port = free_port()
-        node = Node(name, ["serve", "--no-workers", "--no-ftp", "--host", "127.0.0.1", "--port", str(port)], self.env, self.folder, answers_http(f"http://127.0.0.1:{port}/healthz"))
+        node = Node(name, ["serve", "--no-jobs", "--no-ftp", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)], self.env, self.folder, answers_http(f"http://127.0.0.1:{port}/healthz"))
         node.url = f"http://127.0.0.1:{port}"
         self.nodes[name] = node
         return node

@@ -104,7 +104,7 @@ def test_the_compose_file_runs_a_fleet_on_postgresql_and_object_storage():
         assert {k for k in env if k.startswith("STOCKHUB_")} <= settings_names()
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     api_commands = [spec["command"] for spec in services.values() if spec.get("command", [""])[:2] == ["stockhub", "serve"]]
-    assert all("--no-workers" in c and "--no-ftp" in c for c in api_commands)  # the worker and FTP run on their own
+    assert all("--no-jobs" in c and "--no-ftp" in c for c in api_commands)  # the worker and FTP run on their own
 
 
 def test_the_systemd_units_and_their_environment_file():

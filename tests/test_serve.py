@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,21 +33,28 @@ class Served:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
             "STOCKHUB_DATA_DIR": str(data_dir),
             "STOCKHUB_FTP_PORT": str(self.ftp_port),
+            # one API process unless a test asks for more (`--workers`): each is a Python start,
+            # seconds on a loaded CI machine; the test of several processes is below
+            "STOCKHUB_WORKERS": "1",
         } | (env or {})
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "w+")
         self.process = subprocess.Popen(
             [STOCKHUB, "serve", "--port", str(self.port), *args], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.2)
+        try:
+            while True:
+                assert self.process.poll() is None, self.output()
+                try:
+                    if httpx.get(f"{self.url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, self.output()
+                time.sleep(0.2)
+        except AssertionError:  # a server that did not start in time must not outlive the test
+            self.kill()
+            raise
 
     def output(self) -> str:
         self.log.flush()
@@ -182,3 +190,81 @@ def test_an_upload_interrupted_by_a_kill_is_taken_back_at_once_on_restart(tmp_pa
         assert level.json()["on_hand"] == 4
     finally:
         restarted.stop()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.slow
+def test_serve_with_two_api_processes_wakes_the_workers_and_never_oversells(tmp_path, database_url, hub, settings):
+    """Two API processes share the port and the database; the background workers run once, in the
+    supervisor, and an upload received by an API process wakes them at once (their poll is 60 s)."""
+    from receiver import Receiver
+    from support import make_tenant
+
+    tenant = make_tenant(hub)
+    store, key, token = tenant.store, tenant.upload_key, tenant.token
+    env = {
+        "STOCKHUB_DATABASE_URL": database_url,
+        "STOCKHUB_SECRET_KEY": settings.secret_key,
+        "STOCKHUB_FTP_ENABLED": "false",
+        "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "STOCKHUB_WORKER_POLL_SECONDS": "60",
+    }
+    receiver = Receiver()
+    served = Served(settings.data_dir, "--workers", "2", env=env)
+    try:
+        api = _children(served.process.pid)
+        assert len(api) == 2, served.output()
+        auth = {"Authorization": f"Bearer {token}"}
+        made = httpx.post(f"{served.url}/v1/webhook-subscriptions", json={"url": receiver.url, "event_types": ["upload.processed"]}, headers=auth)
+        assert made.status_code == 201, made.text
+        receiver.secrets.append(made.json()["secret"])
+
+        put_url = httpx.get(f"{served.url}/upload/{key}").text
+        sent = time.monotonic()
+        answer = httpx.put(put_url, content=b"barcode,price,quantity\n9780141383743,6.99,5\n")
+        assert answer.status_code == 200, answer.text
+        upload_id = answer.json()["upload_id"]
+        ours = lambda received: [x for x in received if x.payload and x.payload["data"].get("upload_id") == upload_id]  # noqa: E731
+        [got] = ours(receiver.wait_for(lambda received: ours(received), timeout=20))
+        assert time.monotonic() - sent < 20  # not the 60 s poll: the API process woke the supervisor's workers
+        assert got.payload["type"] == "upload.processed" and got.payload["data"]["status"] == "applied"
+
+        ticks = {pid: _cpu_ticks(pid) for pid in api}
+        answers: list[int] = []
+
+        def book(n: int) -> None:
+            for k in range(2):  # a fresh connection each time: the kernel hands them to either process
+                body = {
+                    "external_id": f"two-processes-{n}-{k}",
+                    "channel": {"type": "marketplace", "name": "test"},
+                    "currency": "GBP",
+                    "lines": [{"identifier": "9780141383743", "quantity": 1, "unit_price": "6.99"}],
+                    "fulfilment": {"type": "ship", "store_id": store},
+                }
+                answers.append(httpx.post(f"{served.url}/v1/orders", json=body, headers=auth | {"Connection": "close"}, timeout=60).status_code)
+
+        threads = [threading.Thread(target=book, args=(n,)) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert sorted(answers) == [201] * 5 + [409] * 19, answers  # 5 units: exactly 5 bookings, never more
+        level = httpx.get(f"{served.url}/v1/stores/{store}/stock/9780141383743", headers=auth).json()
+        assert level["on_hand"] == 5 and level["committed"] == 5 and level["available"] == 0
+        assert all(_cpu_ticks(pid) > ticks[pid] for pid in api), "both API processes served bookings"
+        served.kill()  # SIGKILL: the API processes end with their supervisor
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3] for pid in api):
+            assert time.monotonic() < deadline, "an API process outlived its supervisor"
+            time.sleep(0.1)
+    finally:
+        served.stop()
+        receiver.stop()

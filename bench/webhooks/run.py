@@ -27,6 +27,9 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import loadavg  # noqa: E402
+
 import psycopg
 from sqlalchemy import func, select
 
@@ -167,7 +170,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--processes", action="store_true", help="workers as `stockhub worker` processes, not threads of this one")
+    parser.add_argument("--quick", action="store_true", help="2,000 events, 20 uploads")
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.uploads = min(args.events, 2000), min(args.uploads, 20)
 
     name = f"stockhub_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -201,8 +207,12 @@ def main() -> None:
                     outbox.emit(conn, "order.created", organization, number, {"order_id": f"ord_{n}"})
         emit_seconds = time.perf_counter() - emit_started
         total = per_store * args.receivers
+        while outbox.sequence_events(hub.engine):  # deliveries are made by the sequencer, after commit
+            pass
+        baseline_load = loadavg()
         baseline_s, baseline_rows = raw_dequeue(url, args.workers * settings.webhook_concurrency)
         run = run_worker_processes if args.processes else run_workers
+        run_load = loadavg()
         run(settings, args.workers, lambda: delivered(hub) >= total)
         with hub.engine.connect() as conn:  # first attempt to last delivery: worker start-up is not counted
             first, last = conn.execute(
@@ -241,6 +251,7 @@ def main() -> None:
         print(
             f"(a) {args.workers} worker {'processes' if args.processes else 'threads'} x {settings.webhook_concurrency} senders: {total:,} deliveries to {args.receivers} receivers in {deliver_s:.2f} s = {rate:,.0f}/s"
             f"  | raw SKIP LOCKED dequeue, {args.workers * settings.webhook_concurrency} connections: {floor:,.0f}/s  | ratio {rate / floor:.2f}x (aim >= 0.3x)"
+            f"  [loadavg: stockhub {run_load}; dequeue {baseline_load}]"
         )
         print(
             f"(b) upload committed -> delivered, {len(latencies)} uploads: p50 {statistics.median(latencies) * 1000:.0f} ms, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -106,68 +107,106 @@ def main() -> None:
 @click.option("--host", default=None, help="interface to listen on (default 127.0.0.1, setting STOCKHUB_HOST)")
 @click.option("--port", default=None, type=int, help="HTTP port (default 8000, setting STOCKHUB_PORT)")
 @click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it; allows webhook receivers on loopback")
-@click.option("--workers/--no-workers", default=True, help="run the background workers in this process")
+@click.option("--workers", "api_workers", default=None, type=click.IntRange(min=1),
+              help="HTTP API processes (default: the number of cores, setting STOCKHUB_WORKERS); 1 serves everything in one process")
+@click.option("--jobs/--no-jobs", default=True, help="run the background workers (uploads, events, deliveries, mail, sweeps) in this server")
+@click.option("--no-workers", "no_jobs", is_flag=True, hidden=True, help="the former spelling of --no-jobs")
 @click.option("--ftp-port", default=None, type=int, help="FTP gateway port (default 2121, setting STOCKHUB_FTP_PORT)")
 @click.option("--ftp/--no-ftp", "ftp", default=None, help="run the FTP gateway in this process (setting STOCKHUB_FTP_ENABLED)")
-def serve(host: str | None, port: int | None, demo: bool, workers: bool, ftp_port: int | None, ftp: bool | None) -> None:
-    """Run the HTTP API, the FTP gateway and the workers in one process."""
+def serve(host: str | None, port: int | None, demo: bool, api_workers: int | None, jobs: bool, no_jobs: bool, ftp_port: int | None, ftp: bool | None) -> None:
+    """Run the HTTP API, the FTP gateway and the background workers.
+
+    With several API processes (--workers, default the core count) this process supervises
+    them, and runs the background workers and the FTP gateway itself, once. SIGTERM or Ctrl-C:
+    requests in flight finish, work in hand is finished or given back (SHUTDOWN_GRACE_SECONDS)."""
     from stockhub.api.server import http_server
     from stockhub.jobs.worker import Worker
 
     hub = _hub()
     host = host or hub.settings.host
     port = port or hub.settings.port
+    count = api_workers or hub.settings.workers or os.cpu_count() or 1
     listening = _http_socket(host, port)  # both ports are taken before anything changes: a busy one fails the start
     gateway = _ftp_gateway(hub, host, ftp_port) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
-        from stockhub.demo import create_demo
-
         hub.settings.webhook_allow_loopback = True  # so a receiver on this machine can subscribe
+    processes = None
+    if count > 1:  # started first: they import while the demo is made, and accept once told to
+        from stockhub.api.processes import ApiProcesses, listen_for_wake_ups
 
-        click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", gateway and gateway.port))
+        listening.listen(2048)
+        processes = ApiProcesses(listening, count, listen_for_wake_ups(hub), host=host, port=port, allow_loopback=hub.settings.webhook_allow_loopback)
+        processes.start()
     worker = Worker(hub)
-    if workers:
-        worker.start()
-    if gateway:
-        gateway.start()
+    run_jobs = jobs and not no_jobs
     grace = hub.settings.shutdown_grace_seconds
-    server = http_server(hub, host, port, log_level="info", log_config=None, proxy_headers=True, timeout_graceful_shutdown=grace)
-    stop_server = server.handle_exit
     stopping_since: list[float] = []
-
-    def on_signal(sig, frame):  # SIGTERM or Ctrl-C: stop taking work at once, while uvicorn finishes its requests
-        stopping_since.append(time.monotonic())
-        if gateway:
-            gateway.stop(timeout=0)
-        worker.stop()
-        stop_server(sig, frame)
-
-    server.handle_exit = on_signal
-    # uvicorn raises the signal again once it has stopped: let that find a handler that only returns,
-    # so the work below is given back before the process ends.
-    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        _say_when_ready(server, host, port, gateway, hub.settings.data_dir)
+        if demo:
+            from stockhub.demo import create_demo
+
+            click.echo(create_demo(hub, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", gateway and gateway.port))
+        if run_jobs:
+            worker.start()
+        if gateway:
+            gateway.start()
+        if processes is not None:
+            _say_when_ready(lambda: _answers(host, port), lambda: False, host, port, gateway, hub.settings.data_dir)
+            code = processes.run()  # until SIGTERM or Ctrl-C; each API process finishes its requests
+            stopping_since.append(time.monotonic())
+            if gateway:
+                gateway.stop(timeout=0)
+            worker.stop()
+            if code:
+                sys.exit(code)
+            return
+        server = http_server(hub, host, port, log_level="info", log_config=None, proxy_headers=True, timeout_graceful_shutdown=grace)
+        stop_server = server.handle_exit
+
+        def on_signal(sig, frame):  # SIGTERM or Ctrl-C: stop taking work at once, while uvicorn finishes its requests
+            stopping_since.append(time.monotonic())
+            if gateway:
+                gateway.stop(timeout=0)
+            worker.stop()
+            stop_server(sig, frame)
+
+        server.handle_exit = on_signal
+        # uvicorn raises the signal again once it has stopped: let that find a handler that only returns,
+        # so the work below is given back before the process ends.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        _say_when_ready(lambda: server.started, lambda: server.should_exit, host, port, gateway, hub.settings.data_dir)
         server.run(sockets=[listening])
         if not server.started:  # uvicorn has logged why
             sys.exit(3)
     finally:
+        if processes is not None:
+            processes.stop()
         if gateway:
             gateway.stop()
-        if workers:  # what is left of the grace period, counted from the signal
+        if run_jobs:  # what is left of the grace period, counted from the signal
             worker.shutdown(grace - (time.monotonic() - stopping_since[0]) if stopping_since else grace)
         else:
             worker.stop()
 
 
-def _say_when_ready(server, host: str, port: int, gateway, data_dir: Path) -> None:
-    """One line once the API answers: where, and how to stop."""
+def _answers(host: str, port: int) -> bool:
+    """Whether the API answers /healthz (several API processes: any of them)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/healthz", timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+def _say_when_ready(started, stopped, host: str, port: int, gateway, data_dir: Path) -> None:
+    """One line once the API answers (`started()`; `stopped()`: give up): where, and how to stop."""
     import threading
 
     def wait() -> None:
-        while not server.started and not server.should_exit:
+        while not started() and not stopped():
             time.sleep(0.05)
-        if server.started:
+        if not stopped():
             ftp = f", FTP{'/FTPS' if gateway.tls else ''} on port {gateway.port}" if gateway else ""
             logging.getLogger("stockhub").info(
                 "stockhub is ready: http://%s:%s%s; data in %s. Ctrl-C stops it.", host, port, ftp, data_dir.resolve()

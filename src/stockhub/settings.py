@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     s3_addressing_style: str | None = None  # "path" or "virtual"; default: path with an endpoint URL, else auto
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int | None = None  # `stockhub serve`'s HTTP API processes; default: the number of cores
     http_header_timeout_seconds: float = 10  # a request head must be complete this soon after it began
     http_body_idle_timeout_seconds: float = 30  # the longest wait for the next chunk of a request body
     http_body_timeout_seconds: float = 60  # a request body's whole time (an upload's is bounded by its URL's expiry)

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -140,6 +140,19 @@ def _busy(error: OperationalError) -> bool:
     return "database is locked" in str(error.orig) or "database is busy" in str(error.orig)
 
 
+def _disconnected(error: DBAPIError) -> bool:
+    """The database dropped the connection (restarted, a backend terminated) or cannot be
+    reached: SQLAlchemy has discarded the pool's connections and the next request reconnects."""
+    return error.connection_invalidated or (isinstance(error, OperationalError) and not _busy(error) and _unreachable(error))
+
+
+def _unreachable(error: OperationalError) -> bool:
+    text = str(error.orig).lower()
+    return any(words in text for words in ("connection refused", "server closed the connection", "terminating connection",
+                                             "the database system is starting up", "the database system is shutting down",
+                                             "consuming input failed", "connection failed", "the connection is closed"))
+
+
 # Paths that speak another error dialect (e.g. the Otter-style organization API): prefix → renderer.
 DIALECTS: dict[str, Callable[[Problem], Response]] = {}
 
@@ -182,11 +195,14 @@ def install(app: FastAPI) -> None:
             response.headers["Allow"] = ", ".join(_allowed(request))
         return response
 
-    @app.exception_handler(OperationalError)
-    async def on_database_error(request: Request, error: OperationalError):
-        if _busy(error):
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, error: DBAPIError):
+        if isinstance(error, OperationalError) and _busy(error):
             log.warning("database busy on %s %s", request.method, request.url.path)
             return _render(request, Problem(503, "Service unavailable", "the database is busy: retry in a moment"))
+        if _disconnected(error):
+            log.warning("database connection lost on %s %s: %s", request.method, request.url.path, str(error.orig).strip()[:200])
+            return _render(request, Problem(503, "Service unavailable", "the database connection was lost: retry in a moment"))
         return await on_crash(request, error)
 
     @app.exception_handler(Exception)

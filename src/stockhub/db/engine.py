@@ -11,12 +11,18 @@ a read-only snapshot.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from weakref import WeakKeyDictionary
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: waiting writers are seen within one process only
+    fcntl = None
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,7 +35,11 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # No pre-ping: it is a round trip on every checkout. A connection the server dropped fails
+        # its first statement instead; SQLAlchemy then discards every pooled connection made before
+        # (the API answers that request 503 with Retry-After, api/problems.py) and the next
+        # checkout connects afresh.
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -53,35 +63,74 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection):
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        if mode is None:  # one_statement(): each statement is its own transaction
+            return
         if mode != "IMMEDIATE":
             conn.exec_driver_sql(f"BEGIN {mode}")
             return
-        _waiting.add(1)
+        _waiting.enter(database)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         finally:
-            _waiting.add(-1)
+            _waiting.leave(database)
+
+    database = engine.url.database if engine.url.database and engine.url.database != ":memory:" else None
 
 
-class _Count:
+class _Waiting:
+    """SQLite writers waiting for a database's write lock: counted in this process, and shown to
+    other processes (`stockhub serve`'s API processes and its workers) by a shared `flock` on a
+    file beside the database, held while this process has any writer waiting."""
+
     def __init__(self):
-        self.value, self._lock = 0, threading.Lock()
+        self._lock = threading.Lock()
+        self._counts: dict[str | None, int] = {}
+        self._files: dict[str, int] = {}
 
-    def add(self, n: int) -> None:
+    def _file(self, database: str) -> int:
+        if database not in self._files:
+            self._files[database] = os.open(database + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._files[database]
+
+    def enter(self, database: str | None) -> None:
         with self._lock:
-            self.value += n
+            self._counts[database] = self._counts.get(database, 0) + 1
+            if self._counts[database] == 1 and database and fcntl:
+                fcntl.flock(self._file(database), fcntl.LOCK_SH)
+
+    def leave(self, database: str | None) -> None:
+        with self._lock:
+            self._counts[database] -= 1
+            if self._counts[database] == 0 and database and fcntl:
+                fcntl.flock(self._file(database), fcntl.LOCK_UN)
+
+    def any(self, database: str | None) -> bool:
+        with self._lock:
+            if self._counts.get(database, 0):
+                return True
+        if not (database and fcntl):
+            return False
+        probe = os.open(database + "-writers", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken: no process has a writer waiting
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
 
 
-_waiting = _Count()  # SQLite writers of this process waiting for the write lock
+_waiting = _Waiting()
 
 
-def let_waiting_writers_in(at_most: float = 0.5) -> None:
+def let_waiting_writers_in(engine: Engine, at_most: float = 0.5) -> None:
     """Between the parts of a long SQLite job: let writers already waiting for the write lock
-    (bookings, other uploads) take it first, for at most `at_most` seconds. SQLite's busy
-    handler polls, it does not queue: without this a job that begins its next part at once
-    would win the lock again and again."""
+    (bookings, other uploads), in this process or another, take it first, for at most `at_most`
+    seconds. SQLite's busy handler polls, it does not queue: without this a job that begins its
+    next part at once would win the lock again and again."""
+    database = engine.url.database if engine.url.database and engine.url.database != ":memory:" else None
     deadline = time.monotonic() + at_most
-    while _waiting.value and time.monotonic() < deadline:
+    while _waiting.any(database) and time.monotonic() < deadline:
         time.sleep(0.002)
 
 
@@ -129,6 +178,18 @@ def reading(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sqlite_begin="DEFERRED")
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A read that is one statement (a single lookup): no BEGIN and no COMMIT around it, so it
+    costs one round trip (autocommit; one statement always sees one snapshot)."""
+    with engine.connect() as conn:
+        if is_postgres(engine):
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            conn = conn.execution_options(sqlite_begin=None)
+        yield conn
 
 
 @contextmanager

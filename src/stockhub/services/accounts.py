@@ -3,6 +3,7 @@ principal a bearer token stands for."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -23,8 +24,13 @@ from stockhub.services.tenancy import Created, validated_name
 
 ROLES = ("owner", "staff")
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so an unknown email costs as much as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user is unknown, so both answers take as long; made on first
+    use, not at import (an argon2 hash costs every process start a fraction of a second)."""
+    return _hasher.hash("not a password anyone has")
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -82,7 +88,7 @@ def authenticate_user(hub: Hub, email: str, password: str) -> User | None:
     with reading(hub.engine) as conn:
         row = conn.execute(select(users).where(users.c.email == email.strip().lower())).first()
     try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+        _hasher.verify(row.password_hash if row else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return _user(row) if row else None

@@ -143,7 +143,7 @@ def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: d
             held_back = 0
             size = hub.settings.apply_part_rows
             for first in range(0, staged, size):
-                let_waiting_writers_in()
+                let_waiting_writers_in(hub.engine)
                 with conn.begin():
                     lock_store(conn, upload.store_id)
                     if not _still_ours(conn, upload.id, worker_id):
@@ -173,7 +173,7 @@ def _keep_rejections_in_parts(hub: Hub, upload_id: int, worker_id: str, rejectio
     claim was lost."""
     rows, size = _rejection_rows(rejections, upload_id), hub.settings.apply_part_rows
     for first in range(0, rows.height, size):
-        let_waiting_writers_in()
+        let_waiting_writers_in(hub.engine)
         with transaction(hub.engine) as conn:
             if not _still_ours(conn, upload_id, worker_id):
                 return False

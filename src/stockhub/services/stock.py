@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 
-from stockhub import feeds
-from stockhub.db.engine import reading
-from stockhub.db.tables import stock_levels
+from stockhub import feeds, ids
+from stockhub.db.engine import one_statement, reading
+from stockhub.db.tables import stock_levels, stores
 from stockhub.domain.stock import StockLevel, StockStatus
 from stockhub.errors import FieldError, Malformed, not_found
 from stockhub.services.catalog import stock_join
@@ -59,16 +59,26 @@ def get_stock(hub: Hub, scope: Scope | int, store_id: str, identifier: str):
         canonical = feeds.lookup_identifier(identifier)
     except ValueError as error:
         raise not_found(f"a product {identifier!r} ({error})") from None
-    with reading(hub.engine) as conn:
-        number = store_number(conn, scope, store_id)
-        row = conn.execute(
-            stock_join(select(stock_levels), stock_levels, as_scope(scope).organization).where(
-                stock_levels.c.store_id == number, stock_levels.c.identifier == canonical
-            )
-        ).first()
-    if row is None:
-        raise not_found(f"stock of {identifier} in store {store_id}")
+    scope = as_scope(scope)
+    number = ids.decode("store", store_id)
+    if not scope.reaches(number):
+        raise not_found(f"store {store_id}")
+    with one_statement(hub.engine) as conn:
+        row = conn.execute(_ONE_LEVEL, {"store": number, "identifier": canonical, "organization": scope.organization}).first()
+        if row is None:
+            store_number(conn, scope, store_id)  # not found: the store, or else the stock
+            raise not_found(f"stock of {identifier} in store {store_id}")
     return row
+
+
+# One statement, one round trip: the level, its catalog data, and the store's organization
+# checked in the same query; only a miss asks again, to say which of the two is missing. Built
+# once (its construction and cache key were a third of a lookup's CPU), values bound per call.
+_ONE_LEVEL = stock_join(select(stock_levels), stock_levels, bindparam("organization")).where(
+    stock_levels.c.store_id == bindparam("store"),
+    stock_levels.c.identifier == bindparam("identifier"),
+    exists().where(stores.c.id == bindparam("store"), stores.c.organization_id == bindparam("organization")),
+)
 
 
 def _status(status: str | None) -> StockStatus | None:

@@ -1,0 +1,213 @@
+"""What the benches share: round trips counted, the machine's load, medians, a lean HTTP load
+generator (raw asyncio sockets, keep-alive, requests built before the clock starts), and the
+thin FastAPI + psycopg app that is the floor for bookings and single lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from pathlib import Path
+
+from sqlalchemy import event
+
+
+class RoundTrips:
+    """Counts the database round trips an engine makes: every statement, and on PostgreSQL the
+    BEGIN psycopg sends before a transaction's first statement and each COMMIT/ROLLBACK (SQLite's
+    BEGIN is a statement of its own, already counted). A pool pre-ping, when on, is one more per
+    checkout."""
+
+    def __init__(self, engine):
+        self.value = 0
+        self.statements = 0
+        postgres = engine.dialect.name == "postgresql"
+        pings = engine.pool._pre_ping
+
+        def statement(*_):
+            self.value += 1
+            self.statements += 1
+
+        def begin(conn):
+            if postgres and conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                self.value += 1
+
+        def end(conn):
+            if postgres and conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                self.value += 1
+
+        def checkout(*_):
+            if pings:
+                self.value += 1
+
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine, "begin", begin)
+        event.listen(engine, "commit", end)
+        event.listen(engine, "rollback", end)
+        event.listen(engine.pool, "checkout", checkout)
+
+    def reset(self) -> None:
+        self.value = self.statements = 0
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# --- the lean load generator: raw asyncio sockets, keep-alive, closed loop -----------------------
+
+
+def http_request(method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> bytes:
+    """One HTTP/1.1 request, built before the clock starts."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n" + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + (body or b"")
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _load(port: int, requests: list[bytes], connections: int) -> tuple[float, list[float], list[int]]:
+    pending = iter(range(len(requests)))
+    latencies = [0.0] * len(requests)
+    statuses = [0] * len(requests)
+    opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+
+    async def client(reader, writer) -> None:
+        for i in pending:
+            started = time.perf_counter()
+            writer.write(requests[i])
+            statuses[i] = await _read_response(reader)
+            latencies[i] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(r, w) for r, w in opened))
+    seconds = time.perf_counter() - started
+    for _, writer in opened:
+        writer.close()
+    return seconds, latencies, statuses
+
+
+def load(port: int, requests: list[bytes], connections: int) -> dict:
+    """Send `requests` over `connections` keep-alive connections (opened before the clock starts),
+    each sending its next request when the last is answered. Latency: send to last byte."""
+    cpu = time.process_time()
+    seconds, latencies, statuses = asyncio.run(_load(port, requests, connections))
+    ordered = sorted(latencies)
+    return {
+        "rate": len(requests) / seconds,
+        "seconds": seconds,
+        "p50": ordered[len(ordered) // 2] * 1000,
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "statuses": statuses,
+        "client_ms": (time.process_time() - cpu) * 1000 / len(requests),
+        "load": loadavg(),
+    }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median rate, with every run's rate and load average beside it."""
+    ordered = sorted(runs, key=lambda r: r["rate"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["runs"] = [r["rate"] for r in runs]
+    chosen["loads"] = [r["load"] for r in runs]
+    return chosen
+
+
+def fmt(result: dict, unit: str = "req/s") -> str:
+    runs = ", ".join(f"{r:,.0f}" for r in result.get("runs", [result["rate"]]))
+    loads = "; ".join(result.get("loads", [result["load"]]))
+    return (f"{result['rate']:8,.0f} {unit} (runs {runs})  p50 {result['p50']:6.1f} ms  p99 {result['p99']:7.1f} ms  "
+            f"client CPU {result['client_ms']:.2f} ms/req  [loadavg {loads}]")
+
+
+# --- servers: stockhub as a user runs it, and the thin app ----------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(port: int, process, log_path: Path, timeout: float = 120) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    probe = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(probe)
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the server did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (live ones), from /proc."""
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+THIN_APP = Path(__file__).with_name("thin_app.py")
+
+
+def start_thin_app(db_url: str, port: int, workers: int, log_path: Path):
+    """The floor for bookings and single lookups: FastAPI + psycopg doing only the essential
+    statement, under uvicorn with the same settings and the same number of processes as stockhub."""
+    import subprocess
+    import sys
+
+    env = os.environ | {"THIN_DATABASE_URL": db_url}
+    command = [sys.executable, "-m", "uvicorn", "thin_app:app", "--app-dir", str(THIN_APP.parent), "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--log-level", "info", "--proxy-headers"]
+    log = open(log_path, "w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until_up(port, process, log_path)
+    return process
+
+
+def stop(process) -> None:
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
