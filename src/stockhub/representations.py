@@ -411,3 +411,77 @@ def delivery(record, *, last_attempt_only: bool = False) -> dict:
     else:
         body["attempts"] = [attempt(a) for a in record.attempts]
     return body
+
+
+# --- inventory feeds ------------------------------------------------------------------------
+
+
+def feed(row) -> dict:
+    pull = row.kind == "pull"
+    return {
+        "id": ids.encode("feed", row.id),
+        "store_id": ids.encode("store", row.store_id),
+        "provider_id": ids.encode("dropship_provider", row.provider_id) if row.provider_id else None,
+        "name": row.name,
+        "kind": row.kind,
+        "auto_connect": row.auto_connect,
+        "sku_match": row.sku_match,
+        "source_url": row.source_url,
+        "has_credentials": bool(row.credentials_sealed),
+        "format": row.format,
+        "mapping": json.loads(row.mapping) if row.mapping else None,
+        "fetch_frequency": row.fetch_frequency,
+        "delta": row.delta,
+        "missing_items": row.missing_items,
+        "enabled": row.enabled,
+        "fetch": {
+            "next_at": iso(row.next_fetch_at) if pull and row.enabled and row.lease_until is None else None,
+            "last_at": iso(row.last_fetch_at),
+            "last_status": row.last_fetch_status,
+            "last_error": row.last_error,
+            "failures": row.failures,
+            "last_upload_id": ids.encode("upload", row.last_upload_id) if row.last_upload_id else None,
+        }
+        if pull
+        else None,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def feed_item(row) -> dict:
+    return {
+        "id": ids.encode("feed_item", row.id),
+        "feed_id": ids.encode("feed", row.feed_id),
+        "external_id": row.external_id,
+        "vendor_sku": row.vendor_sku,
+        "barcode": row.barcode,
+        "quantity": row.quantity,
+        "price": to_decimal_string(row.price_minor, row.currency) if row.price_minor is not None else None,
+        "currency": row.currency,
+        "product": row.identifier,
+        "connected_by": row.connected_by,
+        "status": row.status,
+        "reason": row.reason,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def feed_batch(row) -> dict:
+    result = json.loads(row.result) if row.result else None
+    given = json.loads(row.items)
+    counts = {"items": len(given)}
+    if result is not None:
+        for status in ("applied", "unmapped", "held", "refused"):
+            counts[status] = sum(1 for r in result if r["status"] == status)
+    return {
+        "id": ids.encode("feed_batch", row.id),
+        "feed_id": ids.encode("feed", row.feed_id),
+        "status": row.status,
+        "received_at": iso(row.received_at),
+        "finished_at": iso(row.finished_at),
+        "counts": counts,
+        "items": result,
+        "error": row.error,
+    }

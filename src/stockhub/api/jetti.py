@@ -25,6 +25,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from stockhub import representations as show
 from stockhub.api import problems
 from stockhub.api.deps import HubDep, Limit, Scoped, Token
 from stockhub.errors import FieldError, invalid
@@ -133,7 +134,7 @@ def create_feed(hub: HubDep, principal: Scoped("stock.write"), body: InventoryFe
             "delta": body.delta,
         }
     store_id, provider = feeds.store_for_new_feed(hub, scope, body.storeId, body.dropshipProviderId)
-    return render_feed(feeds.create_feed(hub, scope, store_id, feeds.FeedIn(**fields), provider), given)
+    return render_feed(show.feed(feeds.create_feed(hub, scope, store_id, feeds.FeedIn(**fields), provider)), given)
 
 
 def _frequency(given: str | None, kind: str) -> tuple[int, bool]:
@@ -150,7 +151,7 @@ def _frequency(given: str | None, kind: str) -> tuple[int, bool]:
 
 @router.get("/inventory-feeds/{feed_id}.json")
 def get_feed(hub: HubDep, principal: Scoped("stock.read"), feed_id: str) -> dict:
-    return render_feed(feeds.get_feed(hub, scope_of(principal, f"inventory feed {feed_id}"), feed_id))
+    return render_feed(show.feed(feeds.get_feed(hub, scope_of(principal, f"inventory feed {feed_id}"), feed_id)))
 
 
 @router.put(
@@ -166,15 +167,15 @@ def parse_webhook(
     """Upsert one item by `externalId` (answered with the item), or accept a batch (202)."""
     scope = scope_of(principal, f"inventory feed {feed_id}")
     if isinstance(body, list):
-        batch = feeds.accept_batch(hub, scope, feed_id, [variant.item() for variant in body])
+        batch = show.feed_batch(feeds.accept_batch(hub, scope, feed_id, [variant.item() for variant in body]))
         url = f"/api/inventory-feed-batches/{batch['id']}.json"
         return JSONResponse(render_batch(batch), status_code=202, headers={"Location": url})
-    return JSONResponse(render_variant(feeds.upsert_item(hub, scope, feed_id, body.item())))
+    return JSONResponse(render_variant(show.feed_item(feeds.upsert_item(hub, scope, feed_id, body.item()))))
 
 
 @router.get("/inventory-feed-batches/{batch_id}.json")
 def get_batch(hub: HubDep, principal: Scoped("stock.read"), batch_id: str) -> dict:
-    return render_batch(feeds.get_batch(hub, scope_of(principal, f"batch {batch_id}"), batch_id))
+    return render_batch(show.feed_batch(feeds.get_batch(hub, scope_of(principal, f"batch {batch_id}"), batch_id)))
 
 
 @router.get(
@@ -193,7 +194,7 @@ def list_variants(
     headers = {}
     if page.next_token:
         headers["Link"] = f'<{request.url.include_query_params(token=page.next_token)}>; rel="next"'
-    return JSONResponse([render_variant(feeds.render_item(row)) for row in page.items], headers=headers)
+    return JSONResponse([render_variant(show.feed_item(row)) for row in page.items], headers=headers)
 
 
 @router.put("/inventory-feed-variants/{variant_id}.json", responses=LIMITED)
@@ -202,7 +203,7 @@ def update_variant(hub: HubDep, principal: Scoped("stock.write"), variant_id: st
     changes = {names[name]: getattr(body, name) for name in body.model_fields_set if name in names}
     if changes.get("quantity", 0) is None:
         raise invalid("inventoryQuantity cannot be null", [FieldError("inventoryQuantity", "a whole number")])
-    return render_variant(feeds.update_item(hub, scope_of(principal, f"inventory feed variant {variant_id}"), variant_id, changes))
+    return render_variant(show.feed_item(feeds.update_item(hub, scope_of(principal, f"inventory feed variant {variant_id}"), variant_id, changes)))
 
 
 def render_feed(feed: dict, given_type: str | None = None) -> dict:

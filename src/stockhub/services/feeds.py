@@ -130,7 +130,7 @@ class ProductChoice(BaseModel):
 # --- feeds -----------------------------------------------------------------------------------
 
 
-def create_feed(hub: Hub, scope: Scope | int, store_id: str, body: FeedIn, provider: int | None = None) -> dict:
+def create_feed(hub: Hub, scope: Scope | int, store_id: str, body: FeedIn, provider: int | None = None):
     now = datetime.now(UTC)
     config = _config(hub, body.model_dump(), body.model_fields_set)
     with transaction(hub.engine) as conn:
@@ -149,7 +149,7 @@ def create_feed(hub: Hub, scope: Scope | int, store_id: str, body: FeedIn, provi
         ).inserted_primary_key[0]
         if config["kind"] == "pull":
             new_work(conn)
-        return render_feed(_feed(conn, scope, ids.encode("feed", feed_id)))
+        return (_feed(conn, scope, ids.encode("feed", feed_id)))
 
 
 def list_feeds(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: str | None) -> Page:
@@ -157,15 +157,15 @@ def list_feeds(hub: Hub, scope: Scope | int, store_id: str, limit: int, token: s
     with reading(hub.engine) as conn:
         store = store_number(conn, scope, store_id)
         query = select(feeds_table).where(*visible(scope, feeds_table.c.organization_id, feeds_table.c.store_id), feeds_table.c.store_id == store)
-        return page_of(conn, query, feeds_table.c.id, limit, token)  # rows: faces render them with render_feed
+        return page_of(conn, query, feeds_table.c.id, limit, token)  # rows: faces render them (representations.feed)
 
 
-def get_feed(hub: Hub, scope: Scope | int, feed_id: str) -> dict:
+def get_feed(hub: Hub, scope: Scope | int, feed_id: str):
     with reading(hub.engine) as conn:
-        return render_feed(_feed(conn, scope, feed_id))
+        return (_feed(conn, scope, feed_id))
 
 
-def update_feed(hub: Hub, scope: Scope | int, feed_id: str, body: FeedPatch) -> dict:
+def update_feed(hub: Hub, scope: Scope | int, feed_id: str, body: FeedPatch):
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
         row = _feed(conn, scope, feed_id)
@@ -184,10 +184,10 @@ def update_feed(hub: Hub, scope: Scope | int, feed_id: str, body: FeedPatch) -> 
         elif row.kind == "pull" and not config["enabled"]:
             values |= {"next_fetch_at": None}
         conn.execute(update(feeds_table).where(feeds_table.c.id == row.id).values(**values))
-        return render_feed(_feed(conn, scope, feed_id))
+        return (_feed(conn, scope, feed_id))
 
 
-def fetch_now(hub: Hub, scope: Scope | int, feed_id: str) -> dict:
+def fetch_now(hub: Hub, scope: Scope | int, feed_id: str):
     """A pull feed fetched as soon as a worker is free (conditionally: an unchanged document is not applied again)."""
     now = datetime.now(UTC)
     with transaction(hub.engine) as conn:
@@ -198,7 +198,7 @@ def fetch_now(hub: Hub, scope: Scope | int, feed_id: str) -> dict:
             raise conflict(f"feed {feed_id} is disabled: enable it to fetch")
         conn.execute(update(feeds_table).where(feeds_table.c.id == row.id).values(next_fetch_at=now))
         new_work(conn)
-        return render_feed(_feed(conn, scope, feed_id))
+        return (_feed(conn, scope, feed_id))
 
 
 def delete_feed(hub: Hub, scope: Scope | int, feed_id: str) -> None:
@@ -353,39 +353,6 @@ def as_document_mapping(fmt: str, given: dict) -> documents.Mapping:
     return documents.JsonMapping(items=given["items"], fields=given["fields"])
 
 
-def render_feed(row) -> dict:
-    pull = row.kind == "pull"
-    return {
-        "id": ids.encode("feed", row.id),
-        "store_id": ids.encode("store", row.store_id),
-        "provider_id": ids.encode("dropship_provider", row.provider_id) if row.provider_id else None,
-        "name": row.name,
-        "kind": row.kind,
-        "auto_connect": row.auto_connect,
-        "sku_match": row.sku_match,
-        "source_url": row.source_url,
-        "has_credentials": bool(row.credentials_sealed),
-        "format": row.format,
-        "mapping": json.loads(row.mapping) if row.mapping else None,
-        "fetch_frequency": row.fetch_frequency,
-        "delta": row.delta,
-        "missing_items": row.missing_items,
-        "enabled": row.enabled,
-        "fetch": {
-            "next_at": iso(row.next_fetch_at) if pull and row.enabled and row.lease_until is None else None,
-            "last_at": iso(row.last_fetch_at),
-            "last_status": row.last_fetch_status,
-            "last_error": row.last_error,
-            "failures": row.failures,
-            "last_upload_id": ids.encode("upload", row.last_upload_id) if row.last_upload_id else None,
-        }
-        if pull
-        else None,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
 # --- pushed items ----------------------------------------------------------------------------
 
 
@@ -405,7 +372,7 @@ def item_of(external_id: str, fields: ItemFields) -> Item:
     return Item(external_id, fields.quantity, fields.vendor_sku or None, fields.barcode or None, fields.price, fields.currency)
 
 
-def upsert_item(hub: Hub, scope: Scope | int, feed_id: str, item: Item) -> dict:
+def upsert_item(hub: Hub, scope: Scope | int, feed_id: str, item: Item):
     """Create or update the feed's item with this external id, connect it, apply its quantity;
     answers the item. Counts one item update against the organization's daily limit."""
     now = datetime.now(UTC)
@@ -415,12 +382,12 @@ def upsert_item(hub: Hub, scope: Scope | int, feed_id: str, item: Item) -> dict:
             _check_money(conn, feed, [item])
             item_limits.count(conn, hub.settings, feed.organization_id, 1, now, refuse=True)
             number = apply_item(conn, feed, item, now)
-            return render_item(conn.execute(select(feed_items).where(feed_items.c.id == number)).one())
+            return (conn.execute(select(feed_items).where(feed_items.c.id == number)).one())
     except IntegrityError:  # two first sends of one item (or one product) at once: this one lost
         raise conflict("the item was created concurrently: send it again") from None
 
 
-def update_item(hub: Hub, scope: Scope | int, item_id: str, changes: dict) -> dict:
+def update_item(hub: Hub, scope: Scope | int, item_id: str, changes: dict):
     """Jetti's PUT of one inventory-feed-variant by its id: the given fields over the stored ones."""
     with reading(hub.engine) as conn:
         row = _item_row(conn, scope, item_id)
@@ -437,7 +404,7 @@ def update_item(hub: Hub, scope: Scope | int, item_id: str, changes: dict) -> di
     return upsert_item(hub, scope, feed_id, replace(stored, **changes))
 
 
-def accept_batch(hub: Hub, scope: Scope | int, feed_id: str, items: list[Item]) -> dict:
+def accept_batch(hub: Hub, scope: Scope | int, feed_id: str, items: list[Item]):
     """Up to 50 items, kept at once and applied by the workers in the order received (poll the batch)."""
     if not items:
         raise invalid("a batch holds at least one item", [FieldError("items", "empty")])
@@ -471,10 +438,10 @@ def accept_batch(hub: Hub, scope: Scope | int, feed_id: str, items: list[Item]) 
             )
         ).inserted_primary_key[0]
         new_work(conn)
-        return render_batch(conn.execute(select(feed_batches).where(feed_batches.c.id == number)).one())
+        return (conn.execute(select(feed_batches).where(feed_batches.c.id == number)).one())
 
 
-def get_batch(hub: Hub, scope: Scope | int, batch_id: str) -> dict:
+def get_batch(hub: Hub, scope: Scope | int, batch_id: str):
     scope = as_scope(scope)
     number = ids.decode("feed_batch", batch_id)
     with reading(hub.engine) as conn:
@@ -485,7 +452,7 @@ def get_batch(hub: Hub, scope: Scope | int, batch_id: str) -> dict:
             ).first()
         if row is None:
             raise not_found(f"batch {batch_id}")
-        return render_batch(row)
+        return (row)
 
 
 def apply_batch(conn: Connection, batch, now: datetime) -> list[dict]:
@@ -680,19 +647,19 @@ def list_items(hub: Hub, scope: Scope | int, feed_id: str | None, limit: int, to
             query = query.where(feed_items.c.feed_id == _feed(conn, scope, feed_id).id)
         if status is not None:
             query = query.where(feed_items.c.status == status)
-        return page_of(conn, query, feed_items.c.id, limit, token)  # rows: faces render them with render_item
+        return page_of(conn, query, feed_items.c.id, limit, token)  # rows: faces render them (representations.feed_item)
 
 
-def get_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str) -> dict:
+def get_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str):
     with reading(hub.engine) as conn:
         feed = _feed(conn, scope, feed_id)
         row = conn.execute(select(feed_items).where(feed_items.c.feed_id == feed.id, feed_items.c.external_id == external_id)).first()
         if row is None:
             raise not_found(f"item {external_id} of feed {feed_id}")
-        return render_item(row)
+        return (row)
 
 
-def map_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str, choice: ProductChoice) -> dict:
+def map_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str, choice: ProductChoice):
     """Connect the item to a product by hand; its held quantity applies at once."""
     now = datetime.now(UTC)
     try:
@@ -712,7 +679,7 @@ def map_item(hub: Hub, scope: Scope | int, feed_id: str, external_id: str, choic
                 .where(feed_items.c.id == row.id)
                 .values(identifier=identifier, connected_by="manual", status=status, reason=reason, updated_at=now)
             )
-            return render_item(conn.execute(select(feed_items).where(feed_items.c.id == row.id)).one())
+            return (conn.execute(select(feed_items).where(feed_items.c.id == row.id)).one())
     except IntegrityError:
         raise conflict("the product's stock level was created concurrently: retry") from None
 
@@ -752,44 +719,6 @@ def unmapped_named(conn: Connection, lines: list[tuple[int, str, str]]) -> list[
                 }
             )
     return found
-
-
-def render_item(row) -> dict:
-    return {
-        "id": ids.encode("feed_item", row.id),
-        "feed_id": ids.encode("feed", row.feed_id),
-        "external_id": row.external_id,
-        "vendor_sku": row.vendor_sku,
-        "barcode": row.barcode,
-        "quantity": row.quantity,
-        "price": to_decimal_string(row.price_minor, row.currency) if row.price_minor is not None else None,
-        "currency": row.currency,
-        "product": row.identifier,
-        "connected_by": row.connected_by,
-        "status": row.status,
-        "reason": row.reason,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
-def render_batch(row) -> dict:
-    result = json.loads(row.result) if row.result else None
-    given = json.loads(row.items)
-    counts = {"items": len(given)}
-    if result is not None:
-        for status in ("applied", "unmapped", "held", "refused"):
-            counts[status] = sum(1 for r in result if r["status"] == status)
-    return {
-        "id": ids.encode("feed_batch", row.id),
-        "feed_id": ids.encode("feed", row.feed_id),
-        "status": row.status,
-        "received_at": iso(row.received_at),
-        "finished_at": iso(row.finished_at),
-        "counts": counts,
-        "items": result,
-        "error": row.error,
-    }
 
 
 # --- pull feeds: what a fetched document does beyond an upload ----------------------------------
