@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from stockhub import ids, representations
 from stockhub.errors import NotFound, Problem, ServiceError
@@ -25,7 +26,10 @@ def _hub(migrate: bool = True) -> Hub:
     if migrate:
         from stockhub.db.migrate import upgrade
 
-        upgrade(hub.engine, hub.storage.local_folder())
+        try:
+            upgrade(hub.engine, hub.storage.local_folder())
+        except OperationalError as error:  # a database that does not answer: say which, without a traceback
+            raise click.ClickException(f"cannot reach the database {_database()}: {str(error.orig).strip().splitlines()[0]}") from None
     return hub
 
 

@@ -19,6 +19,8 @@ def test_terminated_database_connections_are_a_503_then_the_server_recovers(clie
     assert client.get(path, headers=tenant.auth).json()["on_hand"] == 3  # the pool holds live connections now
 
     server.worker.stop()  # so the request below, not the worker, is the first to meet a dead connection
+    if server.worker._thread is not None:
+        server.worker._thread.join(10)  # its last round is over: nothing else holds or takes a connection
     name = make_url(database_url).database
     with psycopg.connect(database_url, autocommit=True) as admin:
         ended = admin.execute(

@@ -32,6 +32,11 @@ BODIES = {
     ("PUT", "/v1/stores/{store_id}/safety-stock"): {"safety_stock": 1},
     ("PUT", "/v1/stores/{store_id}/stock/{identifier}/safety-stock"): {"safety_stock": 1},
     ("PATCH", "/v1/location-groups/{group_id}"): {"name": "Sneaky"},
+    ("POST", "/v1/stores/{store_id}/feeds"): {"name": "Sneaky", "kind": "push"},
+    ("PATCH", "/v1/feeds/{feed_id}"): {"name": "Sneaky"},
+    ("PUT", "/v1/feeds/{feed_id}/items/{external_id}"): {"vendor_sku": "SNEAKY", "quantity": 99},
+    ("PUT", "/v1/feeds/{feed_id}/items/{external_id}/product"): {"identifier": "9780141383743"},
+    ("POST", "/v1/feeds/{feed_id}/batches"): {"items": [{"external_id": "sneaky", "vendor_sku": "SNEAKY", "quantity": 99}]},
 }
 
 
@@ -61,8 +66,9 @@ def walk(client, hub, headers: dict, ids: dict[str, str], secrets: list[str]) ->
 
 
 @pytest.fixture
-def foreign(hub, tmp_path):
-    """Another organization with a store that has stock, an order, a customer and a webhook delivery."""
+def foreign(hub, tmp_path, client):
+    """Another organization with a store that has stock, an order, a customer, a webhook delivery,
+    a push feed with an item and a batch, and a catalog import."""
     other = make_tenant(hub, "Rival Records")
     number = ids.decode("organization", other.organization)
     hub.settings.webhook_allow_loopback = True
@@ -98,8 +104,21 @@ def foreign(hub, tmp_path):
         "customer_id": order["customer_id"],
         "subscription_id": subscription["id"],
         "delivery_id": deliveries[0]["id"],
-    }
+    } | _feed_and_import(client, other)
     return other, upload_id, foreign_ids
+
+
+def _feed_and_import(client, other) -> dict[str, str]:
+    feed = client.post(f"/v1/stores/{other.store}/feeds", json={"name": "Rival supplier", "kind": "push"}, headers=other.auth)
+    assert feed.status_code == 201, feed.text
+    feed_id = feed.json()["id"]
+    item = client.put(f"/v1/feeds/{feed_id}/items/rival-1", json={"vendor_sku": "RIVAL01", "quantity": 1}, headers=other.auth)
+    assert item.status_code == 200, item.text
+    batch = client.post(f"/v1/feeds/{feed_id}/batches", json={"items": [{"external_id": "rival-2", "vendor_sku": "RIVAL02", "quantity": 1}]}, headers=other.auth)
+    assert batch.status_code == 202, batch.text
+    made = client.post("/v1/catalog/imports", json={"products": [{"barcode": "9780141383743", "title": "Rival"}]}, headers=other.auth | {"Idempotency-Key": "rival"})
+    assert made.status_code == 202, made.text
+    return {"feed_id": feed_id, "external_id": "rival-1", "batch_id": batch.json()["id"], "import_id": made.json()["id"]}
 
 
 def test_another_organizations_ids_are_404_on_every_route(server, client, hub, tenant, foreign):

@@ -12,6 +12,7 @@ from receiver import webhook_settings
 from stockhub.jobs.sweeps import expire_stale_stock
 from support import make_tenant, upload, upload_and_wait, wait_for_upload
 
+WRONG_DIGIT = "9780141383744"  # 9780141383743 with another last digit
 BOOK = "9780141383743"
 
 
@@ -43,28 +44,31 @@ def _events(client, tenant, after: int = 0, **scope) -> list[dict]:
 def test_a_store_with_custom_products_books_counts_and_adjusts_what_its_files_stock(client, tenant):
     patched = client.patch(f"/v1/stores/{tenant.store}", json={"custom_products": True}, headers=tenant.auth)
     assert patched.status_code == 200
-    applied = upload_and_wait(client, tenant, b"barcode,price,quantity\nAB12,2.00,5\n")
+    # digits failing the GTIN check digit: a standard store refuses them, a custom one keeps them as a SKU
+    applied = upload_and_wait(client, tenant, f"barcode,price,quantity\n{WRONG_DIGIT},2.00,5\n".encode())
     assert applied["status"] == "applied" and applied["counts"]["valid"] == 1
 
-    booked = _book(client, tenant, "AB12", 2)
+    booked = _book(client, tenant, WRONG_DIGIT, 2)
     assert booked.status_code == 201, booked.text
-    counted = client.put(f"/v1/stores/{tenant.store}/stock/AB12", json={"on_hand": 7}, headers=tenant.auth)
+    counted = client.put(f"/v1/stores/{tenant.store}/stock/{WRONG_DIGIT}", json={"on_hand": 7}, headers=tenant.auth)
     assert counted.status_code == 200, counted.text
     assert (counted.json()["on_hand"], counted.json()["committed"], counted.json()["available"]) == (7, 2, 5)
     adjusted = client.post(
         f"/v1/stores/{tenant.store}/stock/adjustments",
-        json={"adjustments": [{"identifier": "ab-12".upper(), "delta": -1}]},
+        json={"adjustments": [{"identifier": f" {WRONG_DIGIT} ", "delta": -1}]},
         headers=tenant.auth | {"Idempotency-Key": "k1"},
     )
     assert adjusted.status_code == 200, adjusted.text
-    assert client.get(f"/v1/stores/{tenant.store}/stock/AB12", headers=tenant.auth).json()["on_hand"] == 6
+    assert client.get(f"/v1/stores/{tenant.store}/stock/{WRONG_DIGIT}", headers=tenant.auth).json()["on_hand"] == 6
 
 
 def test_a_standard_store_refuses_what_its_files_refuse(client, tenant):
-    refused = _book(client, tenant, "AB12")
+    refused_file = upload_and_wait(client, tenant, f"barcode,price,quantity\n{WRONG_DIGIT},2.00,5\n".encode())
+    assert refused_file["counts"]["valid"] == 0 and refused_file["rejections"][0]["reason"].startswith("invalid GTIN check digit")
+    refused = _book(client, tenant, WRONG_DIGIT)
     assert refused.status_code == 422
-    assert refused.json()["errors"][0]["field"] == "lines.0.identifier" and "SKU" in refused.json()["errors"][0]["message"]
-    counted = client.put(f"/v1/stores/{tenant.store}/stock/AB12", json={"on_hand": 7, "price": "1.00"}, headers=tenant.auth)
+    assert refused.json()["errors"][0]["field"] == "lines.0.identifier" and "check digit" in refused.json()["errors"][0]["message"]
+    counted = client.put(f"/v1/stores/{tenant.store}/stock/{WRONG_DIGIT}", json={"on_hand": 7, "price": "1.00"}, headers=tenant.auth)
     assert counted.status_code == 422 and counted.json()["errors"][0]["field"] == "identifier"
 
 

@@ -218,7 +218,7 @@ def test_nested_json_flattened_in_the_sandbox():
     assert parsed.invalid_reason is None
     assert parsed.rows.select("identifier", "quantity", "price_minor").rows() == [
         ("04006381333931", 4, 2499),
-        ("TRAINL", 1, 3900),  # a SKU's separators are not part of it (feeds/identifiers.py)
+        ("TRAIN-L", 1, 3900),  # a SKU keeps its characters (feeds/identifiers.py)
         ("05012345678900", -2, 1250),
     ]
 
