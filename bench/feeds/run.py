@@ -1,14 +1,18 @@
 """Pushed feed items benchmark: a live `stockhub serve` (API and workers) taking single upserts
 and batches of 50 items, beside the same server's trivial endpoint (`GET /healthz`), in one run.
 
-    .venv/bin/python bench/feeds/run.py [--requests 2000] [--clients 8] [--batches 100] [--postgres]
+    .venv/bin/python bench/feeds/run.py [--requests 2000] [--clients 8] [--batches 100] [--pull-rows 200000] [--postgres]
 
 (a) trivial: REQUESTS `GET /healthz` from CLIENTS concurrent keep-alive connections (closed loop);
 (b) single upserts: REQUESTS `PUT /v1/feeds/{id}/items/{external_id}` (synchronous: connected by
     SKU, applied through the ledger with its inventory.updated event) over 1,000 items, the same
     connections;
 (c) batches: BATCHES `POST /v1/feeds/{id}/batches` of 50 items each, timed from the first send
-    until the workers have applied the last batch (polled).
+    until the workers have applied the last batch (polled);
+(d) pulled vs uploaded: a PULL_ROWS-row CSV served by a local HTTP server, pulled by a new pull
+    feed of a new store (timed from the feed's creation until its upload is applied), beside the
+    same file uploaded over HTTP to another new store (from asking for the upload URL until
+    applied): both a first ingest of the same rows. Aim: pulled ≤ 1.1× uploaded.
 A 503 (SQLite's writer busy past its timeout) is retried after its Retry-After, as a client would; the count is printed.
 Each is run 3 times; the medians are printed, and (b) and (c) as ratios to (a): upserts/s per
 trivial request/s and batch items/s per trivial request/s. SQLite (the embedded default) unless
@@ -20,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import http.server
 import os
+import threading
 import random
 import signal
 import socket
@@ -54,8 +61,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def setup(url: str, work: Path) -> tuple[str, str]:
-    """A tenant whose store has ITEMS products known by SKU; returns (token, store id)."""
+def setup(url: str, work: Path) -> tuple[str, str, str]:
+    """A tenant whose store has ITEMS products known by SKU; returns (token, store id, brand id)."""
     hub = Hub.from_settings(Settings(data_dir=work / "data", database_url=url, secret_key=SECRET))
     upgrade(hub.engine)
     org = tenancy.create_organization(hub, "Bench").id
@@ -67,7 +74,7 @@ def setup(url: str, work: Path) -> tuple[str, str]:
     import_file(hub, store, path)
     Worker(hub, name="bench-setup").run_until_idle()
     hub.engine.dispose()
-    return token, store
+    return token, store, brand
 
 
 class Server:
@@ -79,6 +86,9 @@ class Server:
             "STOCKHUB_FTP_ENABLED": "false",
             "STOCKHUB_SECRET_KEY": SECRET,
             "STOCKHUB_WORKER_POLL_SECONDS": "0.05",
+            "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK": "true",  # (d): the supplier's server is on this machine
+            "STOCKHUB_RATE_LIMIT_PER_TOKEN": "off",
+            "STOCKHUB_RATE_LIMIT_PER_ADDRESS": "off",
         }
         command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.log = open(work / "server.log", "w")
@@ -162,11 +172,56 @@ async def send_batches(base: str, token: str, feed: str, batches: int, clients: 
         return started, ids
 
 
+def gtin13(n: int) -> str:
+    digits = f"50{n:010d}"
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits))
+    return digits + str((10 - total % 10) % 10)
+
+
+def supplier(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """A local HTTP server of `folder`'s files (the supplier's POS publishing its stock)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def wait_applied(http, upload_id: str) -> None:
+    while (status := http.get(f"/v1/uploads/{upload_id}").json()["status"]) in ("received", "processing"):
+        time.sleep(0.02)
+    if status != "applied":
+        raise SystemExit(f"upload {upload_id}: {status}")
+
+
+def pulled_vs_uploaded(base: str, token: str, brand: str, csv: Path, supplier_url: str, run: int) -> tuple[float, float]:
+    """Seconds until a pull feed's first document is applied, and until the same file uploaded is."""
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600, trust_env=False) as http:
+        stores = [http.post(f"/v1/brands/{brand}/stores", json={"name": f"{kind} {run}", "country": "GB"}).json() for kind in ("pulled", "uploaded")]
+        started = time.perf_counter()
+        feed = http.post(
+            f"/v1/stores/{stores[0]['id']}/feeds",
+            json={"name": "supplier", "kind": "pull", "source_url": f"{supplier_url}/{csv.name}", "format": "csv", "fetch_frequency": 10080},
+        ).json()
+        while (upload_id := http.get(f"/v1/feeds/{feed['id']}").json()["fetch"]["last_upload_id"]) is None:
+            time.sleep(0.02)
+        wait_applied(http, upload_id)
+        pulled = time.perf_counter() - started
+
+        started = time.perf_counter()
+        url = http.get(f"/upload/{stores[1]['upload_key']}", params={"type": "stock"}).text.strip()
+        upload_id = httpx.put(url, content=csv.read_bytes(), timeout=600, trust_env=False).json()["upload_id"]
+        wait_applied(http, upload_id)
+        uploaded = time.perf_counter() - started
+    return pulled, uploaded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--pull-rows", type=int, default=200_000)
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
     rng = random.Random(10)
@@ -181,8 +236,14 @@ def main() -> None:
         else:
             url = f"sqlite:///{work / 'data' / 'stockhub.sqlite3'}"
         try:
-            token, store = setup(url, work)
+            token, store, brand = setup(url, work)
+            files = work / "supplier"
+            files.mkdir()
+            csv = files / "stock.csv"
+            csv.write_text("barcode,price,quantity\n" + "".join(f"{gtin13(n)},{1 + n % 50}.99,{1 + n % 40}\n" for n in range(args.pull_rows)))
+            published, supplier_url = supplier(files)
             server = Server(url, work)
+            pulls, uploads = [], []
             try:
                 with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, trust_env=False) as http:
                     feed = http.post(f"/v1/stores/{store}/feeds", json={"name": "bench", "kind": "push"}).json()["id"]
@@ -199,8 +260,12 @@ def main() -> None:
                     started, batch_ids = asyncio.run(send_batches(server.url, token, feed, args.batches, args.clients, rng))
                     wait_batches(server.url, token, batch_ids)
                     batched.append(args.batches * 50 / (time.perf_counter() - started))
+                    pulled, uploaded = pulled_vs_uploaded(server.url, token, brand, csv, supplier_url, len(pulls))
+                    pulls.append(pulled)
+                    uploads.append(uploaded)
             finally:
                 server.stop()
+                published.shutdown()
         finally:
             if database:
                 with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -210,6 +275,11 @@ def main() -> None:
     print(f"  (a) trivial GET /healthz     {t:8,.0f} requests/s   (runs {', '.join(f'{x:,.0f}' for x in trivial)})")
     print(f"  (b) single upserts (PUT)     {s:8,.0f} items/s      (runs {', '.join(f'{x:,.0f}' for x in single)})  ratio to (a) {s / t:.3f}x")
     print(f"  (c) batches of 50 (applied)  {b:8,.0f} items/s      (runs {', '.join(f'{x:,.0f}' for x in batched)})  ratio to (a) {b / t:.3f}x")
+    p, u = statistics.median(pulls), statistics.median(uploads)
+    print(
+        f"  (d) {args.pull_rows:,}-row CSV pulled {p:6.2f} s (runs {', '.join(f'{x:.2f}' for x in pulls)}); the same file uploaded"
+        f" {u:6.2f} s (runs {', '.join(f'{x:.2f}' for x in uploads)}); pulled / uploaded {p / u:.2f}x (aim <= 1.1x)"
+    )
     print(f"  requests answered 503 (database busy) and retried after Retry-After: {RETRIES[0]}")
 
 

@@ -4,11 +4,11 @@ PostgreSQL, and one organization's imports in the order they were received."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
+from stockhub.jobs.leases import claim_oldest
 from stockhub.db.engine import transaction
 from stockhub.db.tables import catalog_imports
 from stockhub.feeds.sandbox import ReaderFailed
@@ -16,39 +16,11 @@ from stockhub.services.catalog_import import ClaimLost, process_import
 from stockhub.services.context import Hub
 
 log = logging.getLogger(__name__)
-UNFINISHED = ("queued", "processing")
 
 
 def claim_import(hub: Hub, worker_id: str) -> int | None:
-    now = datetime.now(UTC)
-    older = aliased(catalog_imports)
-    c = catalog_imports.c
-    claimable = (
-        select(c.id)
-        .where(
-            or_(c.status == "queued", and_(c.status == "processing", c.lease_until < now)),
-            ~exists().where(older.c.organization_id == c.organization_id, older.c.id < c.id, older.c.status.in_(UNFINISHED)),
-        )
-        .order_by(c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    with transaction(hub.engine) as conn:
-        number = conn.execute(claimable).scalar()
-        if number is None:
-            return None
-        conn.execute(
-            catalog_imports.update()
-            .where(c.id == number)
-            .values(
-                status="processing",
-                worker_id=worker_id,
-                lease_until=now + timedelta(seconds=hub.settings.worker_lease_seconds),
-                attempts=c.attempts + 1,
-                started_at=now,
-            )
-        )
-        return number
+    """The oldest import a worker may take: an organization's imports go in the order they arrived."""
+    return claim_oldest(hub, catalog_imports, worker_id, waiting="queued", in_order_of="organization_id", stamp_started=True)
 
 
 def process_one_import(hub: Hub, worker_id: str) -> bool:

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import or_, select
 
 from stockhub import ids
+from stockhub.jobs.leases import claim_oldest
 from stockhub.db.engine import reading, transaction
 from stockhub.db.tables import feed_batches
 from stockhub.db.tables import feeds as feeds_table
@@ -33,38 +33,7 @@ BATCH_MAX_ATTEMPTS = 3
 
 def claim_batch(hub: Hub, worker_id: str) -> int | None:
     """The oldest received batch (or one whose worker's lease lapsed) with no older unfinished batch of its feed."""
-    now = datetime.now(UTC)
-    older = aliased(feed_batches)
-    claimable = (
-        select(feed_batches.c.id)
-        .where(
-            or_(feed_batches.c.status == "received", and_(feed_batches.c.status == "processing", feed_batches.c.lease_until < now)),
-            ~exists().where(
-                older.c.feed_id == feed_batches.c.feed_id, older.c.id < feed_batches.c.id, older.c.status.in_(("received", "processing"))
-            ),
-        )
-        .order_by(feed_batches.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    with reading(hub.engine) as conn:  # most loops find nothing: no write transaction for that (SQLite's one writer)
-        if conn.execute(select(feed_batches.c.id).where(feed_batches.c.status.in_(("received", "processing"))).limit(1)).first() is None:
-            return None
-    with transaction(hub.engine) as conn:
-        batch_id = conn.execute(claimable).scalar()
-        if batch_id is None:
-            return None
-        conn.execute(
-            feed_batches.update()
-            .where(feed_batches.c.id == batch_id)
-            .values(
-                status="processing",
-                worker_id=worker_id,
-                lease_until=now + timedelta(seconds=hub.settings.worker_lease_seconds),
-                attempts=feed_batches.c.attempts + 1,
-            )
-        )
-        return batch_id
+    return claim_oldest(hub, feed_batches, worker_id, waiting="received", in_order_of="feed_id")
 
 
 def process_batch(hub: Hub, batch_id: int, worker_id: str) -> bool:

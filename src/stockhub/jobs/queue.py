@@ -11,17 +11,16 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
+from stockhub.jobs.leases import claim_oldest
 from stockhub.db.engine import transaction
 from stockhub.db.tables import uploads
 from stockhub.services.context import Hub
 from stockhub.services.ingest import emit_upload_processed
 
-UNFINISHED = ("received", "processing")
 _PROCESS = uuid.uuid4().hex[:8]  # this process, as against an earlier one that had the same pid
 
 
@@ -67,34 +66,8 @@ def release_orphaned_uploads(hub: Hub) -> int:
 
 
 def claim_upload(hub: Hub, worker_id: str) -> int | None:
-    now = datetime.now(UTC)
-    older = aliased(uploads)
-    claimable = (
-        select(uploads.c.id)
-        .where(
-            or_(uploads.c.status == "received", and_(uploads.c.status == "processing", uploads.c.lease_until < now)),
-            ~exists().where(older.c.store_id == uploads.c.store_id, older.c.id < uploads.c.id, older.c.status.in_(UNFINISHED)),
-        )
-        .order_by(uploads.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    with transaction(hub.engine) as conn:
-        upload_id = conn.execute(claimable).scalar()
-        if upload_id is None:
-            return None
-        conn.execute(
-            uploads.update()
-            .where(uploads.c.id == upload_id)
-            .values(
-                status="processing",
-                worker_id=worker_id,
-                lease_until=now + timedelta(seconds=hub.settings.worker_lease_seconds),
-                attempts=uploads.c.attempts + 1,
-                started_at=now,
-            )
-        )
-        return upload_id
+    """The oldest upload a worker may take: a store's uploads go in the order they arrived."""
+    return claim_oldest(hub, uploads, worker_id, waiting="received", in_order_of="store_id", stamp_started=True)
 
 
 def fail_upload(hub: Hub, upload_id: int, worker_id: str, error: str) -> None:
