@@ -166,13 +166,15 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
     subscriptions are matched once their events are numbered (few subscriptions per
     organization, read once per batch). A partner's subscription (always for one store) gets
     the store's events only while the partner is connected to it; a partner's own event
-    (store.connected) goes to the organization's subscriptions and that partner's only.
+    (store.connected) goes to the organization's subscriptions and that partner's only. A
+    subscription gets the events that occurred once it existed: numbering after commit must not
+    hand a new subscription an older event that the sequencer had not reached yet.
     """
     s = webhook_subscriptions.c
     organizations = sorted({event.organization_id for event in numbered})
     subscriptions: dict[int, list] = defaultdict(list)
     for row in conn.execute(
-        select(s.id, s.organization_id, s.status, s.event_types, s.store_ids, s.partner_id).where(
+        select(s.id, s.organization_id, s.status, s.event_types, s.store_ids, s.partner_id, s.created_at).where(
             s.organization_id.in_(organizations), s.status.in_(("active", "paused", "disabled"))
         )
     ):
@@ -184,6 +186,8 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
     for event in numbered:
         for subscription, types, stores in subscriptions.get(event.organization_id, []):
             if event.type not in types or (stores is not None and event.store_id not in stores):
+                continue
+            if subscription.created_at > event.occurred_at:
                 continue
             if subscription.partner_id is not None and not _was_connected(connected, event, subscription.partner_id):
                 continue
