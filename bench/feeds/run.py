@@ -180,8 +180,11 @@ def gtin13(n: int) -> str:
 
 def supplier(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """A local HTTP server of `folder`'s files (the supplier's POS publishing its stock)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # the bench prints its figures, not an access log
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
