@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from stockhub import logs
 from stockhub.errors import Conflict, FieldError, Invalid, LimitReached, Malformed, NotFound, Problem, Refused, ServiceError, TooLarge
@@ -125,13 +125,25 @@ def problem_headers(problem: Problem) -> dict | None:
     return None
 
 
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
 def _allowed(request: Request) -> list[str]:
-    """Every method of every route at this path (Starlette names only the first route's)."""
+    """Every method of every operation at this path, for a 405's `Allow` (RFC 9110). Read from the
+    OpenAPI description's paths: FastAPI includes routers lazily, so `app.routes` no longer lists them."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = [
+            (compile_path(path)[0], {method.upper() for method in operations if method in _METHODS})
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allowed_methods = table
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    for pattern, named in table:
+        if pattern.match(request.url.path):
+            methods |= named
+    if "GET" in methods:
+        methods.add("HEAD")
     return sorted(methods)
 
 
