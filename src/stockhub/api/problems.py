@@ -129,18 +129,21 @@ _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
 def _allowed(request: Request) -> list[str]:
-    """Every method of every operation at this path, for a 405's `Allow` (RFC 9110). Read from the
-    OpenAPI description's paths: FastAPI includes routers lazily, so `app.routes` no longer lists them."""
+    """The methods of the operations at this path, for a 405's `Allow` (RFC 9110): the described
+    path that names it most literally. Read from the OpenAPI description's paths: FastAPI includes
+    routers lazily, so `app.routes` no longer lists them."""
     table = getattr(request.app.state, "allowed_methods", None)
     if table is None:
         table = [
-            (compile_path(path)[0], {method.upper() for method in operations if method in _METHODS})
+            (compile_path(path)[0], path.count("{"), {method.upper() for method in operations if method in _METHODS})
             for path, operations in request.app.openapi()["paths"].items()
         ]
         request.app.state.allowed_methods = table
+    matched = [(params, named) for pattern, params, named in table if pattern.match(request.url.path)]
+    fewest = min((params for params, _ in matched), default=0)  # `…/stock/adjustments`, not `…/stock/{identifier}`
     methods: set[str] = set()
-    for pattern, named in table:
-        if pattern.match(request.url.path):
+    for params, named in matched:
+        if params == fewest:
             methods |= named
     if "GET" in methods:
         methods.add("HEAD")
