@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Row, Select, func, select, tuple_
+from sqlalchemy import Connection, Row, Select, bindparam, func, select, tuple_
 
 from stockhub.db.engine import is_postgres
 from stockhub.db.tables import feed_items, orders, stock_levels, stores
@@ -44,17 +44,20 @@ def sharing(query: Select) -> Select:
     return query.order_by(stores.c.id).with_for_update(read=True, key_share=True)
 
 
+_LEVELS_FOR_UPDATE = (  # built once: bookings take it on every call
+    select(stock_levels)
+    .where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(bindparam("keys", expanding=True)))
+    .order_by(stock_levels.c.store_id, stock_levels.c.identifier)
+    .with_for_update()
+)
+
+
 def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Row]:
     """Lock the stock levels of (store, identifier) pairs in key order; absent ones are not in the result."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(stock_levels)
-        .where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(wanted))
-        .order_by(stock_levels.c.store_id, stock_levels.c.identifier)
-        .with_for_update()
-    ).all()
+    rows = conn.execute(_LEVELS_FOR_UPDATE, {"keys": wanted}).all()
     return {(row.store_id, row.identifier): row for row in rows}
 
 

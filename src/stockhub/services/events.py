@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, func, insert, literal, or_, select, update
 
 from stockhub import ids
+from stockhub.db import level_writes
 from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.locks import lock_sequencer
 from stockhub.db.tables import events, inventory_changes, store_connections, webhook_deliveries, webhook_subscriptions
@@ -73,23 +74,27 @@ def _write(
     partner_id: int | None = None,
 ) -> list[int]:
     """Insert events of one type (data, change_count each); their row ids, in order."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
-    rows = [
-        {
-            "organization_id": organization_id,
-            "store_id": store_id,
-            "type": type,
-            "occurred_at": now,
-            "data": json.dumps(data, separators=(",", ":")),
-            "change_count": change_count,
-            "partner_id": partner_id,
-        }
-        for data, change_count in bodies
-    ]
+    rows = [event_row(type, organization_id, store_id, now, data, change_count, partner_id) for data, change_count in bodies]
     event_ids = list(conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True), rows).scalars())
     new_work(conn)  # the sequencer numbers them and makes their deliveries
     return event_ids
+
+
+def event_row(
+    type: str, organization_id: int, store_id: int | None, now: datetime, data: dict, change_count: int | None = None, partner_id: int | None = None
+) -> dict:
+    """An event as written (unnumbered): `data` rendered as given (public ids, decimal strings)."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    return {
+        "organization_id": organization_id,
+        "store_id": store_id,
+        "type": type,
+        "occurred_at": now,
+        "data": json.dumps(data, separators=(",", ":")),
+        "change_count": change_count,
+        "partner_id": partner_id,
+    }
 
 
 def emit_inventory_changes(
@@ -143,20 +148,22 @@ def emit_inventory_changes(
 
 
 def emit_level_changes(conn: Connection, organization_id: int, store_id: int, changes: list[dict], now: datetime) -> int:
-    """inventory.updated for levels changed one by one or by a sweep (orders, direct writes, expiry).
+    """inventory.updated for levels changed by a sweep (expiry); `stock_moves.write` sends its own
+    with the levels. Each change is a dict of inventory_changes' columns except event_id.
+    Returns events written."""
+    written = level_change_events(organization_id, store_id, changes, now)
+    level_writes.send(conn, level_writes.Writes(events=written))
+    return len(written)
 
-    Each change is a dict of inventory_changes' columns except event_id. Returns events written.
-    """
-    if not changes:
-        return 0
+
+def level_change_events(organization_id: int, store_id: int, changes: list[dict], now: datetime) -> list[tuple[dict, list[dict]]]:
+    """inventory.updated for levels changed one by one: an event per INVENTORY_BATCH changes, each
+    with its changes."""
     batches = [changes[i : i + INVENTORY_BATCH] for i in range(0, len(changes), INVENTORY_BATCH)]
-    bodies = [({"upload_id": None, "batch": n + 1, "batches": len(batches)}, len(batch)) for n, batch in enumerate(batches)]
-    event_ids = _write(conn, "inventory.updated", organization_id, store_id, now, bodies)
-    conn.execute(
-        inventory_changes.insert(),
-        [change | {"event_id": event_id} for event_id, batch in zip(event_ids, batches) for change in batch],
-    )
-    return len(batches)
+    return [
+        (event_row("inventory.updated", organization_id, store_id, now, {"upload_id": None, "batch": n + 1, "batches": len(batches)}, len(batch)), batch)
+        for n, batch in enumerate(batches)
+    ]
 
 
 def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlalchemy import Connection, select
 
 from stockhub import feeds, ids, metrics, representations
+from stockhub.db import level_writes
 from stockhub.db.engine import insert_new, reading, transaction
 from stockhub.db.locks import lock_order, sharing
 from stockhub.db.tables import order_lines, orders
@@ -150,7 +151,7 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
         "created_at": now,
         "updated_at": now,
     }
-    order_id = conn.execute(insert_new(conn, orders, ["organization_id", "external_id"]).values(**values).returning(orders.c.id)).scalar()
+    order_id = conn.execute(_new_order(conn), values).scalar()
     if order_id is None:  # this external id is booked already (or is being booked: then it waited for that one)
         return _replayed(conn, scope, booking.external_id, fingerprint), False
 
@@ -176,11 +177,22 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
         raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
 
     rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
-    conn.execute(order_lines.insert(), rows)
     order = OrderRecord(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
-    events.emit(conn, "order.created", organization, values["fulfilment_store_id"], {"order": representations.order(order)}, now=now)
-    stock_moves.write(conn, organization, changes, reason, now, order_id=order_id)
+    created = events.event_row("order.created", organization, values["fulfilment_store_id"], now, {"order": representations.order(order)})
+    also = level_writes.Writes(order_lines=rows, events=[(created, [])])  # sent with the levels: one round trip
+    stock_moves.write(conn, organization, changes, reason, now, order_id=order_id, also=also)
     return order, True
+
+
+def _new_order(conn: Connection):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect (a booking's CPU)."""
+    dialect = conn.dialect.name
+    if dialect not in _NEW_ORDER:
+        _NEW_ORDER[dialect] = insert_new(conn, orders, ["organization_id", "external_id"]).returning(orders.c.id)
+    return _NEW_ORDER[dialect]
+
+
+_NEW_ORDER: dict[str, Any] = {}
 
 
 # What a new order has not got yet: rendered as null.

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
+from stockhub.db import level_writes
 from stockhub.db.locks import lock_levels, share_stores
-from stockhub.db.tables import stock_levels, stock_movements, stores
+from stockhub.db.tables import stock_levels, stores
 from stockhub.domain.stock import MovementReason, StockLevel
 from stockhub.services import events
 
@@ -110,6 +111,7 @@ def write(
     *,
     order_id: int | None = None,
     reported_on: date | None = None,
+    also: level_writes.Writes | None = None,
 ) -> None:
     """Store levels (new ones inserted, existing ones updated: counts, safety stock and price),
     append a ledger movement for each change of on_hand or committed (a change of safety stock
@@ -118,93 +120,24 @@ def write(
     stock takes its store's.
 
     `reported_on`: the changes are a feed's report (a pushed item), so each level is reported
-    on that day (no longer expired), changed or not; a level only reported again tells nobody."""
+    on that day (no longer expired), changed or not; a level only reported again tells nobody.
+
+    `also`: what else the transaction writes (a booking's order lines and order.created), sent
+    with the levels in one round trip (`db.level_writes`)."""
     if reported_on is not None:
         _mark_reported(conn, [c for c in changes if c.row is not None and not c.changes_anything], reported_on)
     changed = [c for c in changes if c.changes_anything]
     if not changed:
+        if also is not None:
+            level_writes.send(conn, also)
         return
     defaults = store_safety_stock(conn, {c.key[0] for c in changed if c.row is None and c.override is None})
     changed = [
         replace(c, after=replace(c.after, safety_stock=c.override if c.override is not None else defaults.get(c.key[0], 0))) if c.row is None else c
         for c in changed
     ]
-    new = [c for c in changed if c.row is None]
-    if new:
-        conn.execute(
-            insert(stock_levels),
-            [
-                {
-                    "store_id": c.key[0],
-                    "identifier": c.key[1],
-                    "on_hand": c.after.on_hand,
-                    "committed": c.after.committed,
-                    "safety_stock": c.after.safety_stock,
-                    "safety_stock_override": c.override,
-                    "price_minor": c.price.price_minor,
-                    "currency": c.price.currency,
-                    "promotion_minor": c.price.promotion_minor,
-                    "last_reported_on": reported_on or now.date(),
-                    "expired": False,
-                    "updated_at": now,
-                }
-                for c in new
-            ],
-        )
-    existing = [c for c in changed if c.row is not None]
-    if existing:
-        conn.execute(
-            update(stock_levels)
-            .where(stock_levels.c.store_id == bindparam("k_store"), stock_levels.c.identifier == bindparam("k_identifier"))
-            .values(
-                on_hand=bindparam("n_on_hand"),
-                committed=bindparam("n_committed"),
-                safety_stock=bindparam("n_safety_stock"),
-                safety_stock_override=bindparam("n_override"),
-                price_minor=bindparam("n_price_minor"),
-                currency=bindparam("n_currency"),
-                promotion_minor=bindparam("n_promotion_minor"),
-                expired=bindparam("n_expired"),
-                updated_at=now,
-                **({"last_reported_on": reported_on} if reported_on is not None else {}),
-            ),
-            [
-                {
-                    "k_store": c.key[0],
-                    "k_identifier": c.key[1],
-                    "n_on_hand": c.after.on_hand,
-                    "n_committed": c.after.committed,
-                    "n_safety_stock": c.after.safety_stock,
-                    "n_override": c.override_after,
-                    "n_price_minor": c.price_after.price_minor,
-                    "n_currency": c.price_after.currency,
-                    "n_promotion_minor": c.price_after.promotion_minor,
-                    "n_expired": c.after.expired,
-                }
-                for c in existing
-            ],
-        )
-    moved = [c for c in changed if c.moves]
-    if moved:
-        conn.execute(
-            insert(stock_movements),
-            [
-                {
-                    "store_id": c.key[0],
-                    "identifier": c.key[1],
-                    "reason": reason.value,
-                    "on_hand_before": c.before.on_hand,
-                    "on_hand_after": c.after.on_hand,
-                    "committed_before": c.before.committed,
-                    "committed_after": c.after.committed,
-                    "order_id": order_id,
-                    "created_at": now,
-                }
-                for c in moved
-            ],
-        )
-
-    by_store: dict[int, list[dict]] = defaultdict(list)
+    writes = also if also is not None else level_writes.Writes()
+    by_store: dict[int, list[dict]] = defaultdict(list)  # inventory.updated's changes, per store
     for c in changed:
         price = c.price_after
         by_store[c.key[0]].append(
@@ -220,8 +153,38 @@ def write(
                 "promotion_minor": price.promotion_minor,
             }
         )
+        level = {
+            "store_id": c.key[0],
+            "identifier": c.key[1],
+            "on_hand": c.after.on_hand,
+            "committed": c.after.committed,
+            "safety_stock": c.after.safety_stock,
+            "safety_stock_override": c.override_after,
+            "price_minor": price.price_minor,
+            "currency": price.currency,
+            "promotion_minor": price.promotion_minor,
+            "last_reported_on": reported_on or (now.date() if c.row is None else c.row.last_reported_on),
+            "expired": c.after.expired,
+            "updated_at": now,
+        }
+        (writes.new_levels if c.row is None else writes.changed_levels).append(level)
+        if c.moves:
+            writes.movements.append(
+                {
+                    "store_id": c.key[0],
+                    "identifier": c.key[1],
+                    "reason": reason.value,
+                    "on_hand_before": c.before.on_hand,
+                    "on_hand_after": c.after.on_hand,
+                    "committed_before": c.before.committed,
+                    "committed_after": c.after.committed,
+                    "order_id": order_id,
+                    "created_at": now,
+                }
+            )
     for store, store_changes in sorted(by_store.items()):
-        events.emit_level_changes(conn, organization, store, store_changes, now)
+        writes.events += events.level_change_events(organization, store, store_changes, now)
+    level_writes.send(conn, writes)
 
 
 def _mark_reported(conn: Connection, unchanged: list[Change], day: date) -> None:

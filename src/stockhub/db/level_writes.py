@@ -1,0 +1,140 @@
+"""Sending what one transaction writes with its single-level stock changes, in one round trip.
+
+`stock_moves.write` decides the rows (levels new and changed, ledger movements, inventory.updated
+events with their changes) and a booking adds its order lines and order.created; `send` writes
+them all. On PostgreSQL that is one statement: each table's rows go as one JSON parameter through
+`json_to_recordset` into data-modifying CTEs, and the events take their ids from their sequence inside the
+statement, so their changes can name them. The text never varies, so psycopg prepares it once
+per connection. Every round trip here is spent while the levels' row locks are held, which is
+what other bookings of the same product wait on (a booking made 7 of them after its lock
+before). On SQLite (in process: a statement costs no network round trip) each table gets its
+own executemany.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import Connection, bindparam, insert, update
+
+from stockhub.db.engine import is_postgres, new_work
+from stockhub.db.tables import events, inventory_changes, order_lines, stock_levels, stock_movements
+
+LEVEL = ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency",
+         "promotion_minor", "last_reported_on", "expired", "updated_at"]
+MOVEMENT = ["store_id", "identifier", "reason", "on_hand_before", "on_hand_after", "committed_before", "committed_after", "order_id", "created_at"]
+ORDER_LINE = ["order_id", "line_no", "store_id", "identifier", "identifier_given", "quantity", "unit_price_minor"]
+EVENT = ["organization_id", "store_id", "type", "occurred_at", "data", "change_count", "partner_id"]
+CHANGE = ["identifier", "on_hand_before", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor"]
+
+
+@dataclass
+class Writes:
+    """Rows by table, each a dict of the named columns (LEVEL, MOVEMENT, ...)."""
+
+    new_levels: list[dict] = field(default_factory=list)
+    changed_levels: list[dict] = field(default_factory=list)  # every LEVEL column: the level after
+    movements: list[dict] = field(default_factory=list)
+    order_lines: list[dict] = field(default_factory=list)
+    events: list[tuple[dict, list[dict]]] = field(default_factory=list)  # (event row, its inventory changes)
+
+    def __bool__(self) -> bool:
+        return any((self.new_levels, self.changed_levels, self.movements, self.order_lines, self.events))
+
+
+def send(conn: Connection, writes: Writes) -> None:
+    if not writes:
+        return
+    if is_postgres(conn):
+        conn.exec_driver_sql(_ONE_STATEMENT, tuple(_documents(writes)))
+    else:
+        _each(conn, writes)
+    if writes.events:
+        new_work(conn)  # the sequencer numbers them and makes their deliveries
+
+
+def _each(conn: Connection, writes: Writes) -> None:
+    if writes.new_levels:
+        conn.execute(insert(stock_levels), writes.new_levels)
+    if writes.changed_levels:
+        conn.execute(_UPDATE_LEVEL, [{f"b_{k}": v for k, v in row.items()} for row in writes.changed_levels])
+    if writes.movements:
+        conn.execute(insert(stock_movements), writes.movements)
+    if writes.order_lines:
+        conn.execute(insert(order_lines), writes.order_lines)
+    if writes.events:
+        rows = [row for row, _ in writes.events]
+        event_ids = conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        changes = [change | {"event_id": event_id} for event_id, (_, batch) in zip(event_ids, writes.events) for change in batch]
+        if changes:
+            conn.execute(inventory_changes.insert(), changes)
+
+
+_UPDATE_LEVEL = (
+    update(stock_levels)
+    .where(stock_levels.c.store_id == bindparam("b_store_id"), stock_levels.c.identifier == bindparam("b_identifier"))
+    .values({column: bindparam(f"b_{column}") for column in LEVEL[2:]})
+)
+
+
+def _documents(writes: Writes) -> list[str]:
+    """The statement's parameters: each table's rows as one JSON array (orjson writes the naive
+    UTC timestamps the tables keep)."""
+    numbered_events = [row | {"number": n} for n, (row, _) in enumerate(writes.events)]
+    changes = [change | {"event": n} for n, (_, batch) in enumerate(writes.events) for change in batch]
+    return [
+        orjson.dumps([{k: _utc(v) for k, v in row.items()} for row in rows]).decode()
+        for rows in (writes.new_levels, writes.changed_levels, writes.movements, writes.order_lines, numbered_events, changes)
+    ]
+
+
+def _utc(value):
+    """Timestamps as the tables keep them: naive UTC (`tables.UTCDateTime`)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+_TYPES = {
+    "store_id": "bigint", "identifier": "varchar", "on_hand": "int", "committed": "int", "safety_stock": "int",
+    "safety_stock_override": "int", "price_minor": "bigint", "currency": "varchar", "promotion_minor": "bigint",
+    "last_reported_on": "date", "expired": "bool", "updated_at": "timestamp", "reason": "varchar", "on_hand_before": "int",
+    "on_hand_after": "int", "committed_before": "int", "committed_after": "int", "order_id": "bigint", "created_at": "timestamp",
+    "line_no": "int", "identifier_given": "varchar", "quantity": "int", "unit_price_minor": "bigint", "organization_id": "bigint",
+    "type": "varchar", "occurred_at": "timestamp", "data": "text", "change_count": "int", "partner_id": "bigint", "number": "int",
+    "event": "int",
+}
+
+
+def _rows(columns: list[str], alias: str) -> str:
+    """The rows of one parameter (a JSON array of objects) as a typed table."""
+    return f"json_to_recordset(%s::json) AS {alias}({', '.join(f'{c} {_TYPES[c]}' for c in columns)})"
+
+
+def _columns(columns: list[str], prefix: str | None = None) -> str:
+    return ", ".join(f"{prefix}.{c}" if prefix else c for c in columns)
+
+
+_ONE_STATEMENT = f"""
+WITH new_levels AS (
+    INSERT INTO stock_levels ({_columns(LEVEL)}) SELECT {_columns(LEVEL, "n")} FROM {_rows(LEVEL, "n")}
+), changed_levels AS (
+    UPDATE stock_levels SET {", ".join(f"{c} = u.{c}" for c in LEVEL[2:])}
+    FROM {_rows(LEVEL, "u")}
+    WHERE stock_levels.store_id = u.store_id AND stock_levels.identifier = u.identifier
+), movements AS (
+    INSERT INTO stock_movements ({_columns(MOVEMENT)}) SELECT {_columns(MOVEMENT, "m")} FROM {_rows(MOVEMENT, "m")}
+), lines AS (
+    INSERT INTO order_lines ({_columns(ORDER_LINE)}) SELECT {_columns(ORDER_LINE, "l")} FROM {_rows(ORDER_LINE, "l")}
+), new_events AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, e.* FROM {_rows(["number", *EVENT], "e")} ORDER BY e.number
+), written_events AS (
+    INSERT INTO events (id, {_columns(EVENT)}) SELECT id, {_columns(EVENT)} FROM new_events ORDER BY id
+)
+INSERT INTO inventory_changes (event_id, {_columns(CHANGE)})
+SELECT new_events.id, {_columns(CHANGE, "c")} FROM {_rows(["event", *CHANGE], "c")} JOIN new_events ON new_events.number = c.event
+"""
