@@ -3,10 +3,14 @@ every node) or in memory; both databases."""
 
 from __future__ import annotations
 
+import time
+
 import httpx2 as httpx
 import pytest
+from sqlalchemy import func, select
 
 from conftest import serving
+from stockhub.db.tables import rate_limit_counters
 from stockhub.errors import LimitReached
 from stockhub.services import tenancy
 from stockhub.services.context import Hub
@@ -94,4 +98,47 @@ def test_a_window_resets(settings, store):
     assert limiter.check("shk_b", "192.0.2.1", now=start + 59).remaining == 1  # another token
     fresh = limiter.check("shk_a", "192.0.2.1", now=start + 60)  # the next minute
     assert (fresh.limit, fresh.remaining, fresh.reset) == (2, 1, 60)
+    hub.engine.dispose()
+
+
+def test_nodes_share_the_database_counts_once_synced(settings):
+    """Each node counts in memory and shares its counts in the background (within 0.1 s): once a
+    node has synced, its count includes the others'."""
+    settings.rate_limit_per_token = "3/minute"
+    settings.rate_limit_per_address = "off"
+    settings.rate_limit_store = "database"
+    hub = Hub.from_settings(settings)
+    one, two = Limiter(settings, hub.engine), Limiter(settings, hub.engine)
+    start = 1_800_000_000.0
+    assert [one.check("shk_a", None, now=start + n).remaining for n in range(2)] == [2, 1]
+    one.counter.sync()
+    assert two.check("shk_a", None, now=start + 2).remaining == 2  # not synced yet: it knows only its own
+    two.counter.sync()
+    with pytest.raises(LimitReached):  # 2 + 1 counted, and this one
+        two.check("shk_a", None, now=start + 3)
+    assert two.check("shk_b", None, now=start + 3).remaining == 2  # another token
+    two.counter.sync()
+    one.check("shk_a", None, now=start + 4)
+    one.counter.sync()  # learns the others' counts with its own
+    with pytest.raises(LimitReached):
+        one.check("shk_a", None, now=start + 5)
+    hub.engine.dispose()
+
+
+def test_a_node_counts_into_the_database_in_the_background(settings):
+    settings.rate_limit_per_token = "100/minute"
+    settings.rate_limit_per_address = "off"
+    settings.rate_limit_store = "database"
+    hub = Hub.from_settings(settings)
+    limiter = Limiter(settings, hub.engine)
+    for _ in range(5):
+        limiter.check("shk_a", None)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with hub.engine.connect() as conn:
+            counted = conn.execute(select(func.sum(rate_limit_counters.c["count"]))).scalar()
+        if counted == 5:
+            break
+        time.sleep(0.05)
+    assert counted == 5
     hub.engine.dispose()
