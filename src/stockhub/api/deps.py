@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from stockhub.api import problems
 from stockhub.domain.access import Principal
 from stockhub.errors import FieldError, Problem, invalid
-from stockhub.services.accounts import principal_for_token
+from stockhub.services.accounts import cached_principal, principal_for_token
 from stockhub.services.context import Hub
 from stockhub.services.paging import MAX_LIMIT
 from stockhub.services.scope import organization_of
@@ -27,6 +27,12 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def get_hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+# The dependencies here do no I/O: `async def` keeps them on the event loop (FastAPI runs a plain
+# `def` dependency in a worker thread, a hop that cost more than the dependency itself).
+async def _hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
@@ -90,7 +96,10 @@ async def current_principal(
 ) -> Principal:
     if credentials is None:
         raise Problem(401, "Unauthorized", "send a token as 'Authorization: Bearer <token>'")
-    principal = await run_in_threadpool(principal_for_token, get_hub(request), credentials.credentials, x_store_id)
+    hub = get_hub(request)
+    principal = cached_principal(hub, credentials.credentials, x_store_id)  # the token cache: no thread hop
+    if principal is None:
+        principal = await run_in_threadpool(principal_for_token, hub, credentials.credentials, x_store_id)
     if principal is None:
         raise Problem(401, "Unauthorized", "the token is unknown, expired or revoked")
     return principal
@@ -100,7 +109,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
-    def holding(principal: CurrentPrincipal) -> Principal:
+    async def holding(principal: CurrentPrincipal) -> Principal:
         if not principal.has(scope):
             raise Problem(403, "Forbidden", f"the token lacks the scope {scope}", extra={"required_scope": scope})
         return principal
@@ -108,12 +117,12 @@ def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
     return Annotated[Principal, Depends(holding)]
 
 
-def current_organization(principal: CurrentPrincipal, request: Request) -> int:
+async def current_organization(principal: CurrentPrincipal, request: Request) -> int:
     """An organization's own API token; to anyone else a route naming a thing is 404 (no existence leak)."""
     return organization_of(principal, "this" if request.path_params else None)
 
 
-HubDep = Annotated[Hub, Depends(get_hub)]
+HubDep = Annotated[Hub, Depends(_hub)]
 Organization = Annotated[int, Depends(current_organization)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 Token = Annotated[str | None, Query(max_length=200, description="the page token from the previous page's `next_token`")]

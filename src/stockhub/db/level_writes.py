@@ -85,7 +85,7 @@ def _documents(writes: Writes) -> list[str]:
     numbered_events = [row | {"number": n} for n, (row, _) in enumerate(writes.events)]
     changes = [change | {"event": n} for n, (_, batch) in enumerate(writes.events) for change in batch]
     return [
-        orjson.dumps([{k: _utc(v) for k, v in row.items()} for row in rows]).decode()
+        orjson.dumps([{k: _utc(v) for k, v in row.items()} for row in rows], option=orjson.OPT_NON_STR_KEYS).decode()
         for rows in (writes.new_levels, writes.changed_levels, writes.movements, writes.order_lines, numbered_events, changes)
     ]
 
