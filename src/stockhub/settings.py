@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 RATE = re.compile(r"off|(\d+)\s*/\s*(second|minute|hour)")  # a rate limit setting (services/rate_limits.py)
@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     rate_limit_per_token: str = "1200/minute"
     rate_limit_per_address: str = "3000/minute"
     rate_limit_store: Literal["auto", "database", "memory"] = "auto"  # auto: the database on PostgreSQL, memory on SQLite
+    # threads per API process for a request's blocking work (the database): more than the cores can
+    # use only contend for them; requests beyond wait their turn in arrival order
+    api_threads: int = Field(8, ge=1, le=200)
 
     @field_validator("rate_limit_per_token", "rate_limit_per_address")
     @classmethod

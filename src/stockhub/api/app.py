@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 
 from stockhub import __version__
@@ -23,8 +26,17 @@ MESSAGE_SCHEMA = {
 }
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    # Bookings measured at 50 connections on 2 cores: 8 threads answered ~25% more a second than
+    # anyio's 40, with a shorter tail (bench/orders); threads beyond that only contend for the GIL.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = app.state.hub.settings.api_threads
+    yield
+
+
 def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="stockhub",
         version=__version__,
         description="Stock-and-order hub for physical retailers",
