@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import RoundTrips, free_port, fmt, http_request, load, loadavg, median_run, process_tree_cpu, start_thin_app, stop, wait_until_up  # noqa: E402
@@ -237,7 +238,7 @@ def show(title: str, ours: dict, thin: dict, floor: dict | None = None, unit: st
     lines = [
         title,
         f"    stockhub  {fmt(ours, unit)}  answers {ours['counts']}  server CPU {ours.get('server_ms', 0):.2f} ms/req",
-        f"    thin app  {fmt(thin, unit)}  answers {thin['counts']}",
+        f"    thin app  {fmt(thin, unit)}  answers {thin['counts']}  server CPU {thin.get('server_ms', 0):.2f} ms/req",
         f"    ratio {ratio:.2f}x the thin app (aim >= {aim}x: {'met' if ratio >= aim else 'NOT met'})"
         + (f"; p99 {ours['p99']:.0f} ms (aim < {p99_aim:.0f} ms: {'met' if ours['p99'] < p99_aim else 'NOT met'})" if p99_aim else ""),
     ]
@@ -354,6 +355,7 @@ def main(only_lookups: bool = False) -> None:
 
         thin_port = free_port()
         thin = start_thin_app(url, thin_port, args.workers, work / "thin.log")
+        thin_cpu = SimpleNamespace(cpu_seconds=lambda: process_tree_cpu(thin.pid))  # its CPU per request, as stockhub's
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         server = Server(url, work, args.profile, args.workers, args.rate_limit)
@@ -368,10 +370,10 @@ def main(only_lookups: bool = False) -> None:
             for r in range(runs):
                 bodies = [booking(f"hot-{r}-{n}", hot, hot_sets[r][n % HOT_SKUS]) for n in range(args.bookings)]
                 hot_ours.append(timed_run(server.port, stockhub_bookings(token, bodies), args.clients, server, waits_hot if r == 0 else None))
-                hot_thin.append(timed_run(thin_port, thin_bookings(hot_n, [hot_sets[runs + r][n % HOT_SKUS] for n in range(args.bookings)]), args.clients))
+                hot_thin.append(timed_run(thin_port, thin_bookings(hot_n, [hot_sets[runs + r][n % HOT_SKUS] for n in range(args.bookings)]), args.clients, thin_cpu))
                 bodies = [booking(f"wide-{r}-{n}", wide, rng.choice(wide_skus)) for n in range(args.bookings)]
                 wide_ours.append(timed_run(server.port, stockhub_bookings(token, bodies), args.clients, server, waits_wide if r == 0 else None))
-                wide_thin.append(timed_run(thin_port, thin_bookings(wide_n, [rng.choice(wide_skus) for _ in range(args.bookings)]), args.clients))
+                wide_thin.append(timed_run(thin_port, thin_bookings(wide_n, [rng.choice(wide_skus) for _ in range(args.bookings)]), args.clients, thin_cpu))
             for result in hot_ours:
                 if result["counts"] != {201: HOT_SKUS * HOT_UNITS, 409: args.bookings - HOT_SKUS * HOT_UNITS}:
                     failed.append(f"a contended run answered {result['counts']}")
@@ -392,7 +394,7 @@ def main(only_lookups: bool = False) -> None:
         for r in range(runs):
             skus = [rng.choice(wide_skus) for _ in range(args.lookups)]
             look_ours.append(timed_run(server.port, [http_request("GET", f"/v1/stores/{wide}/stock/{s}", auth) for s in skus], args.clients, server))
-            look_thin.append(timed_run(thin_port, [http_request("GET", f"/stock/{wide_n}/0{s}") for s in skus], args.clients))
+            look_thin.append(timed_run(thin_port, [http_request("GET", f"/stock/{wide_n}/0{s}") for s in skus], args.clients, thin_cpu))
         for result in look_ours + look_thin:
             if result["counts"] != {200: args.lookups}:
                 failed.append(f"a lookup run answered {result['counts']}")
