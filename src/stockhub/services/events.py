@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from math import ceil
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, or_, select, update
 
 from stockhub import ids
 from stockhub.db import level_writes
@@ -241,6 +241,22 @@ def _was_connected(connected: dict[int, dict[int, datetime]], event, partner: in
 # --- numbering events after commit ---------------------------------------------------------
 
 
+_LAST_NUMBER = select(func.coalesce(func.max(events.c.sequence), 0))
+_PENDING = (
+    select(events.c.id, (bindparam("last") + func.row_number().over(order_by=events.c.id)).label("number"))
+    .where(events.c.sequence.is_(None))
+    .order_by(events.c.id)
+    .limit(bindparam("limit"))
+    .subquery()
+)
+_NUMBER_EVENTS = (  # built once: the sequencer runs after nearly every write
+    update(events)
+    .values(sequence=_PENDING.c.number)
+    .where(events.c.id == _PENDING.c.id)
+    .returning(events.c.id, events.c.organization_id, events.c.store_id, events.c.type, events.c.partner_id, events.c.occurred_at, events.c.sequence)
+)
+
+
 def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
     """Number the committed events that have no number yet, oldest first; returns how many.
 
@@ -253,19 +269,8 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
             return 0
     with transaction(engine) as conn:
         lock_sequencer(conn)
-        last = conn.execute(select(func.coalesce(func.max(events.c.sequence), 0))).scalar_one()
-        pending = (
-            select(events.c.id, (literal(last) + func.row_number().over(order_by=events.c.id)).label("number"))
-            .where(events.c.sequence.is_(None))
-            .order_by(events.c.id)
-            .limit(limit)
-            .subquery()
-        )
-        conn.execute(update(events).values(sequence=pending.c.number).where(events.c.id == pending.c.id))
-        e = events.c
-        numbered = conn.execute(
-            select(e.id, e.organization_id, e.store_id, e.type, e.partner_id, e.occurred_at).where(e.sequence > last).order_by(e.sequence)
-        ).all()
+        last = conn.execute(_LAST_NUMBER).scalar_one()
+        numbered = sorted(conn.execute(_NUMBER_EVENTS, {"last": last, "limit": limit}).all(), key=lambda event: event.sequence)
         if _fan_out(conn, numbered, datetime.now(UTC)):
             new_work(conn)  # deliveries are due
     return len(numbered)
