@@ -153,11 +153,8 @@ def _first_changes(rows: pl.DataFrame, store_safety_stock: int, means_available:
     count (a count of available units: at least 0), nothing held back. Tests hold the two paths to
     the same levels, ledger and events."""
     quantity = pl.col("quantity").clip(lower_bound=0) if means_available else pl.col("quantity")
-    return _reported(rows).with_columns(
+    return _reported(rows).with_columns(  # on_hand_before, committed_before and safety_stock_before: null
         quantity=quantity,
-        on_hand_before=pl.lit(None, pl.Int64),
-        committed_before=pl.lit(None, pl.Int64),
-        safety_stock_before=pl.lit(None, pl.Int64),
         safety_in_force=pl.col("safety_stock").fill_null(store_safety_stock),
         override_after=pl.col("safety_stock"),
         differs=pl.lit(True),
