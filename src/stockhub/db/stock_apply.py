@@ -225,8 +225,6 @@ def _apply_snapshot_table(
 ) -> Applied:
     """Apply the rows in `snapshot`: the diff into `changes`, then the ledger, updates, touches, inserts."""
     held_back = _find_changes(conn, store_id, now.date(), means_available)
-    if is_postgres(conn):  # the few changed rows are then updated through the key, not by hashing the store's levels
-        conn.exec_driver_sql(f"ANALYZE {changes.name}")
     return _write_changes(conn, store_id, upload_id, now, held_back, on_changes)
 
 
