@@ -109,3 +109,56 @@ def test_the_bulk_apply_means_what_the_domain_rule_says(hub, reported, on_hand, 
     expected = reported_on_hand(reported, committed, means_available)
     assert levels(hub)[identifier]["on_hand"] == expected
     assert applied.held_back == (not means_available and committed > max(reported, 0))
+
+
+_FIRST_ROWS = st.lists(
+    st.tuples(
+        st.integers(-5, 20), st.integers(1, 9999), st.sampled_from(["GBP", "EUR"]), st.one_of(st.none(), st.integers(1, 50)),
+        st.one_of(st.none(), st.integers(0, 5)),
+    ),
+    min_size=1, max_size=12,
+)
+_stores = iter(range(1000, 10**6, 2))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_FIRST_ROWS, means_available=st.booleans(), with_safety=st.booleans())
+def test_a_first_load_writes_what_the_diff_would(hub, rows, means_available, with_safety):
+    """A store with no levels is loaded without the diff join; the same snapshot applied through
+    the diff (a store that has another product) writes the same levels, ledger and changes."""
+    from stockhub.db.stock_apply import changes
+
+    frame = pl.DataFrame(
+        [(f"P{i}", q, p, c, promo, safety) for i, (q, p, c, promo, safety) in enumerate(rows)],
+        schema={"identifier": pl.String, "quantity": pl.Int64, "price_minor": pl.Int64, "currency": pl.String,
+                "promotion_minor": pl.Int64, "safety_stock": pl.Int64},
+        orient="row",
+    )
+    if not with_safety:
+        frame = frame.drop("safety_stock")
+    first, diffed = next(_stores), next(_stores)
+    seen = {}
+
+    def run(store):
+        def keep(conn, table, count):
+            seen[store] = sorted(tuple(r) for r in conn.execute(select(table).where(changes.c.differs)))
+        with transaction(hub.engine) as conn:
+            return apply_snapshot(conn, store, 7, frame, NOW, means_available=means_available, on_changes=keep)
+
+    with transaction(hub.engine) as conn:
+        apply_snapshot(conn, diffed, 6, report(("OTHER", 1, 100, "GBP", None)), NOW)
+    outcomes = {store: run(store) for store in (first, diffed)}
+    assert outcomes[first] == outcomes[diffed]
+    assert seen[first] == seen[diffed]
+    with hub.engine.connect() as conn:
+        def written(store):
+            level_rows = conn.execute(
+                select(stock_levels).where(stock_levels.c.store_id == store, stock_levels.c.identifier != "OTHER").order_by(stock_levels.c.identifier)
+            )
+            moves = conn.execute(
+                select(stock_movements.c.identifier, stock_movements.c.on_hand_before, stock_movements.c.on_hand_after,
+                       stock_movements.c.committed_before, stock_movements.c.committed_after)
+                .where(stock_movements.c.store_id == store, stock_movements.c.upload_id == 7).order_by(stock_movements.c.identifier)
+            )
+            return [r._asdict() | {"store_id": None} for r in level_rows], [tuple(r) for r in moves]
+        assert written(first) == written(diffed)

@@ -123,14 +123,43 @@ def apply_snapshot(
     """`rows` hold reported counts in `quantity`; `means_available`: they count units available to
     sell. `on_changes(conn, changes, count)` may read the changed rows (`differs`) before they go."""
     conn = conn.execution_options(preserve_rowcount=True)  # rowcount of INSERT ... SELECT too
-    _create(conn, snapshot, changes)
     if is_postgres(conn):
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # the join's hash table fits in memory
+    if not _has_levels(conn, store_id):  # a store's first load: every row is new, nothing to diff against
+        _create(conn, changes)
+        insert_frame(conn, changes, _first_changes(rows, _store_safety_stock(conn, store_id), means_available))
+        applied = _write_changes(conn, store_id, upload_id, now, 0, on_changes, only_new=True)
+        changes.drop(conn)
+        return applied
+    _create(conn, snapshot, changes)
     insert_frame(conn, snapshot, _reported(rows))
     applied = _apply_snapshot_table(conn, store_id, upload_id, now, means_available, on_changes)
     for table in (snapshot, changes):
         table.drop(conn)
     return applied
+
+
+def _has_levels(conn: Connection, store_id: int) -> bool:
+    return conn.execute(select(literal(1)).where(stock_levels.c.store_id == store_id).limit(1)).first() is not None
+
+
+def _store_safety_stock(conn: Connection, store_id: int) -> int:
+    return conn.execute(select(stores.c.safety_stock).where(stores.c.id == store_id)).scalar() or 0
+
+
+def _first_changes(rows: pl.DataFrame, store_safety_stock: int, means_available: bool) -> pl.DataFrame:
+    """The `changes` rows `_find_changes` would find for a store with no levels, without the join:
+    every product new (no before), committed 0, so domain.stock.reported_on_hand is the reported
+    count (a count of available units: at least 0), nothing held back. Tests hold the two paths to
+    the same levels, ledger and events."""
+    quantity = pl.col("quantity").clip(lower_bound=0) if means_available else pl.col("quantity")
+    return _reported(rows).with_columns(  # on_hand_before, committed_before and safety_stock_before: null
+        quantity=quantity,
+        safety_in_force=pl.col("safety_stock").fill_null(store_safety_stock),
+        override_after=pl.col("safety_stock"),
+        differs=pl.lit(True),
+        held_back=pl.lit(False),
+    )
 
 
 # --- SQLite: a large snapshot in parts, each its own short write transaction -----------------
@@ -195,9 +224,17 @@ def _apply_snapshot_table(
     conn: Connection, store_id: int, upload_id: int | None, now: datetime, means_available: bool, on_changes: ChangesHook | None
 ) -> Applied:
     """Apply the rows in `snapshot`: the diff into `changes`, then the ledger, updates, touches, inserts."""
-    today = now.date()
-    held_back = _find_changes(conn, store_id, today, means_available)
+    held_back = _find_changes(conn, store_id, now.date(), means_available)
+    return _write_changes(conn, store_id, upload_id, now, held_back, on_changes)
 
+
+def _write_changes(
+    conn: Connection, store_id: int, upload_id: int | None, now: datetime, held_back: int, on_changes: ChangesHook | None,
+    *, only_new: bool = False,
+) -> Applied:
+    """The rows in `changes` written: the ledger, updates, touches (none when `only_new`: every row
+    is a product new to the store), inserts; then the hook."""
+    today = now.date()
     c = changes.c
     is_new = c.on_hand_before.is_(None)
     moved = conn.execute(
@@ -217,25 +254,9 @@ def _apply_snapshot_table(
         )
     ).rowcount
 
-    this_store = and_(stock_levels.c.store_id == store_id, stock_levels.c.identifier == c.identifier)
-    updated = conn.execute(
-        update(stock_levels)
-        .where(this_store, ~is_new, c.differs)
-        .values(
-            on_hand=c.quantity,
-            price_minor=c.price_minor,
-            currency=c.currency,
-            promotion_minor=c.promotion_minor,
-            safety_stock=c.safety_in_force,
-            safety_stock_override=c.override_after,
-            expired=False,
-            last_reported_on=today,
-            updated_at=now,
-        )
-    ).rowcount
-    touched = conn.execute(
-        update(stock_levels).where(this_store, ~is_new, ~c.differs).values(last_reported_on=today)
-    ).rowcount
+    updated = touched = 0
+    if not only_new:
+        updated, touched = _update_levels(conn, store_id, today, now)
     inserted = conn.execute(
         insert(stock_levels).from_select(
             ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency", "promotion_minor", "last_reported_on", "expired", "updated_at"],
@@ -265,11 +286,37 @@ def _apply_snapshot_table(
     return Applied(inserted, updated, touched, moved, held_back)
 
 
+def _update_levels(conn: Connection, store_id: int, today, now: datetime) -> tuple[int, int]:
+    """Products the store had: the different updated, the unchanged but stale touched."""
+    c = changes.c
+    is_new = c.on_hand_before.is_(None)
+    this_store = and_(stock_levels.c.store_id == store_id, stock_levels.c.identifier == c.identifier)
+    updated = conn.execute(
+        update(stock_levels)
+        .where(this_store, ~is_new, c.differs)
+        .values(
+            on_hand=c.quantity,
+            price_minor=c.price_minor,
+            currency=c.currency,
+            promotion_minor=c.promotion_minor,
+            safety_stock=c.safety_in_force,
+            safety_stock_override=c.override_after,
+            expired=False,
+            last_reported_on=today,
+            updated_at=now,
+        )
+    ).rowcount
+    touched = conn.execute(
+        update(stock_levels).where(this_store, ~is_new, ~c.differs).values(last_reported_on=today)
+    ).rowcount
+    return updated, touched
+
+
 def _find_changes(conn: Connection, store_id: int, today, means_available: bool) -> int:
     """One join of the snapshot with the store's levels; keep the new, the different, the stale and
     the held back. Returns how many were held back."""
     s, level = snapshot.c, stock_levels.c
-    default = conn.execute(select(stores.c.safety_stock).where(stores.c.id == store_id)).scalar() or 0
+    default = _store_safety_stock(conn, store_id)
     safety = func.coalesce(s.safety_stock, level.safety_stock, default)  # a new product takes the store's
     override = func.coalesce(s.safety_stock, level.safety_stock_override)
     on_hand = _reported_on_hand(s.quantity, func.coalesce(level.committed, 0), means_available)

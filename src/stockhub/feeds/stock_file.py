@@ -10,10 +10,10 @@ import polars as pl
 from stockhub.domain.places import is_currency
 from stockhub.feeds.decode import Limits, UnreadableFile, read_table
 from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
-from stockhub.feeds.identifiers import NEARST_SKU_RULE, nearst_sku_warning, restore_lost_zeros, rule_for
+from stockhub.feeds.identifiers import NEARST_SKU_RULE, nearst_sku_warning, restore_lost_zeros, rule_for, with_gtin_fast_path
 from stockhub.feeds.mapping import mapped_columns
 from stockhub.feeds.presets import recognise
-from stockhub.feeds.values import with_currency, with_price, with_promotion, with_quantity, with_safety_stock
+from stockhub.feeds.values import with_currency, with_fast_values, with_price, with_promotion, with_quantity, with_safety_stock
 
 ROW_SCHEMA = {
     "row": pl.Int64,
@@ -109,7 +109,7 @@ def read_stock_file(
 
     line_count = cells.height
     cells, skipped = _skip_rows(cells, skip_rules)
-    checked = _validate(
+    checked = checked_rows(
         _fields(cells, layout, spreadsheet=table.is_spreadsheet),
         default_currency.upper(),
         decimal_comma=decimal_comma,
@@ -209,6 +209,52 @@ def _fields(cells: pl.DataFrame, layout: Layout, *, spreadsheet: bool) -> pl.Dat
     )
 
 
+_CHECKED = (*ROW_SCHEMA.keys(), SAFETY_STOCK, "identifier_raw", "reject", "price_rounded", "nearst_warning")
+
+
+def checked_rows(
+    fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool, spreadsheet: bool = False,
+    fast_path: bool = True,
+) -> pl.DataFrame:
+    """Every row of `fields` parsed (_CHECKED columns, in row order), `reject` null if valid.
+
+    Rows that pass the vectorised fast path (a plain GTIN with a valid check digit, a price with
+    none or two decimals in a two-decimal currency, a plain count, no promotion or safety stock:
+    nearly every row of a feed) take its values; only the others go through the detailed rules
+    (`_validate`), which give the same answers for the fast rows (held so by the tests, which
+    compare with `fast_path=False`)."""
+    detailed = dict(decimal_comma=decimal_comma, custom_identifiers=custom_identifiers, spreadsheet=spreadsheet)
+    if not fast_path:
+        return _checked(_validate(fields, default_currency, **detailed))
+    marked = with_fast_values(
+        with_gtin_fast_path(fields.lazy(), "identifier_raw", ok="_fast_identifier", identifier="identifier"),
+        default_currency, decimal_comma=decimal_comma, ok="_fast_values",
+    ).with_columns(
+        _fast=pl.col("_fast_identifier") & pl.col("_fast_values") & pl.col("promotion_raw").is_null() & pl.col("safety_raw").is_null()
+    ).collect()
+    slow = _checked(_validate(marked.filter(~pl.col("_fast")).select(fields.columns), default_currency, **detailed))
+    quick = marked.filter(pl.col("_fast")).select(
+        *_CHECKED[:5],
+        promotion_minor=pl.lit(None, pl.Int64),
+        **{SAFETY_STOCK: pl.lit(None, pl.Int64)},
+        identifier_raw="identifier_raw",
+        reject=pl.lit(None, slow.schema["reject"]),
+        price_rounded=pl.lit(False),
+        nearst_warning=pl.lit(False),
+    )
+    if slow.is_empty():
+        return quick
+    if quick.is_empty():
+        return slow
+    return pl.concat([quick, slow.cast(quick.schema)]).sort("row")
+
+
+def _checked(validated: pl.LazyFrame) -> pl.DataFrame:
+    return validated.select(
+        *_CHECKED[:-1], nearst_warning=nearst_sku_warning(pl.col("identifier"))
+    ).collect()
+
+
 def _validate(
     fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool, spreadsheet: bool = False
 ) -> pl.LazyFrame:
@@ -232,17 +278,17 @@ def _validate(
     )
 
 
-def _split(checked: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _split(checked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(valid rows, earlier duplicates of valid rows, rejections, notes on valid rows).
 
     Of several valid rows with one identifier the last wins; invalid rows never supersede.
     """
-    checked = checked.select(
-        *ROW_SCHEMA.keys(), SAFETY_STOCK, "identifier_raw", "reject", "price_rounded",
-        nearst_warning=nearst_sku_warning(pl.col("identifier")),
-    ).collect()
     valid = checked.filter(pl.col("reject").is_null())
-    is_last = pl.col("identifier").is_last_distinct()
+    if valid["identifier"].n_unique() == valid.height:  # no duplicates (the usual file): cheaper to count than to mark
+        is_last = pl.lit(True)
+    else:
+        valid = valid.with_columns(_is_last=pl.col("identifier").is_last_distinct())
+        is_last = pl.col("_is_last")
     return (
         valid.filter(is_last).select(*ROW_SCHEMA.keys(), SAFETY_STOCK),
         valid.filter(~is_last).select("row", "identifier", "identifier_raw"),
