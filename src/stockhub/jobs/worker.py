@@ -19,6 +19,7 @@ from stockhub import ids, logs, metrics
 from stockhub.db.engine import reading
 from stockhub.db.tables import uploads
 
+from stockhub.feeds import sandbox
 from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs import feeds as feed_jobs
 from stockhub.jobs.catalog_imports import process_one_import
@@ -131,6 +132,10 @@ class Worker:
 
     def run_forever(self) -> None:
         logs.bind(worker_id=self.id)
+        try:
+            sandbox.prestart()  # a warm parsing child, so the first upload does not wait for polars' import
+        except OSError:
+            log.exception("could not start the parsing sandbox ahead; each file will start its own")
         try:
             released = release_orphaned_uploads(self.hub)
             if released:
