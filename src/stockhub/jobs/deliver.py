@@ -3,9 +3,11 @@
 A delivery is claimable when its `next_attempt_at` has come: a pending one when it is due, a
 delivering one when its lease lapsed (its worker died mid-request: it is sent again, at least
 once). Claims take `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers share the
-queue and no attempt is sent by two of them at once. Requests go out from a small thread pool
+queue and no attempt is sent by two of them at once. Requests go out concurrently from one
+asyncio loop (outbound.Sender: keep-alive per receiver, the address rules on every connection)
 so one slow receiver does not hold up the worker's other work: an attempt ends within
-`webhook_timeout_seconds` in all, and one subscription holds at most its share of the senders.
+`webhook_timeout_seconds` in all, and one subscription holds at most its share of the senders
+(`webhook_concurrency` requests in flight per worker).
 
 Messages follow Standard Webhooks: `webhook-id` is the event's id (stable across retries, to
 de-duplicate), `webhook-timestamp` the attempt's time, `webhook-signature` one `v1,…` per
@@ -14,19 +16,20 @@ valid secret (two during a rotation's grace period).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx2
 from sqlalchemy import bindparam, func, select, union_all
-from standardwebhooks.webhooks import Webhook
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
@@ -39,7 +42,7 @@ from stockhub.timefmt import iso
 
 log = logging.getLogger(__name__)
 
-EXCERPT_BYTES = 1000
+EXCERPT_BYTES = outbound.EXCERPT_BYTES
 RECORD_BATCH = 500
 _STOP = object()
 USER_AGENT = "stockhub-webhooks/1"
@@ -53,7 +56,7 @@ class Claimed:
     url: str
     keys: list[bytes]
     message_id: str
-    body: str
+    body: bytes  # the event's JSON, rendered once per claim however many deliveries it has
 
 
 @dataclass(frozen=True)
@@ -97,16 +100,20 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
         ).all()
         event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in rows}))).all()
         changes = changes_of(conn, event_rows)
-    rendered = {row.id: representations.event(row, changes.get(row.id, [])) for row in event_rows}
+    rendered = {}
+    for row in event_rows:
+        message = representations.event(row, changes.get(row.id, []))
+        rendered[row.id] = (message["id"], json.dumps(message, separators=(",", ":")).encode())
+    keys: dict = {}  # per subscription: the same keys for all its deliveries in the claim
     return [
         Claimed(
             delivery_id=row.id,
             subscription_id=row.subscription_id,
             attempts=row.attempts,
             url=row.url,
-            keys=webhooks.signing_keys(hub, row, now),
-            message_id=rendered[row.event_id]["id"],
-            body=json.dumps(rendered[row.event_id], separators=(",", ":")),
+            keys=keys.get(row.subscription_id) or keys.setdefault(row.subscription_id, webhooks.signing_keys(hub, row, now)),
+            message_id=rendered[row.event_id][0],
+            body=rendered[row.event_id][1],
         )
         for row in rows
     ]
@@ -162,39 +169,36 @@ def _in_line(subscription: int, now: datetime, room: int):
     return select(part.order_by(unfinished.c.next_attempt_at).limit(room).subquery())
 
 
-def send(client: httpx2.Client, claimed: Claimed, total_seconds: float) -> Answer:
+def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks `v1,` signature, as `standardwebhooks.Webhook(key).sign` makes it
+    (tests/unit/test_webhook_rules.py checks they agree), without its per-call datetime work."""
+    digest = hmac.new(key, b"%s.%d.%s" % (message_id.encode(), timestamp, body), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def headers_for(claimed: Claimed, timestamp: int) -> bytes:
+    """The request's headers but its length and host, as b"name: value\\r\\n" lines."""
+    signature = " ".join(sign(key, claimed.message_id, timestamp, claimed.body) for key in claimed.keys)
+    return (
+        f"content-type: application/json\r\nuser-agent: {USER_AGENT}\r\nwebhook-id: {claimed.message_id}\r\n"
+        f"webhook-timestamp: {timestamp}\r\nwebhook-signature: {signature}\r\n"
+    ).encode()
+
+
+async def send(sender: outbound.Sender, claimed: Claimed, total_seconds: float) -> Answer:
     """One attempt, over within `total_seconds` however slowly the receiver answers."""
     now = datetime.now(UTC)
-    signature = " ".join(Webhook(key).sign(claimed.message_id, now, claimed.body) for key in claimed.keys)
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": claimed.message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
-    }
     started = time.perf_counter()
     status = excerpt = error = retry_after = None
     try:
-        with outbound.deadline(total_seconds), client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
-            status, retry_after = response.status_code, response.headers.get("retry-after")
-            excerpt = _excerpt(response)
-    except httpx2.TimeoutException as timeout:
-        error = f"timed out ({type(timeout).__name__}): no complete answer within {total_seconds:g} s"
-    except httpx2.HTTPError as failure:
-        error = f"{type(failure).__name__}: {failure}"[:500]
+        reply = await sender.post(claimed.url, headers_for(claimed, int(now.timestamp())), claimed.body, total_seconds)
+        status, retry_after, excerpt = reply.status_code, reply.retry_after, reply.excerpt.decode("utf-8", errors="replace")
+    except outbound.RequestTimedOut:
+        error = f"timed out (ReadTimeout): no complete answer within {total_seconds:g} s"
+    except outbound.RequestFailed as failure:
+        error = str(failure)[:500]
     latency = int((time.perf_counter() - started) * 1000)
     return Answer(now, status, latency, excerpt, error, retry_after)
-
-
-def _excerpt(response: httpx2.Response) -> str:
-    """The first bytes of the answer: enough to show people, never a receiver's whole page."""
-    taken = bytearray()
-    for chunk in response.iter_raw():
-        taken += chunk
-        if len(taken) >= EXCERPT_BYTES:
-            break
-    return bytes(taken[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
 def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> None:
@@ -286,8 +290,9 @@ def _note_outcomes(hub: Hub, conn, number: int, subscription, outcomes: list, no
 
 
 class Deliverer:
-    """The worker's webhook side: claims as many deliveries as it has free senders and sends them from
-    a thread pool; one recorder thread writes the answers, as many as have arrived, per transaction."""
+    """The worker's webhook side: claims as many deliveries as it has free senders and sends them
+    all at once from one asyncio loop (its own thread); one recorder thread writes the answers, as
+    many as have arrived, per transaction."""
 
     def __init__(self, hub: Hub, worker_id: str):
         self.hub = hub
@@ -295,8 +300,10 @@ class Deliverer:
         self.capacity = hub.settings.webhook_concurrency
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="stockhub-webhook")
-        self._client = outbound.client(hub.settings, max_connections=self.capacity)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._sender = outbound.Sender(hub.settings)
+        self._tasks: set[asyncio.Task] = set()
         self._answers: queue.Queue = queue.Queue()
         self._recorder: threading.Thread | None = None
 
@@ -307,19 +314,30 @@ class Deliverer:
         if free < max(self.capacity // 2, 1):
             return 0  # claim in batches: a claim costs a transaction however few rows it takes
         claimed = claim_deliveries(self.hub, self.worker_id, free)
-        if claimed and self._recorder is None:
+        if not claimed:
+            return 0
+        if self._recorder is None:
             self._recorder = threading.Thread(target=self._record_answers, name="stockhub-webhook-recorder", daemon=True)
             self._recorder.start()
-        for delivery in claimed:
-            with self._lock:
-                self._in_flight += 1
-            self._pool.submit(self._send, delivery)
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="stockhub-webhook-sender", daemon=True)
+            self._loop_thread.start()
+        with self._lock:
+            self._in_flight += len(claimed)
+        self._loop.call_soon_threadsafe(self._start_sending, claimed)
         return len(claimed)
 
-    def _send(self, claimed: Claimed) -> None:
+    def _start_sending(self, claimed: list[Claimed]) -> None:
+        for delivery in claimed:
+            task = self._loop.create_task(self._send(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, claimed: Claimed) -> None:
         try:
             with logs.bound(worker_id=self.worker_id, delivery_id=claimed.delivery_id):
-                answer = send(self._client, claimed, self.hub.settings.webhook_timeout_seconds)
+                answer = await send(self._sender, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
             answer = None
@@ -351,22 +369,44 @@ class Deliverer:
         with self._lock:
             return self._in_flight == 0
 
+    def _stop_sending(self, wait: bool) -> None:
+        """End the loop: with `wait`, once the requests in flight are over (each is bounded by its
+        deadline); else at once, the requests in flight cancelled (their answers not recorded)."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def finish() -> None:
+            if not wait:
+                for task in list(self._tasks):
+                    task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._sender.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), loop).result(self.hub.settings.webhook_timeout_seconds + 10)
+        except Exception:
+            log.exception("stopping the webhook sender")
+        loop.call_soon_threadsafe(loop.stop)
+        self._loop_thread.join(10)
+        if not self._loop_thread.is_alive():
+            loop.close()
+
     def drain(self, deadline: float) -> None:
         """Stopping: wait for the requests in flight until `deadline` (time.monotonic()), record
         their answers, then stop; answers arriving later are not recorded (the worker gives those
         deliveries back, jobs/queue.release_held)."""
         while not self.idle and time.monotonic() < deadline:
             time.sleep(0.02)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_sending(wait=False)
         if self._recorder is not None:
             self._answers.put(_STOP)
             self._recorder.join(10)
             self._recorder = None
-        self._client.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stop_sending(wait=True)
         if self._recorder is not None:
             self._answers.put(_STOP)
             self._recorder.join()
-        self._client.close()
+            self._recorder = None
