@@ -9,11 +9,11 @@ stock CSVs the same way (`run_isolated` with kind "document", feeds/documents.py
 The child answers with the parsed frames as Arrow IPC (no pickle crosses the boundary).
 
 The child is started warm: importing polars takes 0.2–1.8 s, more than parsing a small upload,
-so each process keeps one child pre-started (`prestart`; a worker calls it when it starts). The
+so each process keeps WARM_CHILDREN children pre-started (`prestart`; a worker calls it when it starts). The
 child imports the readers and starts polars' threads, then waits for one request on its stdin;
 it applies the memory limit when the request comes, answers it, and exits: one child per file
-still, so a hostile file only ends its own child. A parse takes the waiting child and at once
-starts the next one, whose import runs while the file is parsed.
+still, so a hostile file only ends its own child. A parse takes a waiting child and at once
+starts another, whose import runs while the file is parsed.
 """
 
 from __future__ import annotations
@@ -90,25 +90,28 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
     return stdout
 
 
+WARM_CHILDREN = 2  # waiting children per process: uploads that come close together find one warm (~80 MB each)
+
+
 def prestart() -> None:
-    """Have a warm child waiting (a worker calls this when it starts, so its first file is quick too)."""
+    """Have warm children waiting (a worker calls this when it starts, so its first file is quick too)."""
     _warm.prestart()
 
 
-def prestarted_pid() -> int | None:
-    """The process id of the child waiting for the next file, if one was started (for tests and doctors)."""
-    return _warm.waiting_pid()
+def prestarted_pids() -> list[int]:
+    """The process ids of the children waiting for the next files, oldest first (for tests and doctors)."""
+    return _warm.waiting_pids()
 
 
-class _WarmChild:
-    """This process's one waiting child. Children are started from one long-lived thread: Linux's
+class _WarmChildren:
+    """This process's waiting children. Children are started from one long-lived thread: Linux's
     PR_SET_PDEATHSIG (the child dies with its parent) fires when the *thread* that started the
     child ends, so a child started from a short-lived thread (a pull fetcher, a request) would be
     killed while waiting."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._next: Future | None = None
+        self._waiting: list[Future] = []
         self._starter: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
 
@@ -120,20 +123,23 @@ class _WarmChild:
     def _forked(self) -> None:
         """A forked process has none of its parent's children or threads."""
         if self._pid != os.getpid():
-            self._lock, self._next, self._starter, self._pid = threading.Lock(), None, None, os.getpid()
+            self._lock, self._waiting, self._starter, self._pid = threading.Lock(), [], None, os.getpid()
+
+    def _fill(self) -> None:
+        while len(self._waiting) < WARM_CHILDREN:
+            self._waiting.append(self._start())
 
     def prestart(self) -> None:
         self._forked()
         with self._lock:
-            if self._next is None:
-                self._next = self._start()
+            self._fill()
 
     def take(self) -> subprocess.Popen:
-        """The waiting child (started now if there is none), and the next one started."""
+        """A waiting child (the oldest started; one started now if there is none), and another started in its place."""
         self._forked()
         with self._lock:
-            taken = self._next or self._start()
-            self._next = self._start()
+            taken = self._waiting.pop(0) if self._waiting else self._start()
+            self._fill()
         child = taken.result()
         if child.poll() is not None:  # it died waiting (killed from outside): a fresh one
             with self._lock:
@@ -141,22 +147,23 @@ class _WarmChild:
             child = fresh.result()
         return child
 
-    def waiting_pid(self) -> int | None:
+    def waiting_pids(self) -> list[int]:
         self._forked()
         with self._lock:
-            waiting = self._next
-        return waiting.result().pid if waiting is not None else None
+            waiting = list(self._waiting)
+        return [future.result().pid for future in waiting]
 
     def close(self) -> None:
-        """At exit: end the waiting child (it would exit anyway on its stdin closing)."""
+        """At exit: end the waiting children (they would exit anyway on their stdin closing)."""
         if self._pid != os.getpid():
             return
         with self._lock:
-            waiting, self._next = self._next, None
-        if waiting is not None and waiting.done() and waiting.exception() is None:
-            child = waiting.result()
-            child.kill()
-            child.wait()
+            waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if future.done() and future.exception() is None:
+                child = future.result()
+                child.kill()
+                child.wait()
 
 
 def _spawn() -> subprocess.Popen:
@@ -169,7 +176,7 @@ def _spawn() -> subprocess.Popen:
     )
 
 
-_warm = _WarmChild()
+_warm = _WarmChildren()
 atexit.register(_warm.close)
 
 

@@ -56,14 +56,20 @@ class Worker:
         """Number committed events, process one upload if one is claimable, and start the webhook
         deliveries that are due; True when it did any of it."""
         numbered = sequence_events(self.hub.engine)
+        started = self._deliver_due()  # what is due goes out before an upload's parse could hold it up
         processed = self._process_one_upload()
+        if processed:  # its events go out now, not after the next upload
+            numbered += sequence_events(self.hub.engine)
+            started += self._deliver_due()
         stopping = self._stop.is_set()
         imported = process_one_import(self.hub, self.id) if not stopping else False
         batched = feed_jobs.run_one_batch(self.hub, self.id) if not stopping else False
-        started = self.deliverer.deliver_due() if self.deliverer is not None and not stopping else 0
         mailed = send_due_mail(self.hub, self.id, stopping=self._stop) if not stopping else 0
         pulls = self._start_due_pulls() if not stopping else 0
         return numbered > 0 or processed or imported or batched or started > 0 or mailed > 0 or pulls > 0
+
+    def _deliver_due(self) -> int:
+        return self.deliverer.deliver_due() if self.deliverer is not None and not self._stop.is_set() else 0
 
     def _start_due_pulls(self) -> int:
         """Claim due pull feeds while a fetcher is free; each fetch runs in the pool."""
