@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, union_all
+from sqlalchemy import Integer, bindparam, func, select, union_all
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
@@ -69,12 +69,12 @@ class Answer:
     retry_after: str | None
 
 
-def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
+def claim_deliveries(hub: Hub, worker_id: str, limit: int, busy: Counter | None = None) -> list[Claimed]:
     now = datetime.now(UTC)
     lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
     d = webhook_deliveries.c
     with transaction(hub.engine) as conn:
-        chosen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit)
+        chosen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit, busy)
         if not chosen:
             return []
         due = conn.execute(select(d.id, d.status).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)).all()
@@ -124,7 +124,7 @@ def share_per_subscription(settings) -> int:
     return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
 
 
-def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int) -> list[int]:
+def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy: Counter | None = None) -> list[int]:
     """The deliveries to claim now, soonest due first, fairly across subscriptions.
 
     No subscription gets more than `share` of this worker's senders (its leased deliveries that have
@@ -133,28 +133,58 @@ def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int) -> l
     An ordered subscription's deliveries wait in line per store by the event's sequence: only the first unfinished one of each may go, so a failing event holds back its
     store's later events, for that subscription only. Deliveries whose lease lapsed (their worker
     died) go out again whatever their subscription's state.
+
+    `busy`: this worker's deliveries in hand per subscription, when the caller keeps count (the
+    Deliverer does); else they are read from the table. The statements are built once per shape
+    (how many subscriptions, which ordered) and reused with parameters: building and compiling a
+    compound select of one part per subscription on every claim cost more than running it.
     """
     d, s = webhook_deliveries.c, webhook_subscriptions.c
-    delivering = conn.execute(select(d.id, d.subscription_id, d.worker_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
-    busy = Counter(row.subscription_id for row in delivering if row.lease_until > now and row.worker_id == worker_id)
-    found = {row.id: row.next_attempt_at for row in delivering if row.lease_until <= now}
-    branches = []
-    for subscription in conn.execute(select(s.id, s.ordered).where(s.status == "active")):
+    if busy is None:
+        mine = conn.execute(_DELIVERING_MINE, {"now": now, "worker": worker_id}).all()
+        busy = Counter(row.subscription_id for row in mine)
+    parts, values = [], {"now": now}
+    for subscription in conn.execute(_ACTIVE):
         room = share - busy[subscription.id]
         if room > 0:
-            branches.append((_in_line if subscription.ordered else _soonest)(subscription.id, now, min(room, limit)))
-    for start in range(0, len(branches), 100):  # a compound select of at most 100 parts
-        found |= {row.id: row.next_attempt_at for row in conn.execute(union_all(*branches[start : start + 100]))}
+            values[f"s{len(parts)}"], values[f"r{len(parts)}"] = subscription.id, min(room, limit)
+            parts.append(bool(subscription.ordered))
+    found = {row.id: row.next_attempt_at for row in conn.execute(_LAPSED, {"now": now})}
+    for start in range(0, len(parts), 100):  # a compound select of at most 100 parts
+        shape = tuple(parts[start : start + 100])
+        chunk = {"now": now} | {f"{k}{i}": values[f"{k}{start + i}"] for i in range(len(shape)) for k in "sr"}
+        found |= {row.id: row.next_attempt_at for row in conn.execute(_compound(shape), chunk)}
     return sorted(found, key=lambda number: (found[number], number))[:limit]
 
 
-def _soonest(subscription: int, now: datetime, room: int):
+_d = webhook_deliveries.c
+_NOW = bindparam("now", type_=_d.next_attempt_at.type)
+_ACTIVE = select(webhook_subscriptions.c.id, webhook_subscriptions.c.ordered).where(webhook_subscriptions.c.status == "active")
+_LAPSED = select(_d.id, _d.next_attempt_at).where(_d.status == "delivering", _d.lease_until <= _NOW)
+_DELIVERING_MINE = select(_d.subscription_id).where(_d.status == "delivering", _d.lease_until > _NOW, _d.worker_id == bindparam("worker"))
+_COMPOUNDS: dict[tuple[bool, ...], object] = {}
+
+
+def _compound(shape: tuple[bool, ...]):
+    statement = _COMPOUNDS.get(shape)
+    if statement is None:
+        if len(_COMPOUNDS) > 256:
+            _COMPOUNDS.clear()
+        branches = [
+            (_in_line if ordered else _soonest)(bindparam(f"s{i}", type_=_d.subscription_id.type), _NOW, bindparam(f"r{i}", type_=Integer()))
+            for i, ordered in enumerate(shape)
+        ]
+        statement = _COMPOUNDS[shape] = union_all(*branches) if len(branches) > 1 else branches[0]
+    return statement
+
+
+def _soonest(subscription, now, room):
     d = webhook_deliveries.c
     part = select(d.id, d.next_attempt_at).where(d.subscription_id == subscription, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(room)
     return select(part.subquery())
 
 
-def _in_line(subscription: int, now: datetime, room: int):
+def _in_line(subscription, now, room):
     """An ordered subscription's due deliveries that are first in line for their store."""
     d, e = webhook_deliveries.c, events.c
     # by sequence (gaps do not matter); a delivery is in line once its event is numbered (next_attempt_at set)
@@ -292,14 +322,29 @@ def _note_outcomes(hub: Hub, conn, number: int, subscription, outcomes: list, no
 class Deliverer:
     """The worker's webhook side: claims as many deliveries as it has free senders and sends them
     all at once from one asyncio loop (its own thread); one recorder thread writes the answers, as
-    many as have arrived, per transaction."""
+    many as have arrived, per transaction, and a claimer thread claims as many more as senders are
+    free meanwhile, so a busy queue flows without going round the worker's whole loop and a claim
+    overlaps the recording of the batch before (`stopping` set: no more claims)."""
 
-    def __init__(self, hub: Hub, worker_id: str):
+    def __init__(self, hub: Hub, worker_id: str, stopping: threading.Event | None = None):
         self.hub = hub
         self.worker_id = worker_id
-        self.capacity = hub.settings.webhook_concurrency
-        self._in_flight = 0
+        self.capacity = hub.settings.webhook_concurrency  # requests in flight at once
+        # Claimed ahead: more deliveries than senders are held, waiting for one, so a claim's round
+        # trips overlap the sending instead of following it, and claims are bigger. As many times
+        # the senders as keeps a delivery that waits behind requests each taking the whole timeout
+        # well within its lease (defaults: 60 s lease, 15 s timeout: 3x), at most 4x.
+        settings = hub.settings
+        ahead = int((settings.webhook_lease_seconds - 10) // max(settings.webhook_timeout_seconds, 1))
+        self.holding = self.capacity * min(max(ahead, 1), 4)
+        self._senders: asyncio.Semaphore | None = None
+        self._stopping = stopping or threading.Event()
+        self._held = 0  # claimed, not yet recorded
+        self._held_per_subscription: Counter = Counter()
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claim at a time: the worker's loop or the claimer
+        self._freed = threading.Event()  # senders were freed: the claimer looks for more
+        self._claimer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._sender = outbound.Sender(hub.settings)
@@ -309,22 +354,35 @@ class Deliverer:
 
     def deliver_due(self) -> int:
         """Claim due deliveries up to the free senders and start sending them; returns how many."""
+        if self._stopping.is_set() or not self._claiming.acquire(blocking=False):
+            return 0
+        try:
+            return self._claim_and_send()
+        finally:
+            self._claiming.release()
+
+    def _claim_and_send(self) -> int:
         with self._lock:
-            free = self.capacity - self._in_flight
+            free = self.holding - self._held
         if free < max(self.capacity // 2, 1):
             return 0  # claim in batches: a claim costs a transaction however few rows it takes
-        claimed = claim_deliveries(self.hub, self.worker_id, free)
+        with self._lock:
+            busy = +self._held_per_subscription
+        claimed = claim_deliveries(self.hub, self.worker_id, free, busy)
         if not claimed:
             return 0
         if self._recorder is None:
             self._recorder = threading.Thread(target=self._record_answers, name="stockhub-webhook-recorder", daemon=True)
             self._recorder.start()
+            self._claimer = threading.Thread(target=self._claim_when_freed, name="stockhub-webhook-claimer", daemon=True)
+            self._claimer.start()
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._loop_thread = threading.Thread(target=self._loop.run_forever, name="stockhub-webhook-sender", daemon=True)
             self._loop_thread.start()
         with self._lock:
-            self._in_flight += len(claimed)
+            self._held += len(claimed)
+            self._held_per_subscription.update(delivery.subscription_id for delivery in claimed)
         self._loop.call_soon_threadsafe(self._start_sending, claimed)
         return len(claimed)
 
@@ -335,9 +393,12 @@ class Deliverer:
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, claimed: Claimed) -> None:
+        if self._senders is None:
+            self._senders = asyncio.Semaphore(self.capacity)
         try:
             with logs.bound(worker_id=self.worker_id, delivery_id=claimed.delivery_id):
-                answer = await send(self._sender, claimed, self.hub.settings.webhook_timeout_seconds)
+                async with self._senders:
+                    answer = await send(self._sender, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
             answer = None
@@ -359,15 +420,28 @@ class Deliverer:
             except Exception:
                 log.exception("recording %d webhook attempts failed; their leases will lapse and they are sent again", len(answered))
             with self._lock:
-                self._in_flight -= len(batch) - stopping
-            self.hub.work_arrived.set()  # senders are free
+                self._held -= len(batch) - stopping
+                self._held_per_subscription.subtract(item[0].subscription_id for item in batch if item is not _STOP)
+            self._freed.set()  # senders are free: the claimer takes the next due deliveries at once
             if stopping:
                 return
+
+    def _claim_when_freed(self) -> None:
+        while True:
+            self._freed.wait()
+            self._freed.clear()
+            if self._stopping.is_set() or self._recorder is None:
+                return
+            try:
+                self.deliver_due()
+            except Exception:
+                log.exception("claiming webhook deliveries failed")
+                self.hub.work_arrived.set()  # the worker's loop tries again
 
     @property
     def idle(self) -> bool:
         with self._lock:
-            return self._in_flight == 0
+            return self._held == 0
 
     def _stop_sending(self, wait: bool) -> None:
         """End the loop: with `wait`, once the requests in flight are over (each is bounded by its
@@ -403,6 +477,7 @@ class Deliverer:
             self._answers.put(_STOP)
             self._recorder.join(10)
             self._recorder = None
+        self._end_claimer()
 
     def close(self) -> None:
         self._stop_sending(wait=True)
@@ -410,3 +485,11 @@ class Deliverer:
             self._answers.put(_STOP)
             self._recorder.join()
             self._recorder = None
+        self._end_claimer()
+
+    def _end_claimer(self) -> None:
+        claimer, self._claimer = self._claimer, None
+        if claimer is not None:
+            self._stopping.set()
+            self._freed.set()
+            claimer.join(30)

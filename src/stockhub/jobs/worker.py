@@ -44,7 +44,7 @@ class Worker:
         self.id = name or new_worker_id()
         self._stop = threading.Event()
         self._next_sweep = 0.0
-        self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
+        self.deliverer = Deliverer(hub, self.id, stopping=self._stop) if deliver_webhooks else None
         self._thread: threading.Thread | None = None
         self._shutting_down = False  # shutdown() drains the deliverer itself, within its grace
         # pull feeds are fetched beside the loop (a slow supplier must not hold up uploads and webhooks)
@@ -69,7 +69,7 @@ class Worker:
         return numbered > 0 or processed or imported or batched or started > 0 or mailed > 0 or pulls > 0
 
     def _deliver_due(self) -> int:
-        return self.deliverer.deliver_due() if self.deliverer is not None and not self._stop.is_set() else 0
+        return self.deliverer.deliver_due() if self.deliverer is not None else 0
 
     def _start_due_pulls(self) -> int:
         """Claim due pull feeds while a fetcher is free; each fetch runs in the pool."""
