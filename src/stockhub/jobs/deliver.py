@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Integer, bindparam, func, select, union_all
+from sqlalchemy import Integer, bindparam, func, literal, select, union_all
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
@@ -74,48 +74,55 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int, busy: Counter | None 
     lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
     d = webhook_deliveries.c
     with transaction(hub.engine) as conn:
-        chosen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit, busy)
+        chosen, lapsed_seen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit, busy)
         if not chosen:
             return []
-        due = conn.execute(select(d.id, d.status).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)).all()
-        if not due:
+        # one statement takes them: those still due and not locked by another worker's claim
+        free = select(d.id).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)
+        taken = conn.execute(
+            webhook_deliveries.update()
+            .where(d.id.in_(free.scalar_subquery()))
+            .values(status="delivering", worker_id=worker_id, lease_until=lease_until, next_attempt_at=lease_until, attempts=d.attempts + 1)
+            .returning(d.id, d.subscription_id, d.attempts, d.event_id)
+        ).all()
+        if not taken:
             return []
-        lapsed = [row.id for row in due if row.status == "delivering"]
+        # lapsed leases: still due now, so no worker recorded them since (a recorded retry is due later)
+        lapsed = [row.id for row in taken if row.id in lapsed_seen]
         if lapsed:
             conn.execute(
                 webhook_attempts.insert(),
                 [{"delivery_id": n, "attempted_at": now, "error": "no answer recorded: the worker stopped mid-delivery (lease expired)"} for n in lapsed],
             )
-        numbers = [row.id for row in due]
-        conn.execute(
-            webhook_deliveries.update()
-            .where(d.id.in_(numbers))
-            .values(status="delivering", worker_id=worker_id, lease_until=lease_until, next_attempt_at=lease_until, attempts=d.attempts + 1)
-        )
         s = webhook_subscriptions.c
-        rows = conn.execute(
-            select(d.id, d.subscription_id, d.attempts, d.event_id, s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at)
-            .join(webhook_subscriptions, s.id == d.subscription_id)
-            .where(d.id.in_(numbers))
-        ).all()
-        event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in rows}))).all()
+        subscriptions = {
+            row.id: row
+            for row in conn.execute(
+                select(s.id, s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at).where(
+                    s.id.in_({row.subscription_id for row in taken})
+                )
+            )
+        }
+        event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in taken}))).all()
         changes = changes_of(conn, event_rows)
     rendered = {}
     for row in event_rows:
         message = representations.event(row, changes.get(row.id, []))
         rendered[row.id] = (message["id"], json.dumps(message, separators=(",", ":")).encode())
     keys: dict = {}  # per subscription: the same keys for all its deliveries in the claim
+    for number, subscription in subscriptions.items():
+        keys[number] = webhooks.signing_keys(hub, subscription, now)
     return [
         Claimed(
             delivery_id=row.id,
             subscription_id=row.subscription_id,
             attempts=row.attempts,
-            url=row.url,
-            keys=keys.get(row.subscription_id) or keys.setdefault(row.subscription_id, webhooks.signing_keys(hub, row, now)),
+            url=subscriptions[row.subscription_id].url,
+            keys=keys[row.subscription_id],
             message_id=rendered[row.event_id][0],
             body=rendered[row.event_id][1],
         )
-        for row in rows
+        for row in sorted(taken, key=lambda row: row.id)
     ]
 
 
@@ -124,7 +131,7 @@ def share_per_subscription(settings) -> int:
     return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
 
 
-def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy: Counter | None = None) -> list[int]:
+def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy: Counter | None = None) -> tuple[list[int], set[int]]:
     """The deliveries to claim now, soonest due first, fairly across subscriptions.
 
     No subscription gets more than `share` of this worker's senders (its leased deliveries that have
@@ -135,7 +142,8 @@ def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy
     died) go out again whatever their subscription's state.
 
     `busy`: this worker's deliveries in hand per subscription, when the caller keeps count (the
-    Deliverer does); else they are read from the table. The statements are built once per shape
+    Deliverer does); else they are read from the table. Returns the numbers, and which of them
+    were found with a lapsed lease. The statements are built once per shape
     (how many subscriptions, which ordered) and reused with parameters: building and compiling a
     compound select of one part per subscription on every claim cost more than running it.
     """
@@ -149,39 +157,42 @@ def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy
         if room > 0:
             values[f"s{len(parts)}"], values[f"r{len(parts)}"] = subscription.id, min(room, limit)
             parts.append(bool(subscription.ordered))
-    found = {row.id: row.next_attempt_at for row in conn.execute(_LAPSED, {"now": now})}
-    for start in range(0, len(parts), 100):  # a compound select of at most 100 parts
+    found, lapsed = {}, set()
+    for start in range(0, max(len(parts), 1), 100):  # a compound select of at most 100 parts (and the lapsed ones, first)
         shape = tuple(parts[start : start + 100])
         chunk = {"now": now} | {f"{k}{i}": values[f"{k}{start + i}"] for i in range(len(shape)) for k in "sr"}
-        found |= {row.id: row.next_attempt_at for row in conn.execute(_compound(shape), chunk)}
-    return sorted(found, key=lambda number: (found[number], number))[:limit]
+        for row in conn.execute(_compound(shape, with_lapsed=start == 0), chunk):
+            found[row.id] = row.next_attempt_at
+            if row.lapsed:
+                lapsed.add(row.id)
+    return sorted(found, key=lambda number: (found[number], number))[:limit], lapsed
 
 
 _d = webhook_deliveries.c
 _NOW = bindparam("now", type_=_d.next_attempt_at.type)
 _ACTIVE = select(webhook_subscriptions.c.id, webhook_subscriptions.c.ordered).where(webhook_subscriptions.c.status == "active")
-_LAPSED = select(_d.id, _d.next_attempt_at).where(_d.status == "delivering", _d.lease_until <= _NOW)
+_LAPSED = select(_d.id, _d.next_attempt_at, literal(1).label("lapsed")).where(_d.status == "delivering", _d.lease_until <= _NOW)
 _DELIVERING_MINE = select(_d.subscription_id).where(_d.status == "delivering", _d.lease_until > _NOW, _d.worker_id == bindparam("worker"))
-_COMPOUNDS: dict[tuple[bool, ...], object] = {}
+_COMPOUNDS: dict[tuple, object] = {}
 
 
-def _compound(shape: tuple[bool, ...]):
-    statement = _COMPOUNDS.get(shape)
+def _compound(shape: tuple[bool, ...], with_lapsed: bool):
+    statement = _COMPOUNDS.get((shape, with_lapsed))
     if statement is None:
         if len(_COMPOUNDS) > 256:
             _COMPOUNDS.clear()
-        branches = [
-            (_in_line if ordered else _soonest)(bindparam(f"s{i}", type_=_d.subscription_id.type), _NOW, bindparam(f"r{i}", type_=Integer()))
-            for i, ordered in enumerate(shape)
-        ]
-        statement = _COMPOUNDS[shape] = union_all(*branches) if len(branches) > 1 else branches[0]
+        branches = [_LAPSED] if with_lapsed else []
+        for i, ordered in enumerate(shape):
+            part = (_in_line if ordered else _soonest)(bindparam(f"s{i}", type_=_d.subscription_id.type), _NOW, bindparam(f"r{i}", type_=Integer()))
+            branches.append(select(part.c.id, part.c.next_attempt_at, literal(0).label("lapsed")))
+        statement = _COMPOUNDS[(shape, with_lapsed)] = union_all(*branches) if len(branches) > 1 else branches[0]
     return statement
 
 
 def _soonest(subscription, now, room):
     d = webhook_deliveries.c
     part = select(d.id, d.next_attempt_at).where(d.subscription_id == subscription, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(room)
-    return select(part.subquery())
+    return part.subquery()
 
 
 def _in_line(subscription, now, room):
@@ -196,7 +207,7 @@ def _in_line(subscription, now, room):
         .subquery()
     )
     part = select(unfinished.c.id, unfinished.c.next_attempt_at).where(unfinished.c.place == 1, unfinished.c.next_attempt_at <= now)
-    return select(part.order_by(unfinished.c.next_attempt_at).limit(room).subquery())
+    return part.order_by(unfinished.c.next_attempt_at).limit(room).subquery()
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
