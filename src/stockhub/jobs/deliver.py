@@ -95,15 +95,17 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int, busy: Counter | None 
                 [{"delivery_id": n, "attempted_at": now, "error": "no answer recorded: the worker stopped mid-delivery (lease expired)"} for n in lapsed],
             )
         s = webhook_subscriptions.c
-        subscriptions = {
-            row.id: row
-            for row in conn.execute(
-                select(s.id, s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at).where(
-                    s.id.in_({row.subscription_id for row in taken})
-                )
-            )
-        }
-        event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in taken}))).all()
+        # each delivery's receiver and event in one read (an event's columns keep their names, for rendering)
+        joined = conn.execute(
+            select(d.id.label("delivery_id"), s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at, events)
+            .select_from(webhook_deliveries.join(webhook_subscriptions, s.id == d.subscription_id).join(events, events.c.id == d.event_id))
+            .where(d.id.in_([row.id for row in taken]))
+        ).all()
+        subscriptions = {row.subscription_id: None for row in taken}
+        by_delivery = {row.delivery_id: row for row in joined}
+        for row in taken:
+            subscriptions[row.subscription_id] = by_delivery[row.id]
+        event_rows = list({row.id: row for row in joined}.values())
         changes = changes_of(conn, event_rows)
     rendered = {}
     for row in event_rows:
