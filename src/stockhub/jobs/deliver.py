@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Integer, bindparam, func, literal, select, union_all
+from sqlalchemy import Integer, bindparam, func, literal, select, text, union_all
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
@@ -268,23 +268,61 @@ def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> 
         subscription_ids = {claimed.subscription_id for claimed, _ in answered}
         subscriptions = {row.id: row for row in conn.execute(select(s.id, s.status, s.failing_since).where(s.id.in_(subscription_ids)))}
         changes = [_next_state(hub, claimed, answer, subscriptions[claimed.subscription_id].status, now) for claimed, answer in answered]
-        conn.execute(
-            webhook_deliveries.update()
-            .where(d.id == bindparam("b_id"), d.attempts == bindparam("b_attempts"), d.worker_id == worker_id, d.status == "delivering")
-            .values(
-                status=bindparam("b_status"),
-                next_attempt_at=bindparam("b_next", type_=d.next_attempt_at.type),
-                lease_until=None,
-                finished_at=bindparam("b_finished", type_=d.finished_at.type),
-                last_status_code=bindparam("b_code", type_=d.last_status_code.type),
-                last_error=bindparam("b_error", type_=d.last_error.type),
-            ),
-            changes,
-        )
+        _finish(conn, worker_id, changes)
         for number, outcomes in _by_subscription(answered).items():
             _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
     for _, answer in answered:
         metrics.WEBHOOK_ATTEMPTS.labels("error" if answer.status_code is None else verdict(answer.status_code).value).inc()
+
+
+def _finish(conn, worker_id: str, changes: list[dict]) -> None:
+    """The deliveries' new states, each only while still this worker's attempt. PostgreSQL: one
+    statement for the lot (arrays unnested); SQLite: one statement per delivery (in process)."""
+    d = webhook_deliveries.c
+    if conn.dialect.name == "postgresql":
+        column = lambda name: [change[name] for change in changes]  # noqa: E731
+        at = lambda name: [None if c[name] is None else c[name].astimezone(UTC).replace(tzinfo=None) for c in changes]  # noqa: E731
+        conn.execute(
+            _FINISH_POSTGRES,
+            {
+                "ids": column("b_id"),
+                "attempts": column("b_attempts"),
+                "statuses": column("b_status"),
+                "nexts": at("b_next"),
+                "finished": at("b_finished"),
+                "codes": column("b_code"),
+                "errors": column("b_error"),
+                "worker": worker_id,
+            },
+        )
+        return
+    conn.execute(
+        webhook_deliveries.update()
+        .where(d.id == bindparam("b_id"), d.attempts == bindparam("b_attempts"), d.worker_id == worker_id, d.status == "delivering")
+        .values(
+            status=bindparam("b_status"),
+            next_attempt_at=bindparam("b_next", type_=d.next_attempt_at.type),
+            lease_until=None,
+            finished_at=bindparam("b_finished", type_=d.finished_at.type),
+            last_status_code=bindparam("b_code", type_=d.last_status_code.type),
+            last_error=bindparam("b_error", type_=d.last_error.type),
+        ),
+        changes,
+    )
+
+
+# the same update as SQLite's, for many deliveries in one statement (timestamps are stored as UTC without a zone, db/tables.py)
+_FINISH_POSTGRES = text(
+    """
+    UPDATE webhook_deliveries AS d
+    SET status = a.status, next_attempt_at = a.next_at, lease_until = NULL, finished_at = a.finished_at,
+        last_status_code = a.code, last_error = a.error
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS varchar[]), CAST(:nexts AS timestamp[]),
+                CAST(:finished AS timestamp[]), CAST(:codes AS integer[]), CAST(:errors AS text[]))
+         AS a(id, attempts, status, next_at, finished_at, code, error)
+    WHERE d.id = a.id AND d.attempts = a.attempts AND d.worker_id = :worker AND d.status = 'delivering'
+    """
+)
 
 
 def _next_state(hub: Hub, claimed: Claimed, answer: Answer, subscription_status: str, now: datetime) -> dict:
