@@ -9,6 +9,9 @@ through.
 Every request made under `deadline(seconds)` must be over within that time, however the
 receiver drips its answer: each network operation waits at most what is left of it (httpx's own
 timeouts bound one operation each, not the whole request).
+
+Webhook deliveries go out through `Sender` instead (below): many requests at once from one
+asyncio loop, with the same address rules on every connection and one deadline per request.
 """
 
 from __future__ import annotations

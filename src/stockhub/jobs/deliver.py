@@ -149,7 +149,6 @@ def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy
     (how many subscriptions, which ordered) and reused with parameters: building and compiling a
     compound select of one part per subscription on every claim cost more than running it.
     """
-    d, s = webhook_deliveries.c, webhook_subscriptions.c
     if busy is None:
         mine = conn.execute(_DELIVERING_MINE, {"now": now, "worker": worker_id}).all()
         busy = Counter(row.subscription_id for row in mine)
@@ -248,7 +247,7 @@ def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> 
     """Keep the attempts; then finish each delivery, schedule its retry, or hold it (only while it is
     still ours: a lapsed lease means another worker owns it now). One transaction for the lot."""
     now = datetime.now(UTC)
-    d, s = webhook_deliveries.c, webhook_subscriptions.c
+    s = webhook_subscriptions.c
     with transaction(hub.engine) as conn:
         conn.execute(
             webhook_attempts.insert(),
