@@ -388,6 +388,7 @@ class Deliverer:
         ahead = int((settings.webhook_lease_seconds - 10) // max(settings.webhook_timeout_seconds, 1))
         self.holding = self.capacity * min(max(ahead, 1), 4)
         self._senders: asyncio.Semaphore | None = None
+        self._closing = False  # no new request starts (those waiting for a sender are dropped)
         self._stopping = stopping or threading.Event()
         self._held = 0  # claimed, not yet recorded
         self._held_per_subscription: Counter = Counter()
@@ -448,6 +449,8 @@ class Deliverer:
         try:
             with logs.bound(worker_id=self.worker_id, delivery_id=claimed.delivery_id):
                 async with self._senders:
+                    if self._closing:
+                        return  # closing: not sent; the lease lapses and another worker sends it
                     answer = await send(self._sender, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
@@ -530,6 +533,7 @@ class Deliverer:
         self._end_claimer()
 
     def close(self) -> None:
+        self._closing = True
         self._stop_sending(wait=True)
         if self._recorder is not None:
             self._answers.put(_STOP)
