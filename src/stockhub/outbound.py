@@ -9,16 +9,21 @@ through.
 Every request made under `deadline(seconds)` must be over within that time, however the
 receiver drips its answer: each network operation waits at most what is left of it (httpx's own
 timeouts bound one operation each, not the whole request).
+
+Webhook deliveries go out through `Sender` instead (below): many requests at once from one
+asyncio loop, with the same address rules on every connection and one deadline per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpcore2
@@ -166,3 +171,216 @@ def client(settings: Settings, max_connections: int = 100, verify: ssl.SSLContex
     return httpx2.Client(
         transport=transport, timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
     )
+
+
+# --- webhook deliveries: many requests at once from one asyncio loop ---------------------------
+#
+# Our own small HTTP/1.1 client, for this one hot path only (pulled feeds keep `client` above).
+# Why not a library: httpx2/httpcore2 spend ~1.7 ms of CPU per request here (h11's parsing, the
+# pool's locks, a thread per request in flight), most of a delivery's cost; aiohttp bypasses its
+# resolver for IP-literal hosts (so the address rules would need its private connector API) and
+# still parses far more than a webhook answer needs. A webhook request is one POST with a known
+# body, and of the answer only the status, Retry-After and the first EXCERPT_BYTES are kept, so
+# the client is short: keep-alive per receiver, the address rules on every new connection (resolve,
+# refuse, connect to the checked address), TLS with certificate verification against the host
+# name, and one total deadline per request (asyncio.timeout) however the receiver drips.
+
+EXCERPT_BYTES = 1000
+_HEAD_LIMIT = 64 * 1024  # the answer's status line and headers, at most
+_REUSE_BODY = 64 * 1024  # an answer body up to this is read whole, so the connection is kept
+
+
+class RequestFailed(Exception):
+    """No answer: str() says why, for the attempt's record."""
+
+
+class RequestTimedOut(RequestFailed):
+    pass
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    retry_after: str | None
+    excerpt: bytes
+
+
+@dataclass(frozen=True)
+class _Target:
+    origin: tuple[str, str, int]  # scheme, host, port: connections are kept per origin
+    request_line: bytes  # b"POST /path HTTP/1.1\r\nhost: ...\r\n"
+
+
+class Sender:
+    """POSTs to webhook receivers from one asyncio loop (all the calls are made in that loop)."""
+
+    def __init__(self, settings: Settings, verify: ssl.SSLContext | None = None, idle_per_origin: int = 32):
+        self.settings = settings
+        self._tls = verify or ssl.create_default_context()
+        self._idle: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._idle_per_origin = idle_per_origin
+
+    async def post(self, url: str, headers: bytes, body: bytes, total_seconds: float) -> Reply:
+        """POST `body` with `headers` (b"name: value\\r\\n" lines) to `url`, over within `total_seconds`."""
+        target = self._targets.get(url) or self._target(url)
+        try:
+            async with asyncio.timeout(total_seconds):
+                return await self._exchange(target, headers, body)
+        except TimeoutError:
+            raise RequestTimedOut(f"no complete answer within {total_seconds:g} s") from None
+
+    def _target(self, url: str) -> _Target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RequestFailed(f"UnsupportedURL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        default = port == (443 if parts.scheme == "https" else 80)
+        host = parts.hostname
+        shown = f"[{host}]" if ":" in host else host
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        line = f"POST {path} HTTP/1.1\r\nhost: {shown if default else f'{shown}:{port}'}\r\n".encode("ascii")
+        if len(self._targets) > 10_000:
+            self._targets.clear()
+        target = self._targets[url] = _Target((parts.scheme, host, port), line)
+        return target
+
+    async def _exchange(self, target: _Target, headers: bytes, body: bytes) -> Reply:
+        message = b"%s%scontent-length: %d\r\n\r\n%s" % (target.request_line, headers, len(body), body)
+        while True:
+            connection = self._checkout(target.origin)
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(target.origin)
+            reader, writer = connection
+            try:
+                writer.write(message)
+                await writer.drain()
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as short:
+                    if reused and not short.partial:
+                        writer.close()  # the receiver closed the kept connection before this request: once more on a new one
+                        continue
+                    raise RequestFailed("RemoteProtocolError: the receiver closed the connection without an answer") from None
+                reply, keep = await self._answer(reader, head)
+            except BaseException as error:
+                writer.close()
+                if reused and isinstance(error, ConnectionError):
+                    continue  # a kept connection reset before this request was read: once more on a new one
+                if isinstance(error, asyncio.LimitOverrunError):
+                    raise RequestFailed(f"RemoteProtocolError: the answer's head is longer than {_HEAD_LIMIT} bytes") from None
+                if isinstance(error, (ConnectionError, OSError, asyncio.IncompleteReadError)):
+                    raise RequestFailed(f"ReadError: {error}"[:500]) from None
+                raise
+            if keep:
+                self._checkin(target.origin, connection)
+            else:
+                writer.close()
+            return reply
+
+    async def _answer(self, reader: asyncio.StreamReader, head: bytes) -> tuple[Reply, bool]:
+        while True:
+            lines = head.split(b"\r\n")
+            version, _, rest = lines[0].partition(b" ")
+            code = rest[:3]
+            if not version.startswith(b"HTTP/1.") or not code.isdigit() or not 100 <= int(code) <= 599:
+                raise RequestFailed(f"RemoteProtocolError: not an HTTP/1.1 answer: {lines[0][:80]!r}")
+            status = int(code)
+            if status >= 200 or status == 101:
+                break
+            head = await reader.readuntil(b"\r\n\r\n")  # 1xx: the real answer follows
+        length = retry_after = None
+        close = version != b"HTTP/1.1"  # an HTTP/1.0 answer: the connection is not kept
+        chunked = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise RequestFailed("RemoteProtocolError: a bad Content-Length")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                close = close or b"close" in value.lower()
+            elif name == b"retry-after":
+                retry_after = value.strip().decode("latin-1")
+        if status in (204, 304) or status == 101:
+            return Reply(status, retry_after, b""), not close and status != 101
+        if chunked:
+            excerpt, whole = await _chunked(reader)
+            return Reply(status, retry_after, excerpt), whole and not close
+        if length is not None:
+            if length <= _REUSE_BODY:
+                taken = await reader.readexactly(length)
+                return Reply(status, retry_after, taken[:EXCERPT_BYTES]), not close
+            return Reply(status, retry_after, await reader.readexactly(EXCERPT_BYTES)), False
+        # no length: the body ends when the connection does
+        taken = bytearray()
+        while len(taken) < EXCERPT_BYTES and (chunk := await reader.read(EXCERPT_BYTES - len(taken))):
+            taken += chunk
+        return Reply(status, retry_after, bytes(taken)), False
+
+    def _checkout(self, origin):
+        idle = self._idle.get(origin)
+        while idle:
+            reader, writer = idle.pop()
+            if not writer.is_closing() and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
+
+    def _checkin(self, origin, connection) -> None:
+        idle = self._idle.setdefault(origin, [])
+        if len(idle) < self._idle_per_origin:
+            idle.append(connection)
+        else:
+            connection[1].close()
+
+    async def _connect(self, origin: tuple[str, str, int]):
+        scheme, host, port = origin
+        try:
+            addresses = await asyncio.get_running_loop().run_in_executor(None, resolve, host, port, policy(self.settings))
+        except Refused as refused:
+            raise RequestFailed(f"ConnectError: refused: {refused}") from None
+        tls = self._tls if scheme == "https" else None
+        last: Exception | None = None
+        for address in addresses:  # the addresses checked, never the name again
+            try:
+                return await asyncio.open_connection(address, port, ssl=tls, server_hostname=host if tls else None, limit=_HEAD_LIMIT)
+            except ssl.SSLError as error:
+                raise RequestFailed(f"ConnectError: {error}"[:500]) from None
+            except OSError as error:
+                last = error
+        raise RequestFailed(f"ConnectError: {last or f'no address for {host}'}"[:500])
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for _, writer in idle:
+                writer.close()
+        self._idle.clear()
+
+
+async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """The first EXCERPT_BYTES of a chunked body, and whether the whole body was read (so the connection can be kept)."""
+    taken = bytearray()
+    read = 0
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise RequestFailed("RemoteProtocolError: a bad chunk size") from None
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                pass
+            return bytes(taken), True
+        read += size
+        if read > _REUSE_BODY:
+            need = max(0, EXCERPT_BYTES - len(taken))
+            taken += await reader.readexactly(min(size, need))
+            return bytes(taken[:EXCERPT_BYTES]), False
+        chunk = await reader.readexactly(size + 2)
+        if len(taken) < EXCERPT_BYTES:
+            taken += chunk[: min(size, EXCERPT_BYTES - len(taken))]

@@ -4,6 +4,9 @@ explicit examples."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
@@ -11,7 +14,7 @@ import hostile_files
 from stockhub.feeds import read_product_file, read_stock_file
 from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import PRODUCT_SCHEMA
-from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
+from stockhub.feeds.sandbox import WARM_CHILDREN, ReaderFailed, Sandbox, prestarted_pids, read_isolated
 from stockhub.feeds.stock_file import REJECTION_SCHEMA, ROW_SCHEMA, SHOWN_VALUE_CHARS
 
 # Small enough that whatever passes them is cheap to build in this process (the sandbox is
@@ -116,6 +119,26 @@ def test_a_reader_that_runs_out_of_memory_ends_only_its_child(tmp_path):
 def test_a_reader_that_takes_too_long_is_stopped():
     with pytest.raises(ReaderFailed, match=r"took longer than 0.001 s"):
         read_isolated("stock", b"barcode,price,quantity\n", {"default_currency": "GBP"}, Sandbox(timeout_seconds=0.001))
+
+
+def test_a_file_is_read_by_a_child_started_ahead_and_the_next_one_starts_at_once():
+    """A parse does not pay the child's start (importing polars): children are waiting, warm, before
+    the file comes; one reads that one file and exits, and another is started in its place."""
+    body = b"barcode,price,quantity\n9780141383743,6.99,3\n"
+    read_isolated("stock", body, {"default_currency": "GBP"})
+    waiting = prestarted_pids()
+    assert len(waiting) == WARM_CHILDREN and all(Path(f"/proc/{pid}").exists() for pid in waiting)
+    time.sleep(0.5)
+    assert all(Path(f"/proc/{pid}").exists() for pid in waiting), "the waiting children must wait, not exit"
+    assert read_isolated("stock", body, {"default_currency": "GBP"}).rows.height == 1
+    assert not Path(f"/proc/{waiting[0]}").exists(), "the second file was read by the child that was waiting longest"
+    following = prestarted_pids()
+    assert following[0] == waiting[1] and following[-1] not in waiting and len(following) == WARM_CHILDREN
+    # a hostile file ends only its own child: the others still wait
+    with pytest.raises(ReaderFailed):
+        read_isolated("stock", b"barcode,price,quantity\n", {"default_currency": "GBP"}, Sandbox(timeout_seconds=0.001))
+    assert not Path(f"/proc/{following[0]}").exists()
+    assert all(Path(f"/proc/{pid}").exists() for pid in prestarted_pids())
 
 
 def test_a_rejected_value_is_kept_cut_to_200_characters():

@@ -98,3 +98,23 @@ def test_a_refusal_names_the_setting_that_would_allow_the_receiver():
     with pytest.raises(outbound.Refused) as multicast:
         outbound.check_url("https://224.0.0.1/hooks", Settings(secret_key="x"))
     assert "ALLOW" not in str(multicast.value)  # no setting allows it
+
+
+def test_the_direct_signature_is_the_standard_webhooks_librarys():
+    """deliver.sign computes the HMAC itself (cheaper per delivery): it must be byte for byte the library's."""
+    import os
+    import random
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    from stockhub.jobs.deliver import sign
+
+    chooser = random.Random(13)
+    for n in range(300):
+        key = os.urandom(chooser.choice([1, 16, 32, 64, 100]))
+        message_id = chooser.choice(["evt_", "msg_", "é"]) + str(chooser.getrandbits(64))
+        body = "".join(chooser.choice(['{"a":1}', "ü", "x", "\\n", "€", '"']) for _ in range(chooser.randrange(0, 200)))
+        seconds = chooser.randrange(0, 4_000_000_000)
+        at = datetime.fromtimestamp(seconds + chooser.random() * 0.999, UTC)
+        assert sign(key, message_id, int(at.timestamp()), body.encode()) == Webhook(key).sign(message_id, at, body)

@@ -7,10 +7,18 @@ limited to `memory_mb` of address space beyond what the idle reader maps (RLIMIT
 the parsed file or `ReaderFailed` saying why. Pulled XML and JSON documents are turned into
 stock CSVs the same way (`run_isolated` with kind "document", feeds/documents.py).
 The child answers with the parsed frames as Arrow IPC (no pickle crosses the boundary).
+
+The child is started warm: importing polars takes 0.2–1.8 s, more than parsing a small upload,
+so each process keeps WARM_CHILDREN children pre-started (`prestart`; a worker calls it when it starts). The
+child imports the readers and starts polars' threads, then waits for one request on its stdin;
+it applies the memory limit when the request comes, answers it, and exits: one child per file
+still, so a hostile file only ends its own child. A parse takes a waiting child and at once
+starts another, whose import runs while the file is parsed.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import io
 import json
@@ -20,6 +28,8 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -63,20 +73,111 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
     run with the sandbox's memory and time; ReaderFailed (saying why, about the `subject`) when
     the child dies, runs out of memory or out of time."""
     request = request | {"memory_mb": sandbox.memory_mb, "path": str(source) if isinstance(source, Path) else None}
+    child = _warm.take()
+    message = json.dumps(request).encode() + b"\n" + (b"" if isinstance(source, Path) else source)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "stockhub.feeds.sandbox", json.dumps(request)],
-            input=None if isinstance(source, Path) else source,
-            stdin=subprocess.DEVNULL if isinstance(source, Path) else None,
-            capture_output=True,
-            timeout=sandbox.timeout_seconds,
-            env=_child_environment(),
-        )
+        stdout, stderr = child.communicate(message, timeout=sandbox.timeout_seconds)
     except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
         raise ReaderFailed(f"the {subject} could not be read: the reader took longer than {sandbox.timeout_seconds:g} s") from None
-    if done.returncode != 0:
-        raise ReaderFailed(_failure(done.returncode, done.stderr[-4096:], sandbox, subject))
-    return done.stdout
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    if child.returncode != 0:
+        raise ReaderFailed(_failure(child.returncode, stderr[-4096:], sandbox, subject))
+    return stdout
+
+
+WARM_CHILDREN = 2  # waiting children per process: uploads that come close together find one warm (~80 MB each)
+
+
+def prestart() -> None:
+    """Have warm children waiting (a worker calls this when it starts, so its first file is quick too)."""
+    _warm.prestart()
+
+
+def prestarted_pids() -> list[int]:
+    """The process ids of the children waiting for the next files, oldest first (for tests and doctors)."""
+    return _warm.waiting_pids()
+
+
+class _WarmChildren:
+    """This process's waiting children. Children are started from one long-lived thread: Linux's
+    PR_SET_PDEATHSIG (the child dies with its parent) fires when the *thread* that started the
+    child ends, so a child started from a short-lived thread (a pull fetcher, a request) would be
+    killed while waiting."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[Future] = []
+        self._starter: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+
+    def _start(self) -> Future:
+        if self._starter is None:
+            self._starter = ThreadPoolExecutor(1, thread_name_prefix="stockhub-sandbox-start")
+        return self._starter.submit(_spawn)
+
+    def _forked(self) -> None:
+        """A forked process has none of its parent's children or threads."""
+        if self._pid != os.getpid():
+            self._lock, self._waiting, self._starter, self._pid = threading.Lock(), [], None, os.getpid()
+
+    def _fill(self) -> None:
+        while len(self._waiting) < WARM_CHILDREN:
+            self._waiting.append(self._start())
+
+    def prestart(self) -> None:
+        self._forked()
+        with self._lock:
+            self._fill()
+
+    def take(self) -> subprocess.Popen:
+        """A waiting child (the oldest started; one started now if there is none), and another started in its place."""
+        self._forked()
+        with self._lock:
+            taken = self._waiting.pop(0) if self._waiting else self._start()
+            self._fill()
+        child = taken.result()
+        if child.poll() is not None:  # it died waiting (killed from outside): a fresh one
+            with self._lock:
+                fresh = self._start()
+            child = fresh.result()
+        return child
+
+    def waiting_pids(self) -> list[int]:
+        self._forked()
+        with self._lock:
+            waiting = list(self._waiting)
+        return [future.result().pid for future in waiting]
+
+    def close(self) -> None:
+        """At exit: end the waiting children (they would exit anyway on their stdin closing)."""
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if future.done() and future.exception() is None:
+                child = future.result()
+                child.kill()
+                child.wait()
+
+
+def _spawn() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stockhub.feeds.sandbox", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_environment(),
+    )
+
+
+_warm = _WarmChildren()
+atexit.register(_warm.close)
 
 
 def _child_environment() -> dict[str, str]:
@@ -142,15 +243,20 @@ def _address_space() -> int:
 
 
 def main() -> None:
-    request = json.loads(sys.argv[1])
     _die_with_parent()
-    if request["kind"] == "document":  # a pulled XML or JSON document to a stock CSV (feeds/documents.py)
-        from stockhub.feeds.documents import answer_in_child
+    if len(sys.argv) > 1 and os.getppid() != int(sys.argv[1]):
+        os._exit(0)  # the parent died before the line above took effect
+    from stockhub.feeds.documents import answer_in_child
 
+    read_stock_file(b"barcode,price,quantity\n", default_currency="GBP")  # start polars' threads: mapped, barely used
+    line = sys.stdin.buffer.readline()  # waiting, warm, for the one request this child answers
+    if not line:
+        os._exit(0)  # the parent is gone or closing: nothing to do
+    request = json.loads(line)
+    if request["kind"] == "document":  # a pulled XML or JSON document to a stock CSV (feeds/documents.py)
         work = lambda data: answer_in_child(data, request)  # noqa: E731
     else:
         _, read = READERS[request["kind"]]
-        read_stock_file(b"barcode,price,quantity\n", default_currency="GBP")  # start polars' threads: mapped, barely used
         work = lambda data: _encode(read(data, limits=Limits(**request["limits"]), **request["options"]))  # noqa: E731
     # Libraries and thread stacks map ~1 GB that is hardly touched; the file may take memory_mb more.
     memory = _address_space() + request["memory_mb"] * 1024 * 1024

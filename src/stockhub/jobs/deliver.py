@@ -3,9 +3,11 @@
 A delivery is claimable when its `next_attempt_at` has come: a pending one when it is due, a
 delivering one when its lease lapsed (its worker died mid-request: it is sent again, at least
 once). Claims take `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers share the
-queue and no attempt is sent by two of them at once. Requests go out from a small thread pool
+queue and no attempt is sent by two of them at once. Requests go out concurrently from one
+asyncio loop (outbound.Sender: keep-alive per receiver, the address rules on every connection)
 so one slow receiver does not hold up the worker's other work: an attempt ends within
-`webhook_timeout_seconds` in all, and one subscription holds at most its share of the senders.
+`webhook_timeout_seconds` in all, and one subscription holds at most its share of the senders
+(`webhook_concurrency` requests in flight per worker).
 
 Messages follow Standard Webhooks: `webhook-id` is the event's id (stable across retries, to
 de-duplicate), `webhook-timestamp` the attempt's time, `webhook-signature` one `v1,…` per
@@ -14,19 +16,20 @@ valid secret (two during a rotation's grace period).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx2
-from sqlalchemy import bindparam, func, select, union_all
-from standardwebhooks.webhooks import Webhook
+from sqlalchemy import Integer, bindparam, func, literal, select, text, union_all
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import transaction
@@ -39,7 +42,7 @@ from stockhub.timefmt import iso
 
 log = logging.getLogger(__name__)
 
-EXCERPT_BYTES = 1000
+EXCERPT_BYTES = outbound.EXCERPT_BYTES
 RECORD_BATCH = 500
 _STOP = object()
 USER_AGENT = "stockhub-webhooks/1"
@@ -53,7 +56,7 @@ class Claimed:
     url: str
     keys: list[bytes]
     message_id: str
-    body: str
+    body: bytes  # the event's JSON, rendered once per claim however many deliveries it has
 
 
 @dataclass(frozen=True)
@@ -66,49 +69,62 @@ class Answer:
     retry_after: str | None
 
 
-def claim_deliveries(hub: Hub, worker_id: str, limit: int) -> list[Claimed]:
+def claim_deliveries(hub: Hub, worker_id: str, limit: int, busy: Counter | None = None) -> list[Claimed]:
     now = datetime.now(UTC)
     lease_until = now + timedelta(seconds=hub.settings.webhook_lease_seconds)
     d = webhook_deliveries.c
     with transaction(hub.engine) as conn:
-        chosen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit)
+        chosen, lapsed_seen = _claimable(conn, worker_id, now, share_per_subscription(hub.settings), limit, busy)
         if not chosen:
             return []
-        due = conn.execute(select(d.id, d.status).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)).all()
-        if not due:
+        # one statement takes them: those still due and not locked by another worker's claim
+        free = select(d.id).where(d.id.in_(chosen), d.next_attempt_at <= now).with_for_update(skip_locked=True)
+        taken = conn.execute(
+            webhook_deliveries.update()
+            .where(d.id.in_(free.scalar_subquery()))
+            .values(status="delivering", worker_id=worker_id, lease_until=lease_until, next_attempt_at=lease_until, attempts=d.attempts + 1)
+            .returning(d.id, d.subscription_id, d.attempts, d.event_id)
+        ).all()
+        if not taken:
             return []
-        lapsed = [row.id for row in due if row.status == "delivering"]
+        # lapsed leases: still due now, so no worker recorded them since (a recorded retry is due later)
+        lapsed = [row.id for row in taken if row.id in lapsed_seen]
         if lapsed:
             conn.execute(
                 webhook_attempts.insert(),
                 [{"delivery_id": n, "attempted_at": now, "error": "no answer recorded: the worker stopped mid-delivery (lease expired)"} for n in lapsed],
             )
-        numbers = [row.id for row in due]
-        conn.execute(
-            webhook_deliveries.update()
-            .where(d.id.in_(numbers))
-            .values(status="delivering", worker_id=worker_id, lease_until=lease_until, next_attempt_at=lease_until, attempts=d.attempts + 1)
-        )
         s = webhook_subscriptions.c
-        rows = conn.execute(
-            select(d.id, d.subscription_id, d.attempts, d.event_id, s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at)
-            .join(webhook_subscriptions, s.id == d.subscription_id)
-            .where(d.id.in_(numbers))
+        # each delivery's receiver and event in one read (an event's columns keep their names, for rendering)
+        joined = conn.execute(
+            select(d.id.label("delivery_id"), s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at, events)
+            .select_from(webhook_deliveries.join(webhook_subscriptions, s.id == d.subscription_id).join(events, events.c.id == d.event_id))
+            .where(d.id.in_([row.id for row in taken]))
         ).all()
-        event_rows = conn.execute(select(events).where(events.c.id.in_({row.event_id for row in rows}))).all()
+        subscriptions = {row.subscription_id: None for row in taken}
+        by_delivery = {row.delivery_id: row for row in joined}
+        for row in taken:
+            subscriptions[row.subscription_id] = by_delivery[row.id]
+        event_rows = list({row.id: row for row in joined}.values())
         changes = changes_of(conn, event_rows)
-    rendered = {row.id: representations.event(row, changes.get(row.id, [])) for row in event_rows}
+    rendered = {}
+    for row in event_rows:
+        message = representations.event(row, changes.get(row.id, []))
+        rendered[row.id] = (message["id"], json.dumps(message, separators=(",", ":")).encode())
+    keys: dict = {}  # per subscription: the same keys for all its deliveries in the claim
+    for number, subscription in subscriptions.items():
+        keys[number] = webhooks.signing_keys(hub, subscription, now)
     return [
         Claimed(
             delivery_id=row.id,
             subscription_id=row.subscription_id,
             attempts=row.attempts,
-            url=row.url,
-            keys=webhooks.signing_keys(hub, row, now),
-            message_id=rendered[row.event_id]["id"],
-            body=json.dumps(rendered[row.event_id], separators=(",", ":")),
+            url=subscriptions[row.subscription_id].url,
+            keys=keys[row.subscription_id],
+            message_id=rendered[row.event_id][0],
+            body=rendered[row.event_id][1],
         )
-        for row in rows
+        for row in sorted(taken, key=lambda row: row.id)
     ]
 
 
@@ -117,7 +133,7 @@ def share_per_subscription(settings) -> int:
     return settings.webhook_max_in_flight_per_subscription or max(2, settings.webhook_concurrency // 4)
 
 
-def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int) -> list[int]:
+def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int, busy: Counter | None = None) -> tuple[list[int], set[int]]:
     """The deliveries to claim now, soonest due first, fairly across subscriptions.
 
     No subscription gets more than `share` of this worker's senders (its leased deliveries that have
@@ -126,28 +142,61 @@ def _claimable(conn, worker_id: str, now: datetime, share: int, limit: int) -> l
     An ordered subscription's deliveries wait in line per store by the event's sequence: only the first unfinished one of each may go, so a failing event holds back its
     store's later events, for that subscription only. Deliveries whose lease lapsed (their worker
     died) go out again whatever their subscription's state.
+
+    `busy`: this worker's deliveries in hand per subscription, when the caller keeps count (the
+    Deliverer does); else they are read from the table. Returns the numbers, and which of them
+    were found with a lapsed lease. The statements are built once per shape
+    (how many subscriptions, which ordered) and reused with parameters: building and compiling a
+    compound select of one part per subscription on every claim cost more than running it.
     """
-    d, s = webhook_deliveries.c, webhook_subscriptions.c
-    delivering = conn.execute(select(d.id, d.subscription_id, d.worker_id, d.lease_until, d.next_attempt_at).where(d.status == "delivering")).all()
-    busy = Counter(row.subscription_id for row in delivering if row.lease_until > now and row.worker_id == worker_id)
-    found = {row.id: row.next_attempt_at for row in delivering if row.lease_until <= now}
-    branches = []
-    for subscription in conn.execute(select(s.id, s.ordered).where(s.status == "active")):
+    if busy is None:
+        mine = conn.execute(_DELIVERING_MINE, {"now": now, "worker": worker_id}).all()
+        busy = Counter(row.subscription_id for row in mine)
+    parts, values = [], {"now": now}
+    for subscription in conn.execute(_ACTIVE):
         room = share - busy[subscription.id]
         if room > 0:
-            branches.append((_in_line if subscription.ordered else _soonest)(subscription.id, now, min(room, limit)))
-    for start in range(0, len(branches), 100):  # a compound select of at most 100 parts
-        found |= {row.id: row.next_attempt_at for row in conn.execute(union_all(*branches[start : start + 100]))}
-    return sorted(found, key=lambda number: (found[number], number))[:limit]
+            values[f"s{len(parts)}"], values[f"r{len(parts)}"] = subscription.id, min(room, limit)
+            parts.append(bool(subscription.ordered))
+    found, lapsed = {}, set()
+    for start in range(0, max(len(parts), 1), 100):  # a compound select of at most 100 parts (and the lapsed ones, first)
+        shape = tuple(parts[start : start + 100])
+        chunk = {"now": now} | {f"{k}{i}": values[f"{k}{start + i}"] for i in range(len(shape)) for k in "sr"}
+        for row in conn.execute(_compound(shape, with_lapsed=start == 0), chunk):
+            found[row.id] = row.next_attempt_at
+            if row.lapsed:
+                lapsed.add(row.id)
+    return sorted(found, key=lambda number: (found[number], number))[:limit], lapsed
 
 
-def _soonest(subscription: int, now: datetime, room: int):
+_d = webhook_deliveries.c
+_NOW = bindparam("now", type_=_d.next_attempt_at.type)
+_ACTIVE = select(webhook_subscriptions.c.id, webhook_subscriptions.c.ordered).where(webhook_subscriptions.c.status == "active")
+_LAPSED = select(_d.id, _d.next_attempt_at, literal(1).label("lapsed")).where(_d.status == "delivering", _d.lease_until <= _NOW)
+_DELIVERING_MINE = select(_d.subscription_id).where(_d.status == "delivering", _d.lease_until > _NOW, _d.worker_id == bindparam("worker"))
+_COMPOUNDS: dict[tuple, object] = {}
+
+
+def _compound(shape: tuple[bool, ...], with_lapsed: bool):
+    statement = _COMPOUNDS.get((shape, with_lapsed))
+    if statement is None:
+        if len(_COMPOUNDS) > 256:
+            _COMPOUNDS.clear()
+        branches = [_LAPSED] if with_lapsed else []
+        for i, ordered in enumerate(shape):
+            part = (_in_line if ordered else _soonest)(bindparam(f"s{i}", type_=_d.subscription_id.type), _NOW, bindparam(f"r{i}", type_=Integer()))
+            branches.append(select(part.c.id, part.c.next_attempt_at, literal(0).label("lapsed")))
+        statement = _COMPOUNDS[(shape, with_lapsed)] = union_all(*branches) if len(branches) > 1 else branches[0]
+    return statement
+
+
+def _soonest(subscription, now, room):
     d = webhook_deliveries.c
     part = select(d.id, d.next_attempt_at).where(d.subscription_id == subscription, d.next_attempt_at <= now).order_by(d.next_attempt_at).limit(room)
-    return select(part.subquery())
+    return part.subquery()
 
 
-def _in_line(subscription: int, now: datetime, room: int):
+def _in_line(subscription, now, room):
     """An ordered subscription's due deliveries that are first in line for their store."""
     d, e = webhook_deliveries.c, events.c
     # by sequence (gaps do not matter); a delivery is in line once its event is numbered (next_attempt_at set)
@@ -159,49 +208,46 @@ def _in_line(subscription: int, now: datetime, room: int):
         .subquery()
     )
     part = select(unfinished.c.id, unfinished.c.next_attempt_at).where(unfinished.c.place == 1, unfinished.c.next_attempt_at <= now)
-    return select(part.order_by(unfinished.c.next_attempt_at).limit(room).subquery())
+    return part.order_by(unfinished.c.next_attempt_at).limit(room).subquery()
 
 
-def send(client: httpx2.Client, claimed: Claimed, total_seconds: float) -> Answer:
+def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks `v1,` signature, as `standardwebhooks.Webhook(key).sign` makes it
+    (tests/unit/test_webhook_rules.py checks they agree), without its per-call datetime work."""
+    digest = hmac.new(key, b"%s.%d.%s" % (message_id.encode(), timestamp, body), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def headers_for(claimed: Claimed, timestamp: int) -> bytes:
+    """The request's headers but its length and host, as b"name: value\\r\\n" lines."""
+    signature = " ".join(sign(key, claimed.message_id, timestamp, claimed.body) for key in claimed.keys)
+    return (
+        f"content-type: application/json\r\nuser-agent: {USER_AGENT}\r\nwebhook-id: {claimed.message_id}\r\n"
+        f"webhook-timestamp: {timestamp}\r\nwebhook-signature: {signature}\r\n"
+    ).encode()
+
+
+async def send(sender: outbound.Sender, claimed: Claimed, total_seconds: float) -> Answer:
     """One attempt, over within `total_seconds` however slowly the receiver answers."""
     now = datetime.now(UTC)
-    signature = " ".join(Webhook(key).sign(claimed.message_id, now, claimed.body) for key in claimed.keys)
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": claimed.message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
-    }
     started = time.perf_counter()
     status = excerpt = error = retry_after = None
     try:
-        with outbound.deadline(total_seconds), client.stream("POST", claimed.url, content=claimed.body.encode(), headers=headers) as response:
-            status, retry_after = response.status_code, response.headers.get("retry-after")
-            excerpt = _excerpt(response)
-    except httpx2.TimeoutException as timeout:
-        error = f"timed out ({type(timeout).__name__}): no complete answer within {total_seconds:g} s"
-    except httpx2.HTTPError as failure:
-        error = f"{type(failure).__name__}: {failure}"[:500]
+        reply = await sender.post(claimed.url, headers_for(claimed, int(now.timestamp())), claimed.body, total_seconds)
+        status, retry_after, excerpt = reply.status_code, reply.retry_after, reply.excerpt.decode("utf-8", errors="replace")
+    except outbound.RequestTimedOut:
+        error = f"timed out (ReadTimeout): no complete answer within {total_seconds:g} s"
+    except outbound.RequestFailed as failure:
+        error = str(failure)[:500]
     latency = int((time.perf_counter() - started) * 1000)
     return Answer(now, status, latency, excerpt, error, retry_after)
-
-
-def _excerpt(response: httpx2.Response) -> str:
-    """The first bytes of the answer: enough to show people, never a receiver's whole page."""
-    taken = bytearray()
-    for chunk in response.iter_raw():
-        taken += chunk
-        if len(taken) >= EXCERPT_BYTES:
-            break
-    return bytes(taken[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
 def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> None:
     """Keep the attempts; then finish each delivery, schedule its retry, or hold it (only while it is
     still ours: a lapsed lease means another worker owns it now). One transaction for the lot."""
     now = datetime.now(UTC)
-    d, s = webhook_deliveries.c, webhook_subscriptions.c
+    s = webhook_subscriptions.c
     with transaction(hub.engine) as conn:
         conn.execute(
             webhook_attempts.insert(),
@@ -221,23 +267,61 @@ def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> 
         subscription_ids = {claimed.subscription_id for claimed, _ in answered}
         subscriptions = {row.id: row for row in conn.execute(select(s.id, s.status, s.failing_since).where(s.id.in_(subscription_ids)))}
         changes = [_next_state(hub, claimed, answer, subscriptions[claimed.subscription_id].status, now) for claimed, answer in answered]
-        conn.execute(
-            webhook_deliveries.update()
-            .where(d.id == bindparam("b_id"), d.attempts == bindparam("b_attempts"), d.worker_id == worker_id, d.status == "delivering")
-            .values(
-                status=bindparam("b_status"),
-                next_attempt_at=bindparam("b_next", type_=d.next_attempt_at.type),
-                lease_until=None,
-                finished_at=bindparam("b_finished", type_=d.finished_at.type),
-                last_status_code=bindparam("b_code", type_=d.last_status_code.type),
-                last_error=bindparam("b_error", type_=d.last_error.type),
-            ),
-            changes,
-        )
+        _finish(conn, worker_id, changes)
         for number, outcomes in _by_subscription(answered).items():
             _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
     for _, answer in answered:
         metrics.WEBHOOK_ATTEMPTS.labels("error" if answer.status_code is None else verdict(answer.status_code).value).inc()
+
+
+def _finish(conn, worker_id: str, changes: list[dict]) -> None:
+    """The deliveries' new states, each only while still this worker's attempt. PostgreSQL: one
+    statement for the lot (arrays unnested); SQLite: one statement per delivery (in process)."""
+    d = webhook_deliveries.c
+    if conn.dialect.name == "postgresql":
+        column = lambda name: [change[name] for change in changes]  # noqa: E731
+        at = lambda name: [None if c[name] is None else c[name].astimezone(UTC).replace(tzinfo=None) for c in changes]  # noqa: E731
+        conn.execute(
+            _FINISH_POSTGRES,
+            {
+                "ids": column("b_id"),
+                "attempts": column("b_attempts"),
+                "statuses": column("b_status"),
+                "nexts": at("b_next"),
+                "finished": at("b_finished"),
+                "codes": column("b_code"),
+                "errors": column("b_error"),
+                "worker": worker_id,
+            },
+        )
+        return
+    conn.execute(
+        webhook_deliveries.update()
+        .where(d.id == bindparam("b_id"), d.attempts == bindparam("b_attempts"), d.worker_id == worker_id, d.status == "delivering")
+        .values(
+            status=bindparam("b_status"),
+            next_attempt_at=bindparam("b_next", type_=d.next_attempt_at.type),
+            lease_until=None,
+            finished_at=bindparam("b_finished", type_=d.finished_at.type),
+            last_status_code=bindparam("b_code", type_=d.last_status_code.type),
+            last_error=bindparam("b_error", type_=d.last_error.type),
+        ),
+        changes,
+    )
+
+
+# the same update as SQLite's, for many deliveries in one statement (timestamps are stored as UTC without a zone, db/tables.py)
+_FINISH_POSTGRES = text(
+    """
+    UPDATE webhook_deliveries AS d
+    SET status = a.status, next_attempt_at = a.next_at, lease_until = NULL, finished_at = a.finished_at,
+        last_status_code = a.code, last_error = a.error
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS varchar[]), CAST(:nexts AS timestamp[]),
+                CAST(:finished AS timestamp[]), CAST(:codes AS integer[]), CAST(:errors AS text[]))
+         AS a(id, attempts, status, next_at, finished_at, code, error)
+    WHERE d.id = a.id AND d.attempts = a.attempts AND d.worker_id = :worker AND d.status = 'delivering'
+    """
+)
 
 
 def _next_state(hub: Hub, claimed: Claimed, answer: Answer, subscription_status: str, now: datetime) -> dict:
@@ -286,40 +370,88 @@ def _note_outcomes(hub: Hub, conn, number: int, subscription, outcomes: list, no
 
 
 class Deliverer:
-    """The worker's webhook side: claims as many deliveries as it has free senders and sends them from
-    a thread pool; one recorder thread writes the answers, as many as have arrived, per transaction."""
+    """The worker's webhook side: claims as many deliveries as it has free senders and sends them
+    all at once from one asyncio loop (its own thread); one recorder thread writes the answers, as
+    many as have arrived, per transaction, and a claimer thread claims as many more as senders are
+    free meanwhile, so a busy queue flows without going round the worker's whole loop and a claim
+    overlaps the recording of the batch before (`stopping` set: no more claims)."""
 
-    def __init__(self, hub: Hub, worker_id: str):
+    def __init__(self, hub: Hub, worker_id: str, stopping: threading.Event | None = None):
         self.hub = hub
         self.worker_id = worker_id
-        self.capacity = hub.settings.webhook_concurrency
-        self._in_flight = 0
+        self.capacity = hub.settings.webhook_concurrency  # requests in flight at once
+        # Claimed ahead: more deliveries than senders are held, waiting for one, so a claim's round
+        # trips overlap the sending instead of following it, and claims are bigger. As many times
+        # the senders as keeps a delivery that waits behind requests each taking the whole timeout
+        # well within its lease (defaults: 60 s lease, 15 s timeout: 3x), at most 4x.
+        settings = hub.settings
+        ahead = int((settings.webhook_lease_seconds - 10) // max(settings.webhook_timeout_seconds, 1))
+        self.holding = self.capacity * min(max(ahead, 1), 4)
+        self._senders: asyncio.Semaphore | None = None
+        self._closing = False  # no new request starts (those waiting for a sender are dropped)
+        self._stopping = stopping or threading.Event()
+        self._held = 0  # claimed, not yet recorded
+        self._held_per_subscription: Counter = Counter()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="stockhub-webhook")
-        self._client = outbound.client(hub.settings, max_connections=self.capacity)
+        self._claiming = threading.Lock()  # one claim at a time: the worker's loop or the claimer
+        self._freed = threading.Event()  # senders were freed: the claimer looks for more
+        self._claimer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._sender = outbound.Sender(hub.settings)
+        self._tasks: set[asyncio.Task] = set()
         self._answers: queue.Queue = queue.Queue()
         self._recorder: threading.Thread | None = None
 
     def deliver_due(self) -> int:
         """Claim due deliveries up to the free senders and start sending them; returns how many."""
+        if self._stopping.is_set() or not self._claiming.acquire(blocking=False):
+            return 0
+        try:
+            return self._claim_and_send()
+        finally:
+            self._claiming.release()
+
+    def _claim_and_send(self) -> int:
         with self._lock:
-            free = self.capacity - self._in_flight
+            free = self.holding - self._held
         if free < max(self.capacity // 2, 1):
             return 0  # claim in batches: a claim costs a transaction however few rows it takes
-        claimed = claim_deliveries(self.hub, self.worker_id, free)
-        if claimed and self._recorder is None:
+        with self._lock:
+            busy = +self._held_per_subscription
+        claimed = claim_deliveries(self.hub, self.worker_id, free, busy)
+        if not claimed:
+            return 0
+        if self._recorder is None:
             self._recorder = threading.Thread(target=self._record_answers, name="stockhub-webhook-recorder", daemon=True)
             self._recorder.start()
-        for delivery in claimed:
-            with self._lock:
-                self._in_flight += 1
-            self._pool.submit(self._send, delivery)
+            self._claimer = threading.Thread(target=self._claim_when_freed, name="stockhub-webhook-claimer", daemon=True)
+            self._claimer.start()
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="stockhub-webhook-sender", daemon=True)
+            self._loop_thread.start()
+        with self._lock:
+            self._held += len(claimed)
+            self._held_per_subscription.update(delivery.subscription_id for delivery in claimed)
+        self._loop.call_soon_threadsafe(self._start_sending, claimed)
         return len(claimed)
 
-    def _send(self, claimed: Claimed) -> None:
+    def _start_sending(self, claimed: list[Claimed]) -> None:
+        for delivery in claimed:
+            task = self._loop.create_task(self._send(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, claimed: Claimed) -> None:
+        if self._senders is None:
+            self._senders = asyncio.Semaphore(self.capacity)
         try:
             with logs.bound(worker_id=self.worker_id, delivery_id=claimed.delivery_id):
-                answer = send(self._client, claimed, self.hub.settings.webhook_timeout_seconds)
+                async with self._senders:
+                    if self._closing:
+                        return  # closing: not sent; the lease lapses and another worker sends it
+                    answer = await send(self._sender, claimed, self.hub.settings.webhook_timeout_seconds)
         except Exception:
             log.exception("webhook delivery %s failed; its lease will lapse and it is sent again", claimed.delivery_id)
             answer = None
@@ -341,15 +473,51 @@ class Deliverer:
             except Exception:
                 log.exception("recording %d webhook attempts failed; their leases will lapse and they are sent again", len(answered))
             with self._lock:
-                self._in_flight -= len(batch) - stopping
-            self.hub.work_arrived.set()  # senders are free
+                self._held -= len(batch) - stopping
+                self._held_per_subscription.subtract(item[0].subscription_id for item in batch if item is not _STOP)
+            self._freed.set()  # senders are free: the claimer takes the next due deliveries at once
             if stopping:
                 return
+
+    def _claim_when_freed(self) -> None:
+        while True:
+            self._freed.wait()
+            self._freed.clear()
+            if self._stopping.is_set() or self._recorder is None:
+                return
+            try:
+                self.deliver_due()
+            except Exception:
+                log.exception("claiming webhook deliveries failed")
+                self.hub.work_arrived.set()  # the worker's loop tries again
 
     @property
     def idle(self) -> bool:
         with self._lock:
-            return self._in_flight == 0
+            return self._held == 0
+
+    def _stop_sending(self, wait: bool) -> None:
+        """End the loop: with `wait`, once the requests in flight are over (each is bounded by its
+        deadline); else at once, the requests in flight cancelled (their answers not recorded)."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def finish() -> None:
+            if not wait:
+                for task in list(self._tasks):
+                    task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._sender.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), loop).result(self.hub.settings.webhook_timeout_seconds + 10)
+        except Exception:
+            log.exception("stopping the webhook sender")
+        loop.call_soon_threadsafe(loop.stop)
+        self._loop_thread.join(10)
+        if not self._loop_thread.is_alive():
+            loop.close()
 
     def drain(self, deadline: float) -> None:
         """Stopping: wait for the requests in flight until `deadline` (time.monotonic()), record
@@ -357,16 +525,25 @@ class Deliverer:
         deliveries back, jobs/queue.release_held)."""
         while not self.idle and time.monotonic() < deadline:
             time.sleep(0.02)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_sending(wait=False)
         if self._recorder is not None:
             self._answers.put(_STOP)
             self._recorder.join(10)
             self._recorder = None
-        self._client.close()
+        self._end_claimer()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._closing = True
+        self._stop_sending(wait=True)
         if self._recorder is not None:
             self._answers.put(_STOP)
             self._recorder.join()
-        self._client.close()
+            self._recorder = None
+        self._end_claimer()
+
+    def _end_claimer(self) -> None:
+        claimer, self._claimer = self._claimer, None
+        if claimer is not None:
+            self._stopping.set()
+            self._freed.set()
+            claimer.join(30)

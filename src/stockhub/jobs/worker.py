@@ -19,6 +19,7 @@ from stockhub import ids, logs, metrics
 from stockhub.db.engine import reading
 from stockhub.db.tables import uploads
 
+from stockhub.feeds import sandbox
 from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs import feeds as feed_jobs
 from stockhub.jobs.catalog_imports import process_one_import
@@ -43,7 +44,7 @@ class Worker:
         self.id = name or new_worker_id()
         self._stop = threading.Event()
         self._next_sweep = 0.0
-        self.deliverer = Deliverer(hub, self.id) if deliver_webhooks else None
+        self.deliverer = Deliverer(hub, self.id, stopping=self._stop) if deliver_webhooks else None
         self._thread: threading.Thread | None = None
         self._shutting_down = False  # shutdown() drains the deliverer itself, within its grace
         # pull feeds are fetched beside the loop (a slow supplier must not hold up uploads and webhooks)
@@ -55,14 +56,20 @@ class Worker:
         """Number committed events, process one upload if one is claimable, and start the webhook
         deliveries that are due; True when it did any of it."""
         numbered = sequence_events(self.hub.engine)
+        started = self._deliver_due()  # what is due goes out before an upload's parse could hold it up
         processed = self._process_one_upload()
+        if processed:  # its events go out now, not after the next upload
+            numbered += sequence_events(self.hub.engine)
+            started += self._deliver_due()
         stopping = self._stop.is_set()
         imported = process_one_import(self.hub, self.id) if not stopping else False
         batched = feed_jobs.run_one_batch(self.hub, self.id) if not stopping else False
-        started = self.deliverer.deliver_due() if self.deliverer is not None and not stopping else 0
         mailed = send_due_mail(self.hub, self.id, stopping=self._stop) if not stopping else 0
         pulls = self._start_due_pulls() if not stopping else 0
         return numbered > 0 or processed or imported or batched or started > 0 or mailed > 0 or pulls > 0
+
+    def _deliver_due(self) -> int:
+        return self.deliverer.deliver_due() if self.deliverer is not None else 0
 
     def _start_due_pulls(self) -> int:
         """Claim due pull feeds while a fetcher is free; each fetch runs in the pool."""
@@ -131,6 +138,10 @@ class Worker:
 
     def run_forever(self) -> None:
         logs.bind(worker_id=self.id)
+        try:
+            sandbox.prestart()  # a warm parsing child, so the first upload does not wait for polars' import
+        except OSError:
+            log.exception("could not start the parsing sandbox ahead; each file will start its own")
         try:
             released = release_orphaned_uploads(self.hub)
             if released:
