@@ -43,7 +43,6 @@ import psycopg
 from sqlalchemy import select, text
 
 from stockhub import feeds, ids
-from stockhub.db.engine import make_engine
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import uploads
 from stockhub.feeds.sandbox import read_isolated

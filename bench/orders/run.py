@@ -31,7 +31,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from common import RoundTrips, free_port, fmt, http_request, load, loadavg, medi
 import psycopg
 from sqlalchemy import func, select
 
-from stockhub import feeds, ids
+from stockhub import ids
 from stockhub.services.scope import scope_of
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import stock_levels

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import psycopg
 from sqlalchemy import func, select
 
 from stockhub import ids
-from stockhub.db.engine import make_engine, transaction
+from stockhub.db.engine import transaction
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import events, webhook_attempts, webhook_deliveries
 from stockhub.jobs.worker import Worker
