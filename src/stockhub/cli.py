@@ -107,20 +107,12 @@ def main() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # db/migrate.py says in one line when it migrates
 
 
-def _default_api_processes(hub) -> int:
-    """One per core on PostgreSQL. One on SQLite: its writers queue on one file lock, and across
-    processes they poll for it (bench/serve: bookings 0.7x, lookups 1.2x with two processes)."""
-    from stockhub.db.engine import is_postgres
-
-    return (os.cpu_count() or 1) if is_postgres(hub.engine) else 1
-
-
 @main.command()
 @click.option("--host", default=None, help="interface to listen on (default 127.0.0.1, setting STOCKHUB_HOST)")
 @click.option("--port", default=None, type=int, help="HTTP port (default 8000, setting STOCKHUB_PORT)")
 @click.option("--demo", is_flag=True, help="also create a demo organization with two stores and print how to use it; allows webhook receivers on loopback")
 @click.option("--workers", "api_workers", default=None, type=click.IntRange(min=1),
-              help="HTTP API processes (default: the number of cores on PostgreSQL, 1 on SQLite; setting STOCKHUB_WORKERS); 1 serves everything in one process")
+              help="HTTP API processes (default: the number of cores, setting STOCKHUB_WORKERS); 1 serves everything in one process")
 @click.option("--jobs/--no-jobs", default=True, help="run the background workers (uploads, events, deliveries, mail, sweeps) in this server")
 @click.option("--no-workers", "no_jobs", is_flag=True, hidden=True, help="the former spelling of --no-jobs")
 @click.option("--ftp-port", default=None, type=int, help="FTP gateway port (default 2121, setting STOCKHUB_FTP_PORT)")
@@ -128,7 +120,7 @@ def _default_api_processes(hub) -> int:
 def serve(host: str | None, port: int | None, demo: bool, api_workers: int | None, jobs: bool, no_jobs: bool, ftp_port: int | None, ftp: bool | None) -> None:
     """Run the HTTP API, the FTP gateway and the background workers.
 
-    With several API processes (--workers, default the core count on PostgreSQL) this process supervises
+    With several API processes (--workers, default the core count) this process supervises
     them, and runs the background workers and the FTP gateway itself, once. SIGTERM or Ctrl-C:
     requests in flight finish, work in hand is finished or given back (SHUTDOWN_GRACE_SECONDS)."""
     from stockhub.api.server import http_server
@@ -137,7 +129,7 @@ def serve(host: str | None, port: int | None, demo: bool, api_workers: int | Non
     hub = _hub()
     host = host or hub.settings.host
     port = port or hub.settings.port
-    count = api_workers or hub.settings.workers or _default_api_processes(hub)
+    count = api_workers or hub.settings.workers or os.cpu_count() or 1
     listening = _http_socket(host, port)  # both ports are taken before anything changes: a busy one fails the start
     gateway = _ftp_gateway(hub, host, ftp_port) if (hub.settings.ftp_enabled if ftp is None else ftp) else None
     if demo:
