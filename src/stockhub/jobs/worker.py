@@ -34,6 +34,7 @@ from stockhub.services.ingest import process_upload
 from stockhub.services.store_status import refresh_all as refresh_store_statuses
 
 log = logging.getLogger(__name__)
+WAKE_GATHER_SECONDS = 0.01
 
 PULL_CONCURRENCY = 2  # feeds fetched at once by one worker
 
@@ -149,6 +150,9 @@ class Worker:
         except Exception:
             log.exception("could not take back interrupted uploads")
         while not self._stop.is_set():
+            # Gather: under a stream of bookings every commit wakes the worker, and each look costs
+            # a round of statements however little arrived; a few ms lets one look take many.
+            self._stop.wait(WAKE_GATHER_SECONDS)
             self.hub.work_arrived.clear()  # before looking, so a wake-up during the look is not lost
             try:
                 self._sweep_when_due()
