@@ -167,3 +167,12 @@ def test_a_dripping_answer_ends_at_the_deadline():
     with pytest.raises(outbound.RequestTimedOut, match="no complete answer within 0.5 s"):
         post(outbound.Sender(settings()), receiver.url(), total=0.5)
     assert time.monotonic() - started < 1.5
+
+
+def test_a_url_with_a_space_a_line_break_or_a_letter_beyond_ascii_is_sent_percent_encoded():
+    receiver = Answering(lambda n: b"HTTP/1.1 204 No Content\r\n\r\n")
+    reply = post(outbound.Sender(settings()), f"http://127.0.0.1:{receiver.port}/hooks/caf\u00e9 x\r\nx-injected: 1?q=a b")
+    assert reply.status_code == 204
+    head = receiver.requests[0].split(b"\r\n\r\n")[0]
+    assert head.startswith(b"POST /hooks/caf%C3%A9%20xx-injected:%201?q=a%20b HTTP/1.1\r\n")  # line breaks dropped (urlsplit)
+    assert b"\r\nx-injected" not in head

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpcore2
 import httpx2
@@ -211,6 +211,9 @@ class _Target:
     request_line: bytes  # b"POST /path HTTP/1.1\r\nhost: ...\r\n"
 
 
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"  # what stays as it is in a request target (RFC 3986's reserved and unreserved)
+
+
 class Sender:
     """POSTs to webhook receivers from one asyncio loop (all the calls are made in that loop)."""
 
@@ -238,7 +241,9 @@ class Sender:
         default = port == (443 if parts.scheme == "https" else 80)
         host = parts.hostname
         shown = f"[{host}]" if ":" in host else host
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # percent-encoded as an HTTP client would: a space, a line break or a non-ASCII letter in the
+        # stored URL never reaches the request line as itself
+        path = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
         line = f"POST {path} HTTP/1.1\r\nhost: {shown if default else f'{shown}:{port}'}\r\n".encode("ascii")
         if len(self._targets) > 10_000:
             self._targets.clear()
