@@ -23,13 +23,11 @@ SELECT (no events: the full export does not need them); (d)'s changes go through
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import free_port, http_request, wait_until_up  # noqa: E402
+from common import load as lean_load  # noqa: E402
 
 import httpx2 as httpx
 import psycopg
@@ -60,12 +62,6 @@ def ean13(n: int, prefix: str = "20") -> str:
     return body + str((10 - total % 10) % 10)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, url: str, work: Path, profile: Path | None):
         self.port = free_port()
@@ -75,24 +71,18 @@ class Server:
             "STOCKHUB_FTP_ENABLED": "false",
             "STOCKHUB_SECRET_KEY": SECRET,
         }
-        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-workers"]
+        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-jobs"]
         if profile:
             py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
             command = [py_spy, "record", "--nonblocking", "--rate", "200", "--format", "raw", "-o", str(profile / "server.raw"), "--", *command]
         self.log = open(work / "server.log", "w")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("the server did not start:\n" + (work / "server.log").read_text()[-3000:])
-            time.sleep(0.1)
+        try:
+            wait_until_up(self.port, self.process, work / "server.log", timeout=60)
+        except SystemExit:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         try:
@@ -106,57 +96,19 @@ class Server:
         self.log.close()
 
 
-# --- the load generator: raw sockets, keep-alive, closed loop ------------------------------------
+# --- the load generator: bench/common.py's lean client --------------------------------------------
 
 
 def request(method: str, path: str, token: str, body: dict | None = None) -> bytes:
-    data = json.dumps(body).encode() if body is not None else b""
-    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
-    if body is not None:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-    return (head + "\r\n").encode() + data
-
-
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
-async def _load(port: int, requests: list[bytes], clients: int) -> tuple[float, list[float], list[int]]:
-    pending = iter(range(len(requests)))
-    latencies = [0.0] * len(requests)
-    statuses = [0] * len(requests)
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
-
-    async def client(reader, writer) -> None:
-        for i in pending:
-            started = time.perf_counter()
-            writer.write(requests[i])
-            statuses[i] = await _read_response(reader)
-            latencies[i] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client(r, w) for r, w in connections))
-    seconds = time.perf_counter() - started
-    for _, writer in connections:
-        writer.close()
-    return len(requests) / seconds, latencies, statuses
+    return http_request(method, path, {"Authorization": f"Bearer {token}"}, json.dumps(body).encode() if body is not None else None)
 
 
 def load(port: int, requests: list[bytes], clients: int) -> dict:
-    rate, latencies, statuses = asyncio.run(_load(port, requests, clients))
-    bad = [s for s in statuses if s != 200]
+    result = lean_load(port, requests, clients)
+    bad = [s for s in result["statuses"] if s != 200]
     if bad:
         raise SystemExit(f"unexpected statuses: {sorted(set(bad))}")
-    latencies.sort()
-    return {"rate": rate, "p50": latencies[len(latencies) // 2] * 1000, "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000}
+    return result
 
 
 def fmt(result: dict) -> str:
