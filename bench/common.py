@@ -211,3 +211,54 @@ def stop(process) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+class StockhubServer:
+    """`stockhub serve` as a user runs it (FTP off), on `url` with `settings` (STOCKHUB_* variables)
+    on top of the bench's; `args` are more of serve's flags; `profile` runs it under py-spy, whose
+    collapsed stacks go to profile/server.raw (all its processes)."""
+
+    def __init__(self, url: str, work: Path, secret: str, settings: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 profile: Path | None = None):
+        import shutil
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
+            "STOCKHUB_DATABASE_URL": url,
+            "STOCKHUB_DATA_DIR": str(work / "server-data"),
+            "STOCKHUB_FTP_ENABLED": "false",
+            "STOCKHUB_SECRET_KEY": secret,
+        } | (settings or {})
+        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port), *args]
+        if profile:  # py-spy as the server's parent, following its processes, until shutdown
+            profile.mkdir(parents=True, exist_ok=True)
+            py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+            command = [py_spy, "record", "--subprocesses", "--nonblocking", "--rate", "100", "--format", "raw", "-o", str(profile / "server.raw"), "--", *command]
+        self.log_path = work / "server.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_up(self.port, self.process, self.log_path)
+        except SystemExit:
+            self.stop()
+            raise
+
+    def cpu_seconds(self) -> float:
+        return process_tree_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        try:
+            os.killpg(self.process.pid, signal.SIGINT)  # py-spy writes its profile on the child's exit
+            self.process.wait(60)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()

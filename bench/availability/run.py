@@ -27,9 +27,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +36,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import free_port, http_request, wait_until_up  # noqa: E402
+from common import StockhubServer, http_request  # noqa: E402
 from common import load as lean_load  # noqa: E402
 
 import httpx2 as httpx
@@ -62,38 +60,8 @@ def ean13(n: int, prefix: str = "20") -> str:
     return body + str((10 - total % 10) % 10)
 
 
-class Server:
-    def __init__(self, url: str, work: Path, profile: Path | None):
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
-            "STOCKHUB_DATABASE_URL": url,
-            "STOCKHUB_DATA_DIR": str(work / "server-data"),
-            "STOCKHUB_FTP_ENABLED": "false",
-            "STOCKHUB_SECRET_KEY": SECRET,
-        }
-        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-jobs"]
-        if profile:
-            py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-            command = [py_spy, "record", "--nonblocking", "--rate", "200", "--format", "raw", "-o", str(profile / "server.raw"), "--", *command]
-        self.log = open(work / "server.log", "w")
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        try:
-            wait_until_up(self.port, self.process, work / "server.log", timeout=60)
-        except SystemExit:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.log.close()
+def Server(url: str, work: Path, profile: Path | None) -> StockhubServer:  # noqa: N802
+    return StockhubServer(url, work, SECRET, args=("--no-jobs",), profile=profile)
 
 
 # --- the load generator: bench/common.py's lean client --------------------------------------------

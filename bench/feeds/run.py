@@ -29,15 +29,15 @@ import http.server
 import os
 import threading
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import StockhubServer  # noqa: E402
 
 import httpx2 as httpx
 import psycopg
@@ -53,12 +53,6 @@ ADMIN_URL = os.environ.get("STOCKHUB_BENCH_POSTGRES", "postgresql://postgres@127
 SECRET = "bench-feeds-secret"
 ITEMS = 1000
 RETRIES = [0]  # requests answered 503 (SQLite busy) and sent again
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup(url: str, work: Path) -> tuple[str, str, str]:
@@ -77,45 +71,14 @@ def setup(url: str, work: Path) -> tuple[str, str, str]:
     return token, store, brand
 
 
-class Server:
-    def __init__(self, url: str, work: Path):
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
-            "STOCKHUB_DATABASE_URL": url,
-            "STOCKHUB_DATA_DIR": str(work / "data"),
-            "STOCKHUB_FTP_ENABLED": "false",
-            "STOCKHUB_SECRET_KEY": SECRET,
-            "STOCKHUB_WORKER_POLL_SECONDS": "0.05",
-            "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK": "true",  # (d): the supplier's server is on this machine
-            "STOCKHUB_RATE_LIMIT_PER_TOKEN": "off",
-            "STOCKHUB_RATE_LIMIT_PER_ADDRESS": "off",
-        }
-        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.log = open(work / "server.log", "w")
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("the server did not start:\n" + (work / "server.log").read_text()[-3000:])
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.log.close()
+def Server(url: str, work: Path) -> StockhubServer:  # noqa: N802
+    return StockhubServer(url, work, SECRET, {
+        "STOCKHUB_DATA_DIR": str(work / "data"),  # the set-up's: the server's workers read the files it stored
+        "STOCKHUB_WORKER_POLL_SECONDS": "0.05",
+        "STOCKHUB_WEBHOOK_ALLOW_LOOPBACK": "true",  # (d): the supplier's server is on this machine
+        "STOCKHUB_RATE_LIMIT_PER_TOKEN": "off",
+        "STOCKHUB_RATE_LIMIT_PER_ADDRESS": "off",
+    })
 
 
 async def closed_loop(base: str, token: str, requests: list[tuple[str, str, dict | None]], clients: int) -> float:

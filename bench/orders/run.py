@@ -30,7 +30,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import RoundTrips, free_port, fmt, http_request, load, loadavg, median_run, process_tree_cpu, start_thin_app, stop, wait_until_up  # noqa: E402
+from common import RoundTrips, StockhubServer, free_port, fmt, http_request, load, loadavg, median_run, process_tree_cpu, start_thin_app, stop  # noqa: E402
 
 import psycopg
 from sqlalchemy import func, select
@@ -110,43 +109,13 @@ def pgbench(url: str, work: Path, rows: int, units: int, clients: int, seconds: 
     return {"rate": statistics.median(found), "runs": found, "loads": loads}
 
 
-class Server:
-    """`stockhub serve` as a user runs it: API processes (default: one per core) and the background workers."""
-
-    def __init__(self, url: str, work: Path, profile: Path | None, workers: int, rate_limit: str = "database"):
-        self.port = free_port()
-        limit = "off" if rate_limit == "off" else "100000000/hour"  # counted as users' servers count, never reached
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKHUB_")} | {
-            "STOCKHUB_DATABASE_URL": url,
-            "STOCKHUB_DATA_DIR": str(work / "server-data"),
-            "STOCKHUB_FTP_ENABLED": "false",
-            "STOCKHUB_SECRET_KEY": SECRET,
-            "STOCKHUB_RATE_LIMIT_PER_TOKEN": limit,
-            "STOCKHUB_RATE_LIMIT_PER_ADDRESS": limit,
-            "STOCKHUB_RATE_LIMIT_STORE": rate_limit if rate_limit != "off" else "auto",
-        }
-        command = [str(Path(sys.executable).parent / "stockhub"), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
-        self.log_path = work / "server.log"
-        self.log = open(self.log_path, "w")
-        if profile:  # py-spy as the server's parent, following the API processes, until shutdown
-            py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-            command = [py_spy, "record", "--subprocesses", "--nonblocking", "--rate", "100", "--format", "raw", "-o", str(profile / "server.raw"), "--", *command]
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until_up(self.port, self.process, self.log_path)
-
-    def cpu_seconds(self) -> float:
-        return process_tree_cpu(self.process.pid)
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGINT)  # py-spy writes its profile on the child's exit
-            self.process.wait(60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.log.close()
+def Server(url: str, work: Path, profile: Path | None, workers: int, rate_limit: str = "database") -> StockhubServer:  # noqa: N802
+    """`stockhub serve` as a user runs it: API processes (default: one per core) and the background workers;
+    rate limits counted as users' servers count them (`database`), never reached."""
+    limit = "off" if rate_limit == "off" else "100000000/hour"
+    settings = {"STOCKHUB_RATE_LIMIT_PER_TOKEN": limit, "STOCKHUB_RATE_LIMIT_PER_ADDRESS": limit,
+                "STOCKHUB_RATE_LIMIT_STORE": rate_limit if rate_limit != "off" else "auto"}
+    return StockhubServer(url, work, SECRET, settings, ("--workers", str(workers)), profile)
 
 
 # --- what PostgreSQL waits on during a run -----------------------------------------------------
