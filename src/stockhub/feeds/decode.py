@@ -106,7 +106,19 @@ def _read_csv(data: bytes, limits: Limits, separator: str | None = None, encodin
         )
         warnings = ("the file has malformed quotes: it was read without quote handling",)
     frame = frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
-    return Table(_tidy(frame), separator=separator, warnings=warnings)
+    return Table(_tidy(frame, trim=_may_need_trimming(utf8)), separator=separator, warnings=warnings)
+
+
+_TRIMMABLE = (b" ", b"\t", b"\r", b"\x0b", b"\x0c", b'"')
+
+
+def _may_need_trimming(utf8: bytes) -> bool:
+    """False when no cell can start or end with whitespace nor be an empty string: the text is
+    ASCII without spaces, tabs, carriage returns, vertical tabs or form feeds (the whitespace
+    polars' strip_chars takes off), and without quotes (so no cell holds a line break, and
+    none is a quoted ""). Then polars' cells are already trimmed, and empty ones null. A scan
+    of the bytes (memchr) costs ~1/10 of trimming every cell."""
+    return not utf8.isascii() or any(byte in utf8 for byte in _TRIMMABLE)
 
 
 def _polars_csv(utf8: bytes, separator: str, schema: dict, quote_char: str | None) -> pl.DataFrame:
@@ -298,9 +310,12 @@ def _column_number(letters: str) -> int:
 # --- shared --------------------------------------------------------------------------------
 
 
-def _tidy(frame: pl.DataFrame) -> pl.DataFrame:
-    """Trim cells, make empty cells null, drop fully blank rows."""
+def _tidy(frame: pl.DataFrame, trim: bool = True) -> pl.DataFrame:
+    """Trim cells, make empty cells null (unless `trim` is False: the caller knows no cell needs
+    it), drop fully blank rows."""
     cells = [c for c in frame.columns if c != "row"]
+    if not trim:
+        return frame.filter(~pl.all_horizontal(pl.col(c).is_null() for c in cells))
     trimmed = frame.with_columns(pl.col(c).str.strip_chars() for c in cells).with_columns(
         pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in cells
     )

@@ -6,7 +6,8 @@ limited to `memory_mb` of address space beyond what the idle reader maps (RLIMIT
 `timeout_seconds` of wall time, so whatever the file does only ends the child; the caller gets
 the parsed file or `ReaderFailed` saying why. Pulled XML and JSON documents are turned into
 stock CSVs the same way (`run_isolated` with kind "document", feeds/documents.py).
-The child answers with the parsed frames as Arrow IPC (no pickle crosses the boundary).
+The child writes the parsed frames as Arrow IPC files into a temporary directory the parent made
+for the one request, and answers their summary as JSON on stdout (no pickle crosses the boundary).
 
 The child is started warm: importing polars takes 0.2–1.8 s, more than parsing a small upload,
 so each process keeps WARM_CHILDREN children pre-started (`prestart`; a worker calls it when it starts). The
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import io
 import json
 import os
 import resource
 import signal
-import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -45,7 +45,6 @@ READERS = {
     "products": (ProductFile, read_product_file),
     "catalog": (CatalogDocument, read_catalog_document),  # a catalog import's JSON or NDJSON document
 }
-_LENGTH = struct.Struct(">Q")
 
 
 class ReaderFailed(Exception):
@@ -64,8 +63,9 @@ def read_isolated(kind: str, source: bytes | Path, options: dict, sandbox: Sandb
 
     `options` are the reader's keyword arguments (default_currency, custom_identifiers, ...).
     """
-    request = {"kind": kind, "options": options, "limits": asdict(sandbox.limits)}
-    return _decode(kind, run_isolated(request, source, sandbox))
+    with tempfile.TemporaryDirectory(prefix="stockhub-parse-") as out:
+        request = {"kind": kind, "options": options, "limits": asdict(sandbox.limits), "out": out}
+        return _decode(kind, run_isolated(request, source, sandbox), Path(out))
 
 
 def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox(), subject: str = "file") -> bytes:
@@ -193,18 +193,16 @@ def _failure(code: int, stderr: bytes, sandbox: Sandbox, subject: str = "file") 
     return f"the {subject} could not be read: the reader crashed ({how})"
 
 
-def _decode(kind: str, answer: bytes):
-    parts, at = [], 0
-    for _ in range(3):
-        (size,) = _LENGTH.unpack_from(answer, at)
-        parts.append(answer[at + _LENGTH.size : at + _LENGTH.size + size])
-        at += _LENGTH.size + size
-    meta = json.loads(parts[0])
+def _decode(kind: str, answer: bytes, out: Path):
+    """The child's answer: its JSON summary on stdout, the two frames as Arrow IPC files in `out`
+    (read from the files, not piped: a million rows are ~80 MB that the pipe, the answer's
+    slicing and a copy into polars would each go over again)."""
+    meta = json.loads(answer)
     kind_type, _ = READERS[kind]
     extra = {name: meta[name] for name in _EXTRA if name in meta and name in {f.name for f in fields(kind_type)}}
     return kind_type(
-        rows=pl.read_ipc(parts[1]),
-        rejections=pl.read_ipc(parts[2]),
+        rows=pl.read_ipc(out / _ROWS),
+        rejections=pl.read_ipc(out / _REJECTIONS),
         line_count=meta["line_count"],
         superseded_count=meta["superseded_count"],
         warnings=tuple(meta["warnings"]),
@@ -216,14 +214,15 @@ def _decode(kind: str, answer: bytes):
 _EXTRA = ("skipped_count", "preset")  # what only some readers tell
 
 
-def _encode(parsed) -> bytes:
+_ROWS, _REJECTIONS = "rows.arrow", "rejections.arrow"
+
+
+def _encode(parsed, out: Path) -> bytes:
+    """Writes the parsed frames to `out` as Arrow IPC files; the summary to answer on stdout."""
     meta = {k: getattr(parsed, k) for k in ("line_count", "superseded_count", "warnings", "invalid_reason", *_EXTRA) if hasattr(parsed, k)}
-    parts = [json.dumps(meta).encode()]
-    for frame in (parsed.rows, parsed.rejections):
-        buffer = io.BytesIO()
-        frame.write_ipc(buffer)
-        parts.append(buffer.getvalue())
-    return b"".join(_LENGTH.pack(len(part)) + part for part in parts)
+    parsed.rows.write_ipc(out / _ROWS)
+    parsed.rejections.write_ipc(out / _REJECTIONS)
+    return json.dumps(meta).encode()
 
 
 def _die_with_parent() -> None:
@@ -257,7 +256,7 @@ def main() -> None:
         work = lambda data: answer_in_child(data, request)  # noqa: E731
     else:
         _, read = READERS[request["kind"]]
-        work = lambda data: _encode(read(data, limits=Limits(**request["limits"]), **request["options"]))  # noqa: E731
+        work = lambda data: _encode(read(data, limits=Limits(**request["limits"]), **request["options"]), Path(request["out"]))  # noqa: E731
     # Libraries and thread stacks map ~1 GB that is hardly touched; the file may take memory_mb more.
     memory = _address_space() + request["memory_mb"] * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))

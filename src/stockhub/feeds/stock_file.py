@@ -284,7 +284,7 @@ def _split(checked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     Of several valid rows with one identifier the last wins; invalid rows never supersede.
     """
     valid = checked.filter(pl.col("reject").is_null())
-    if valid["identifier"].n_unique() == valid.height:  # no duplicates (the usual file): cheaper to count than to mark
+    if _all_distinct(valid["identifier"]):  # no duplicates (the usual file): cheaper to count than to mark
         is_last = pl.lit(True)
     else:
         valid = valid.with_columns(_is_last=pl.col("identifier").is_last_distinct())
@@ -295,6 +295,16 @@ def _split(checked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
         checked.filter(pl.col("reject").is_not_null()).select("row", pl.col("reject").struct.unnest()),
         valid.select("row", "nearst_warning", "price_rounded"),
     )
+
+
+def _all_distinct(identifiers: pl.Series) -> bool:
+    """Whether no identifier repeats. GTINs are digits: counting them as integers is ~2x quicker
+    than as strings, and distinct integers mean distinct strings (equal strings parse equal;
+    "012" and "12" only make it look like a repeat, and the strings are counted then)."""
+    numbers = identifiers.str.to_integer(strict=False)
+    if numbers.null_count() == 0 and numbers.n_unique() == identifiers.len():
+        return True
+    return identifiers.n_unique() == identifiers.len()
 
 
 def _superseded(duplicates: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
