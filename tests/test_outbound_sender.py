@@ -176,3 +176,9 @@ def test_a_url_with_a_space_a_line_break_or_a_letter_beyond_ascii_is_sent_percen
     head = receiver.requests[0].split(b"\r\n\r\n")[0]
     assert head.startswith(b"POST /hooks/caf%C3%A9%20xx-injected:%201?q=a%20b HTTP/1.1\r\n")  # line breaks dropped (urlsplit)
     assert b"\r\nx-injected" not in head
+
+
+def test_a_negative_chunk_size_is_a_protocol_error():
+    receiver = Answering(lambda n: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc\r\n0\r\n\r\n")
+    with pytest.raises(outbound.RequestFailed, match="bad chunk size"):
+        post(outbound.Sender(settings()), receiver.url())

@@ -377,6 +377,8 @@ async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
             size = int(size_line.split(b";", 1)[0].strip(), 16)
         except ValueError:
             raise RequestFailed("RemoteProtocolError: a bad chunk size") from None
+        if size < 0:
+            raise RequestFailed("RemoteProtocolError: a bad chunk size")
         if size == 0:
             while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
                 pass

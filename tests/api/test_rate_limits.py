@@ -142,3 +142,22 @@ def test_a_node_counts_into_the_database_in_the_background(settings):
         time.sleep(0.05)
     assert counted == 5
     hub.engine.dispose()
+
+
+def test_a_sync_of_more_clients_than_one_statement_can_bind_counts_them_all(settings):
+    settings.rate_limit_per_token = "off"
+    settings.rate_limit_per_address = "100/minute"
+    settings.rate_limit_store = "database"
+    hub = Hub.from_settings(settings)
+    one, two = Limiter(settings, hub.engine), Limiter(settings, hub.engine)
+    start = 1_800_000_000.0
+    addresses = [f"10.{n // 65536}.{n // 256 % 256}.{n % 256}" for n in range(17_000)]  # 4 values a row: past 65,535
+    for address in addresses:
+        one.check(None, address, now=start)
+    one.counter.sync()
+    two.check(None, addresses[-1], now=start + 1)
+    two.counter.sync()
+    assert two.check(None, addresses[-1], now=start + 2).remaining == 97  # the other node's one, and its own two
+    with hub.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(rate_limit_counters)).scalar() == 17_000
+    hub.engine.dispose()

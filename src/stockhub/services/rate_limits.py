@@ -130,6 +130,9 @@ class MemoryCounter:
             return found
 
 
+SYNC_ROWS = 1000
+
+
 class DatabaseCounter:
     """Counts every node shares, kept in `rate_limit_counters` and synced in the background.
 
@@ -149,6 +152,7 @@ class DatabaseCounter:
         self._pending: dict[tuple[str, int], int] = {}  # counted here since
         self._ends: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
+        self._syncing = threading.Lock()
         self._due = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -178,20 +182,28 @@ class DatabaseCounter:
 
     def sync(self) -> None:
         """Add what this process counted to the shared rows and learn their totals."""
+        with self._syncing:  # one at a time: two syncs of the same batch would add it twice
+            self._sync()
+
+    def _sync(self) -> None:
         with self._lock:
             batch = dict(self._pending)
         if not batch:
             return
         rows = [{"key": key, "window_start": start, "count": n, "expires_at": self._ends[(key, start)]} for (key, start), n in batch.items()]
+        totals = []
         with self.engine.connect() as conn:
             if is_postgres(conn):
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # one statement, no BEGIN/COMMIT round trips
-            statement = upsert(conn, rate_limit_counters).values(rows)
-            statement = statement.on_conflict_do_update(
-                index_elements=["key", "window_start"], set_={"count": rate_limit_counters.c["count"] + statement.excluded["count"]}
-            ).returning(rate_limit_counters.c.key, rate_limit_counters.c.window_start, rate_limit_counters.c["count"])
-            with conn.begin() if not is_postgres(conn) else contextlib.nullcontext():
-                totals = conn.execute(statement).all()
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/COMMIT round trips
+            # a statement per SYNC_ROWS keys: many clients at once (addresses) must not pass the
+            # databases' limit on bound parameters (SQLite 32,766, PostgreSQL 65,535)
+            for start in range(0, len(rows), SYNC_ROWS):
+                statement = upsert(conn, rate_limit_counters).values(rows[start : start + SYNC_ROWS])
+                statement = statement.on_conflict_do_update(
+                    index_elements=["key", "window_start"], set_={"count": rate_limit_counters.c["count"] + statement.excluded["count"]}
+                ).returning(rate_limit_counters.c.key, rate_limit_counters.c.window_start, rate_limit_counters.c["count"])
+                with conn.begin() if not is_postgres(conn) else contextlib.nullcontext():
+                    totals += conn.execute(statement).all()
         now = time.time()
         with self._lock:
             for key, start, total in totals:
