@@ -14,13 +14,13 @@ own executemany.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 from sqlalchemy import Connection, bindparam, insert, update
 
 from stockhub.db.engine import is_postgres, new_work
-from stockhub.db.tables import events, inventory_changes, order_lines, stock_levels, stock_movements
+from stockhub.db.tables import UTCDateTime, events, inventory_changes, order_lines, stock_levels, stock_movements
 
 LEVEL = ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency",
          "promotion_minor", "last_reported_on", "expired", "updated_at"]
@@ -80,8 +80,8 @@ _UPDATE_LEVEL = (
 
 
 def _documents(writes: Writes) -> list[str]:
-    """The statement's parameters: each table's rows as one JSON array (orjson writes the naive
-    UTC timestamps the tables keep)."""
+    """The statement's parameters: each table's rows as one JSON array (orjson writes the
+    timestamps as the tables keep them)."""
     numbered_events = [row | {"number": n} for n, (row, _) in enumerate(writes.events)]
     changes = [change | {"event": n} for n, (_, batch) in enumerate(writes.events) for change in batch]
     return [
@@ -91,12 +91,11 @@ def _documents(writes: Writes) -> list[str]:
 
 
 def _utc(value):
-    """Timestamps as the tables keep them: naive UTC (`tables.UTCDateTime`)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-    return value
+    """Timestamps as the tables keep them (`tables.UTCDateTime`: naive UTC)."""
+    return _AS_STORED(value, None) if isinstance(value, datetime) else value
+
+
+_AS_STORED = UTCDateTime().process_bind_param
 
 
 _TYPES = {

@@ -178,14 +178,16 @@ def _principal(row) -> Principal:
     )
 
 
-def _live_token(hub: Hub, token_hash: str):
+def _live_token(hub: Hub, token_hash: str, cached_only: bool = False):
     """The token's row if it is live, from a short-lived cache: a request on a hot token costs no
     database round trip. A revocation made by this process takes effect at once (`forget_tokens`);
-    one made by another process within `AUTH_CACHE_SECONDS`."""
+    one made by another process within `AUTH_CACHE_SECONDS`. `cached_only`: None unless cached."""
     now = time.monotonic()
     cached = hub.token_cache.get(token_hash)
     if cached is not None and cached[0] > now:
         row = cached[1]
+    elif cached_only:
+        return None
     else:
         with reading(hub.engine) as conn:
             row = conn.execute(
@@ -217,10 +219,10 @@ def forget_tokens(hub: Hub) -> None:
 def cached_principal(hub: Hub, token: str, partner_store_id: str | None = None) -> Principal | None:
     """`principal_for_token` when it needs no database (the token cached and no partner store to
     resolve): for the API to answer without a thread hop. None: ask `principal_for_token`."""
-    cached = hub.token_cache.get(security.key_hash(hub.secret, token))
-    if cached is None or cached[0] <= time.monotonic() or partner_store_id is not None:
+    if partner_store_id is not None:
         return None
-    return _principal(cached[1]) if cached[1].expires_at is None or cached[1].expires_at > utcnow() else None
+    row = _live_token(hub, security.key_hash(hub.secret, token), cached_only=True)
+    return _principal(row) if row is not None else None
 
 
 def principal_for_token(hub: Hub, token: str, partner_store_id: str | None = None) -> Principal | None:
