@@ -166,9 +166,14 @@ class _WarmChildren:
                 child.wait()
 
 
+# A reader is background work: started ahead (importing polars takes a core for a while) and
+# parsing at a lower CPU priority, so neither slows the requests the server is answering.
+_LOW_PRIORITY_START = "import os, runpy; os.nice(10); runpy.run_module('stockhub.feeds.sandbox', run_name='__main__')"
+
+
 def _spawn() -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "stockhub.feeds.sandbox", str(os.getpid())],
+        [sys.executable, "-c", _LOW_PRIORITY_START, str(os.getpid())],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
