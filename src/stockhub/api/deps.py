@@ -89,11 +89,7 @@ def _unclean_fields(value, path: str = "") -> list[str]:
     return found
 
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_store_id: Annotated[str | None, Header(description="a partner's own id of a connected store")] = None,
-) -> Principal:
+async def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None, x_store_id: str | None) -> Principal:
     if credentials is None:
         raise Problem(401, "Unauthorized", "send a token as 'Authorization: Bearer <token>'")
     hub = get_hub(request)
@@ -105,11 +101,21 @@ async def current_principal(
     return principal
 
 
+_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+_StoreHeader = Annotated[str | None, Header(description="a partner's own id of a connected store")]
+
+
+async def current_principal(request: Request, credentials: _Credentials, x_store_id: _StoreHeader = None) -> Principal:
+    return await _principal(request, credentials, x_store_id)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
-    async def holding(principal: CurrentPrincipal) -> Principal:
+    # the principal and its scope in one dependency: FastAPI's cost is per dependency, on every request
+    async def holding(request: Request, credentials: _Credentials, x_store_id: _StoreHeader = None) -> Principal:
+        principal = await _principal(request, credentials, x_store_id)
         if not principal.has(scope):
             raise Problem(403, "Forbidden", f"the token lacks the scope {scope}", extra={"required_scope": scope})
         return principal

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhub import representations as show
@@ -15,14 +16,12 @@ from stockhub.services.scope import scope_of
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 
-@router.post("/orders", status_code=201, responses=also(200, "the order booked before with this external_id and body") | CONFLICT)
-def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking, response: Response) -> dict:
+@router.post("/orders", status_code=201, response_model=dict, responses=also(200, "the order booked before with this external_id and body") | CONFLICT)
+def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking) -> JSONResponse:
     """Book an order against live availability: every line's stock is committed, or none (409
     with the short lines). The same `external_id` and body again returns the order (200)."""
     order, created = orders.book(hub, scope_of(principal), body)
-    if not created:
-        response.status_code = 200
-    return show.order(order)
+    return JSONResponse(show.order(order), 201 if created else 200)
 
 
 @router.get("/orders")
