@@ -95,7 +95,7 @@ def test_each_notification_is_mailed_once_to_the_right_people(server, client, hu
     assert "invalid_inventory_format" in invalid.get_content()
 
     statuses.refresh_all(hub, datetime.now(UTC) + timedelta(days=4))  # another day: disconnected
-    hub.work_arrived.set()
+    hub.ring()
     to, gone = inbox.wait_for(5)[4]
     assert to == ["owner@acme.test"] and "disconnected" in gone["Subject"]
 
@@ -110,7 +110,7 @@ def test_a_mail_waits_while_smtp_is_down_and_is_sent_once_it_is_back(server, hub
     hub.settings.smtp_host, hub.settings.smtp_port = "127.0.0.1", _free_port()  # nothing listens there
     hub.settings.mail_retry_seconds = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
     tenant = retailer(hub)
-    hub.work_arrived.set()
+    hub.ring()
     deadline = time.monotonic() + 20
     while True:
         with reading(hub.engine) as conn:

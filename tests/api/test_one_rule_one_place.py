@@ -115,7 +115,7 @@ def test_direct_stock_writes_are_delivered_without_waiting_for_a_poll(client, te
     ).json()
     receiver.secrets.append(subscription["secret"])
     server.hub.settings.worker_poll_seconds = 600  # from now on, only a wake-up gets the worker going
-    server.hub.work_arrived.set()  # let it start its long sleep now
+    server.hub.ring()  # let it start its long sleep now
     if write == "count":
         answer = client.put(f"/v1/stores/{tenant.store}/stock/{BOOK}", json={"on_hand": 9}, headers=tenant.auth)
     else:

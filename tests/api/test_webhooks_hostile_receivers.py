@@ -84,7 +84,7 @@ def emit_orders(hub, tenant, count: int, prefix: str = "ord") -> None:
     with transaction(hub.engine) as conn:
         for n in range(count):
             events.emit(conn, "order.created", organization, store, {"order_id": f"{prefix}_{n}"})
-    hub.work_arrived.set()
+    hub.ring()
 
 
 def test_a_dripping_receiver_times_out_and_holds_up_no_other_organization(client, server, tenant):

@@ -32,7 +32,7 @@ def emit(hub, organization: str, store: str, count: int) -> None:
     with transaction(hub.engine) as conn:
         for n in range(count):
             events.emit(conn, "order.created", ids.decode("organization", organization), ids.decode("store", store), {"order_id": f"ord_{n}"})
-    hub.work_arrived.set()
+    hub.ring()
 
 
 def failing_first_event_of(store: str, recovered: threading.Event):

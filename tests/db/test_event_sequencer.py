@@ -81,3 +81,30 @@ def test_a_reader_catching_up_during_concurrent_writes_sees_each_event_once(pg):
     assert sorted(numbers) == sorted(w * 1000 + i for w in range(writers) for i in range(per_writer))
     sequences = [event["sequence"] for event in seen]
     assert sequences == sorted(set(sequences))
+
+
+def test_events_alone_wake_the_workers_for_events_and_queued_work_for_every_queue(hub, tenant):
+    """The bell says what a commit left: a booking's events alone spare the workers a look at
+    every queue; anything queued with them (here a delivery to retry) asks for the full look."""
+    from stockhub import ids
+    from stockhub.db.engine import new_work, transaction
+
+    organization, store = ids.decode("organization", tenant.organization), ids.decode("store", tenant.store)
+    hub.work_arrived.clear()
+    hub.queued_work.clear()
+    with transaction(hub.engine) as conn:
+        _emit(conn, organization, store, 1)
+    assert hub.work_arrived.is_set() and not hub.queued_work.is_set()
+
+    hub.work_arrived.clear()
+    with transaction(hub.engine) as conn:
+        _emit(conn, organization, store, 2)
+        new_work(conn)
+        _emit(conn, organization, store, 3)  # events after queued work do not narrow it
+    assert hub.work_arrived.is_set() and hub.queued_work.is_set()
+
+    hub.work_arrived.clear()
+    hub.queued_work.clear()
+    with transaction(hub.engine) as conn:
+        conn.exec_driver_sql("SELECT 1")
+    assert not hub.work_arrived.is_set() and not hub.queued_work.is_set()

@@ -36,7 +36,8 @@ from stockhub.services.context import Hub
 
 log = logging.getLogger(__name__)
 
-WAKE = b"w"
+WAKE = b"w"  # a wake-up datagram: look at every queue
+EVENTS_ONLY = b"e"  # only events to number and deliver
 
 
 def listen_for_wake_ups(hub: Hub) -> int:
@@ -47,10 +48,10 @@ def listen_for_wake_ups(hub: Hub) -> int:
     def listen() -> None:
         while True:
             try:
-                wake.recv(16)
+                data = wake.recv(16)
             except OSError:
                 return
-            hub.work_arrived.set()
+            hub.ring(events_only=data == EVENTS_ONLY)
 
     threading.Thread(target=listen, name="stockhub-wake-ups", daemon=True).start()
     return wake.getsockname()[1]
@@ -61,9 +62,9 @@ def wake_bell(port: int):
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.setblocking(False)
 
-    def ring() -> None:
+    def ring(events_only: bool = False) -> None:
         try:
-            sender.sendto(WAKE, ("127.0.0.1", port))
+            sender.sendto(EVENTS_ONLY if events_only else WAKE, ("127.0.0.1", port))
         except OSError:  # a full buffer means a wake-up is already pending
             pass
 

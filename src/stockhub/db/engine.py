@@ -2,8 +2,9 @@
 
 `transaction(engine)` is a write transaction and the unit of work of every use case: what it
 writes commits together, and after the commit it rings the workers' bell when the transaction
-made new work for them (`new_work(conn)`: an event to sequence and deliver, an upload to
-process, a delivery to retry), so no service wakes workers by hand. On SQLite it starts with
+made new work for them (`new_work(conn)`: an upload to process, a delivery to retry;
+`new_work(conn, events_only=True)`: only events to number and deliver, which spares the
+workers a look at every queue after each booking), so no service wakes workers by hand. On SQLite it starts with
 BEGIN IMMEDIATE, so a writer takes the single write lock up front and waits for it (busy
 timeout) instead of failing half-way when a read lock cannot be upgraded. `reading(engine)` is
 a read-only snapshot.
@@ -149,17 +150,19 @@ def insert_new(conn: Connection, table: Table, keys: list[str]):
 
 
 _NEW_WORK = "stockhub.new_work"
-_bells: WeakKeyDictionary[Engine, Callable[[], None]] = WeakKeyDictionary()
+_bells: WeakKeyDictionary[Engine, Callable[[bool], None]] = WeakKeyDictionary()
 
 
-def ring_on_new_work(engine: Engine, bell: Callable[[], None]) -> None:
-    """What to call after a transaction on `engine` that made new work commits (the Hub's bell)."""
+def ring_on_new_work(engine: Engine, bell: Callable[[bool], None]) -> None:
+    """What to call after a transaction on `engine` that made new work commits (the Hub's bell),
+    with whether that work is only events (`bell(events_only)`)."""
     _bells[engine] = bell
 
 
-def new_work(conn: Connection) -> None:
-    """Mark the current transaction as one that leaves work for the workers."""
-    conn.info[_NEW_WORK] = True
+def new_work(conn: Connection, events_only: bool = False) -> None:
+    """Mark the current transaction as one that leaves work for the workers: events to number
+    and deliver only, or (the default) work in any queue."""
+    conn.info[_NEW_WORK] = events_only and conn.info.get(_NEW_WORK, True)
 
 
 @contextmanager
@@ -168,8 +171,9 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         conn.info.pop(_NEW_WORK, None)
         with conn.begin():
             yield conn
-        if conn.info.pop(_NEW_WORK, False) and (bell := _bells.get(engine)) is not None:
-            bell()
+        events_only = conn.info.pop(_NEW_WORK, None)
+        if events_only is not None and (bell := _bells.get(engine)) is not None:
+            bell(events_only)
 
 
 @contextmanager

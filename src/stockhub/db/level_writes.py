@@ -52,7 +52,7 @@ def send(conn: Connection, writes: Writes) -> None:
     else:
         _each(conn, writes)
     if writes.events:
-        new_work(conn)  # the sequencer numbers them and makes their deliveries
+        new_work(conn, events_only=True)  # the sequencer numbers them and makes their deliveries
 
 
 def _each(conn: Connection, writes: Writes) -> None:

@@ -489,7 +489,7 @@ class Deliverer:
                 self.deliver_due()
             except Exception:
                 log.exception("claiming webhook deliveries failed")
-                self.hub.work_arrived.set()  # the worker's loop tries again
+                self.hub.ring()  # the worker's loop tries again
 
     @property
     def idle(self) -> bool:

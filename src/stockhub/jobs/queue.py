@@ -61,7 +61,7 @@ def release_orphaned_uploads(hub: Hub) -> int:
                 .values(status="received", worker_id=None, lease_until=None)
             )
     if orphans:
-        hub.work_arrived.set()
+        hub.ring()
     return len(orphans)
 
 
@@ -119,5 +119,5 @@ def release_held(hub: Hub, worker_id: str) -> dict[str, int]:
             ).rowcount,
         }
     if any(released.values()):
-        hub.work_arrived.set()
+        hub.ring()
     return released

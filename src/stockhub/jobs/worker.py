@@ -54,20 +54,29 @@ class Worker:
         self._pulling_lock = threading.Lock()
 
     def run_once(self) -> bool:
-        """Number committed events, process one upload if one is claimable, and start the webhook
-        deliveries that are due; True when it did any of it."""
+        """Number committed events, process one upload, catalog import and feed batch if claimable,
+        start the webhook deliveries that are due, send due mail and start due pulls; True when it
+        did any of it."""
+        events = self._events_once()
+        return self._queues_once() or events
+
+    def _events_once(self) -> bool:
+        """Number committed events and start the deliveries that are due; True when it did either."""
         numbered = sequence_events(self.hub.engine)
         started = self._deliver_due()  # what is due goes out before an upload's parse could hold it up
+        return numbered > 0 or started > 0
+
+    def _queues_once(self) -> bool:
+        """One look at every queue but events; True when one of them gave work."""
         processed = self._process_one_upload()
         if processed:  # its events go out now, not after the next upload
-            numbered += sequence_events(self.hub.engine)
-            started += self._deliver_due()
+            self._events_once()
         stopping = self._stop.is_set()
         imported = process_one_import(self.hub, self.id) if not stopping else False
         batched = feed_jobs.run_one_batch(self.hub, self.id) if not stopping else False
         mailed = send_due_mail(self.hub, self.id, stopping=self._stop) if not stopping else 0
         pulls = self._start_due_pulls() if not stopping else 0
-        return numbered > 0 or processed or imported or batched or started > 0 or mailed > 0 or pulls > 0
+        return processed or imported or batched or mailed > 0 or pulls > 0
 
     def _deliver_due(self) -> int:
         return self.deliverer.deliver_due() if self.deliverer is not None else 0
@@ -93,7 +102,7 @@ class Worker:
         finally:
             with self._pulling_lock:
                 self._pulling -= 1
-            self.hub.work_arrived.set()
+            self.hub.ring()
 
     def _process_one_upload(self) -> bool:
         if self._stop.is_set():
@@ -149,14 +158,25 @@ class Worker:
                 log.info("took back %d uploads a stopped process of this host was processing", released)
         except Exception:
             log.exception("could not take back interrupted uploads")
+        next_full_look = 0.0
         while not self._stop.is_set():
             # Gather: under a stream of bookings every commit wakes the worker, and each look costs
             # a round of statements however little arrived; a few ms lets one look take many.
             self._stop.wait(WAKE_GATHER_SECONDS)
             self.hub.work_arrived.clear()  # before looking, so a wake-up during the look is not lost
+            # A booking leaves only events: the queues (uploads, imports, batches, mail, pulls) are
+            # looked at when work was queued, while they keep yielding work, and at every poll
+            # interval (work queued by another host rings no bell here).
+            full = self.hub.queued_work.is_set() or time.monotonic() >= next_full_look
+            if full:
+                self.hub.queued_work.clear()
             try:
                 self._sweep_when_due()
-                busy = self.run_once()
+                busy = self._events_once()
+                if full:
+                    queues_busy = self._queues_once()
+                    next_full_look = 0.0 if queues_busy else time.monotonic() + self.hub.settings.worker_poll_seconds
+                    busy = busy or queues_busy
             except Exception:
                 log.exception("worker loop error")
                 busy = False

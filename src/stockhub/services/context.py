@@ -24,11 +24,12 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
 
     settings: Settings
     engine: Engine
-    work_arrived: threading.Event = field(default_factory=threading.Event)
+    work_arrived: threading.Event = field(default_factory=threading.Event)  # the workers look
+    queued_work: threading.Event = field(default_factory=threading.Event)  # ... at every queue, not only events
     token_cache: dict = field(default_factory=dict)  # services.accounts: live tokens, briefly
 
     def __post_init__(self) -> None:
-        ring_on_new_work(self.engine, self.work_arrived.set)  # every unit of work that leaves work wakes the workers
+        ring_on_new_work(self.engine, self.ring)  # every unit of work that leaves work wakes the workers
         ids.configure(self.settings.secret)  # public ids are keyed by the server secret
         if self.settings.secret_key is None and (self.settings.storage_url or "").startswith("s3:"):
             log.warning(
@@ -36,6 +37,12 @@ The bell rings after any `db.engine.transaction` that left work (see `db.engine.
                 " which other nodes of a fleet do not have; give every node the same STOCKHUB_SECRET_KEY",
                 self.settings.data_dir / "secret_key",
             )
+
+    def ring(self, events_only: bool = False) -> None:
+        """Wake the workers: to number and deliver events only, or to look at every queue."""
+        if not events_only:
+            self.queued_work.set()
+        self.work_arrived.set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Hub:

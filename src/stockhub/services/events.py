@@ -76,7 +76,7 @@ def _write(
     """Insert events of one type (data, change_count each); their row ids, in order."""
     rows = [event_row(type, organization_id, store_id, now, data, change_count, partner_id) for data, change_count in bodies]
     event_ids = list(conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True), rows).scalars())
-    new_work(conn)  # the sequencer numbers them and makes their deliveries
+    new_work(conn, events_only=True)  # the sequencer numbers them and makes their deliveries
     return event_ids
 
 
@@ -272,7 +272,7 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
         last = conn.execute(_LAST_NUMBER).scalar_one()
         numbered = sorted(conn.execute(_NUMBER_EVENTS, {"last": last, "limit": limit}).all(), key=lambda event: event.sequence)
         if _fan_out(conn, numbered, datetime.now(UTC)):
-            new_work(conn)  # deliveries are due
+            new_work(conn, events_only=True)  # deliveries are due
     return len(numbered)
 
 
