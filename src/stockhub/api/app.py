@@ -47,7 +47,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.hub = hub
     problems.install(app)
     problems.describe(app, {"Message": MESSAGE_SCHEMA})
-    for router in (tenancy, uploads, stock, orders, availability, products, webhooks, feeds, jetti, admin):
+    # Routes are matched in order, one regex each: the busiest (bookings, stock lookups) first.
+    # No path of theirs matches another router's route (tests/api/test_routes.py).
+    for router in (orders, stock, tenancy, uploads, availability, products, webhooks, feeds, jetti, admin):
         app.include_router(router.router, responses=problems.responses(*problems.COMMON))
     app.include_router(oauth.router, responses=oauth_responses())
     app.include_router(
