@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, or_
 
 from stockhub import ids
 from stockhub.db import level_writes
-from stockhub.db.engine import new_work, reading, transaction
+from stockhub.db.engine import new_work, one_statement, reading, transaction
 from stockhub.db.locks import lock_sequencer
 from stockhub.db.tables import events, inventory_changes, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
@@ -241,9 +241,12 @@ def _was_connected(connected: dict[int, dict[int, datetime]], event, partner: in
 # --- numbering events after commit ---------------------------------------------------------
 
 
-_LAST_NUMBER = select(func.coalesce(func.max(events.c.sequence), 0))
+_ANY_PENDING = select(events.c.id).where(events.c.sequence.is_(None)).limit(1)
+# The last number is read inside the numbering statement: its snapshot is taken after the
+# sequencer's lock, so it sees every number an earlier sequencer committed.
+_LAST_NUMBER = select(func.coalesce(func.max(events.c.sequence), 0)).scalar_subquery()
 _PENDING = (
-    select(events.c.id, (bindparam("last") + func.row_number().over(order_by=events.c.id)).label("number"))
+    select(events.c.id, (_LAST_NUMBER + func.row_number().over(order_by=events.c.id)).label("number"))
     .where(events.c.sequence.is_(None))
     .order_by(events.c.id)
     .limit(bindparam("limit"))
@@ -264,13 +267,12 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
     and every number at or below the highest one a reader can see is committed. The numbered
     events' deliveries are made in the same transaction (`_fan_out`), due at once.
     """
-    with reading(engine) as conn:
-        if conn.execute(select(events.c.id).where(events.c.sequence.is_(None)).limit(1)).first() is None:
+    with one_statement(engine) as conn:
+        if conn.execute(_ANY_PENDING).first() is None:
             return 0
     with transaction(engine) as conn:
         lock_sequencer(conn)
-        last = conn.execute(_LAST_NUMBER).scalar_one()
-        numbered = sorted(conn.execute(_NUMBER_EVENTS, {"last": last, "limit": limit}).all(), key=lambda event: event.sequence)
+        numbered = sorted(conn.execute(_NUMBER_EVENTS, {"limit": limit}).all(), key=lambda event: event.sequence)
         if _fan_out(conn, numbered, datetime.now(UTC)):
             new_work(conn, events_only=True)  # deliveries are due
     return len(numbered)
