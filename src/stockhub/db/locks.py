@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Row, Select, bindparam, func, select, tuple_
+from sqlalchemy import BigInteger, Connection, Row, Select, String, bindparam, func, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub.db.engine import is_postgres
 from stockhub.db.tables import feed_items, orders, stock_levels, stores
@@ -44,12 +45,18 @@ def sharing(query: Select) -> Select:
     return query.order_by(stores.c.id).with_for_update(read=True, key_share=True)
 
 
-_LEVELS_FOR_UPDATE = (  # built once: bookings take it on every call
-    select(stock_levels)
-    .where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(bindparam("keys", expanding=True)))
+_KEYS = func.unnest(bindparam("stores", type_=ARRAY(BigInteger)), bindparam("identifiers", type_=ARRAY(String))).table_valued(
+    "store_id", "identifier"
+).render_derived(name="wanted")
+_LEVELS_FOR_UPDATE = {  # built once: bookings take it on every call
+    # PostgreSQL: the keys as two arrays, so the statement's text never varies (prepared once per
+    # connection) and no IN list is rendered per call; SQLite: an IN list.
+    postgres: select(stock_levels)
+    .where(tuple_(stock_levels.c.store_id, stock_levels.c.identifier).in_(keys))
     .order_by(stock_levels.c.store_id, stock_levels.c.identifier)
     .with_for_update()
-)
+    for postgres, keys in ((True, select(_KEYS.c.store_id, _KEYS.c.identifier)), (False, bindparam("keys", expanding=True)))
+}
 
 
 def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Row]:
@@ -57,7 +64,11 @@ def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = conn.execute(_LEVELS_FOR_UPDATE, {"keys": wanted}).all()
+    if is_postgres(conn):
+        values = {"stores": [store for store, _ in wanted], "identifiers": [identifier for _, identifier in wanted]}
+        rows = conn.execute(_LEVELS_FOR_UPDATE[True], values).all()
+    else:
+        rows = conn.execute(_LEVELS_FOR_UPDATE[False], {"keys": wanted}).all()
     return {(row.store_id, row.identifier): row for row in rows}
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import Column, Connection, Row, Select, bindparam, select
+from sqlalchemy import BigInteger, Column, Connection, Row, Select, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import ids
 from stockhub.db.tables import store_connections, stores
@@ -66,9 +67,12 @@ def store_numbers(conn: Connection, scope: Scope | int, store_ids: Iterable[str]
 
 
 # Built once (a booking's first statement): building a query costs more CPU than sending it.
-_STORE_ROWS: dict[Callable | None, Select] = {
-    None: select(stores.c.id, stores.c.custom_products).where(
-        stores.c.organization_id == bindparam("organization"), stores.c.id.in_(bindparam("ids", expanding=True))
+# PostgreSQL takes the ids as one array, so the text never varies and no IN list is rendered per call.
+_STORE_ROWS: dict[tuple[Callable | None, bool], Select] = {
+    (None, postgres): select(stores.c.id, stores.c.custom_products).where(stores.c.organization_id == bindparam("organization"), wanted)
+    for postgres, wanted in (
+        (True, stores.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))),
+        (False, stores.c.id.in_(bindparam("ids", expanding=True))),
     )
 }
 
@@ -81,9 +85,10 @@ def store_rows(conn: Connection, scope: Scope | int, store_ids: Iterable[str], l
     wanted = sorted({n for n in numbers.values() if scope.reaches(n)})
     if not wanted:
         return {}
-    if lock not in _STORE_ROWS:
-        _STORE_ROWS[lock] = lock(_STORE_ROWS[None])
-    query = _STORE_ROWS[lock]
+    key = (lock, conn.dialect.name == "postgresql")
+    if key not in _STORE_ROWS:
+        _STORE_ROWS[key] = lock(_STORE_ROWS[(None, key[1])])
+    query = _STORE_ROWS[key]
     found = {row.id: row for row in conn.execute(query, {"organization": scope.organization, "ids": wanted})}
     return {store_id: found[n] for store_id, n in numbers.items() if n in found}
 
