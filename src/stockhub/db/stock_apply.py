@@ -205,8 +205,11 @@ def _first_levels(rows: pl.DataFrame, store_id: int, store_safety_stock: int, me
 def _analyze_after_bulk_load(conn: Connection, inserted: int) -> None:
     if is_postgres(conn) and inserted >= BULK_LOAD_ROWS:
         # A store's first big load: refresh statistics now rather than when autovacuum gets to it,
-        # or the next upload's join is planned for a near-empty table.
-        conn.exec_driver_sql(f"ANALYZE {stock_levels.name}")
+        # or the next upload's join is planned for a near-empty table. The join needs the row
+        # count and how many rows a store has, not fine histograms: the key's columns from a
+        # 3,000-row sample (~0.03 s at 200,000 rows, against ~0.2 s for every column from 30,000).
+        conn.exec_driver_sql("SET LOCAL default_statistics_target = 10")  # until the commit
+        conn.exec_driver_sql(f"ANALYZE {stock_levels.name} (store_id, identifier)")
 
 
 # --- SQLite: a large snapshot in parts, each its own short write transaction -----------------
