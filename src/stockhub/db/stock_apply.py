@@ -115,6 +115,17 @@ CHANGED = {
 ChangesHook = Callable[[Connection, pl.DataFrame], None]
 
 
+def in_identifier_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` sorted by its `identifier`, in byte order (Python's, and the C collation's)."""
+    identifier = frame["identifier"]
+    if identifier.flags["SORTED_ASC"]:
+        return frame
+    if frame.select(pl.col("identifier").str.contains(r"^[0-9]{14}$").all()).item():
+        # canonical GTINs (feeds/identifiers.py): equal-length digits sort as numbers, ~4x faster than as strings
+        return frame.sort(pl.col("identifier").cast(pl.Int64)).with_columns(pl.col("identifier").set_sorted())
+    return frame.sort("identifier")
+
+
 def _reported(rows: pl.DataFrame) -> pl.DataFrame:
     """The snapshot's columns; `safety_stock` only when the file had the column (else null: keep the product's own)."""
     if "safety_stock" not in rows.columns:
@@ -186,7 +197,7 @@ def _first_levels(rows: pl.DataFrame, store_id: int, store_safety_stock: int, me
     nothing held back."""
     reported = _reported(rows)
     quantity = pl.col("quantity").clip(lower_bound=0) if means_available else pl.col("quantity")
-    return reported.sort("identifier").select(
+    return in_identifier_order(reported).select(
         pl.lit(store_id, pl.Int64).alias("store_id"),
         "identifier",
         quantity.alias("on_hand"),

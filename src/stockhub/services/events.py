@@ -36,7 +36,7 @@ from stockhub import ids
 from stockhub.db import level_writes
 from stockhub.db.engine import new_work, reading, transaction
 from stockhub.db.locks import lock_sequencer
-from stockhub.db.stock_apply import CHANGED
+from stockhub.db.stock_apply import CHANGED, in_identifier_order
 from stockhub.db.tables import events, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
@@ -138,15 +138,19 @@ def emit_inventory_changes(
     an event is rendered. Returns the number of events written."""
     if changed.is_empty():
         return 0
-    ordered = changed.sort("identifier").select(CHANGE)
-    batches = ceil(ordered.height / INVENTORY_BATCH)
+    documents = (  # `_encoded`'s form, made by polars: ~0.05 s for 200,000 changes
+        in_identifier_order(changed)
+        .select(CHANGE)
+        .group_by(pl.int_range(pl.len()) // INVENTORY_BATCH, maintain_order=True)
+        .agg(pl.len().alias("count"), pl.struct(pl.all().implode()).struct.json_encode().alias("changes"))
+    )
+    batches = documents.height
     upload = ids.encode("upload", upload_id) if upload_id is not None else None
     rows = [
         event_row(
-            "inventory.updated", organization_id, store_id, now, {"upload_id": upload, "batch": n + 1, "batches": batches}, part.height,
-            changes=_encoded(part.to_dict(as_series=False)),
+            "inventory.updated", organization_id, store_id, now, {"upload_id": upload, "batch": n + 1, "batches": batches}, count, changes=changes
         )
-        for n, part in enumerate(ordered.iter_slices(INVENTORY_BATCH))
+        for n, (count, changes) in enumerate(documents.select("count", "changes").iter_rows())
     ]
     conn.execute(events.insert(), rows)  # ids in list order: the sequencer numbers the batches in order
     new_work(conn)
