@@ -119,6 +119,8 @@ def test_a_big_upload_arrives_in_bounded_batches_each_change_identifiable(client
     assert [(b["data"]["batch"], b["data"]["batches"]) for b in batches] == [(1, 3), (2, 3), (3, 3)]
     change_ids = [c["change_id"] for b in batches for c in b["data"]["changes"]]
     assert len(set(change_ids)) == 1201
+    identifiers = [c["identifier"] for b in batches for c in b["data"]["changes"]]
+    assert identifiers == sorted(identifiers), "the batches hold the changes in identifier order"
     assert receiver.accepted_of("upload.processed")[0]["sequence"] == 4
 
 

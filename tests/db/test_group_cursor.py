@@ -77,7 +77,7 @@ def _upload(hub, organization: int, store: int, rng: random.Random) -> None:
     )
     with transaction(hub.engine) as conn:
         lock_store(conn, store)
-        apply_snapshot(conn, store, None, frame, now, on_changes=lambda c, changes, count: events.emit_inventory_changes(c, organization, store, None, changes, count, now))
+        apply_snapshot(conn, store, None, frame, now, on_changes=lambda c, changed: events.emit_inventory_changes(c, organization, store, None, changed, now))
 
 
 def _book(hub, organization: int, store_id: str, rng: random.Random, n: int) -> None:

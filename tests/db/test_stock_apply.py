@@ -126,8 +126,6 @@ _stores = iter(range(1000, 10**6, 2))
 def test_a_first_load_writes_what_the_diff_would(hub, rows, means_available, with_safety):
     """A store with no levels is loaded without the diff join; the same snapshot applied through
     the diff (a store that has another product) writes the same levels, ledger and changes."""
-    from stockhub.db.stock_apply import changes
-
     frame = pl.DataFrame(
         [(f"P{i}", q, p, c, promo, safety) for i, (q, p, c, promo, safety) in enumerate(rows)],
         schema={"identifier": pl.String, "quantity": pl.Int64, "price_minor": pl.Int64, "currency": pl.String,
@@ -140,8 +138,8 @@ def test_a_first_load_writes_what_the_diff_would(hub, rows, means_available, wit
     seen = {}
 
     def run(store):
-        def keep(conn, table, count):
-            seen[store] = sorted(tuple(r) for r in conn.execute(select(table).where(changes.c.differs)))
+        def keep(conn, changed):
+            seen[store] = sorted(changed.rows())
         with transaction(hub.engine) as conn:
             return apply_snapshot(conn, store, 7, frame, NOW, means_available=means_available, on_changes=keep)
 

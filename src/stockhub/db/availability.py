@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, func, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, TEXT
+from sqlalchemy import Connection, Table, and_, bindparam, case, cast, func, select, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSON, TEXT
 
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import events, inventory_changes, stock_levels
+from stockhub.db.tables import events, stock_levels
 
 
 def available_of(levels: Table = stock_levels):
@@ -63,11 +63,18 @@ def group_totals(stores: Iterable[int], *, after: str | None = None, only: Itera
     return query.limit(limit) if limit is not None else query
 
 
-def changed_since(stores: Iterable[int], since: int):
-    """The products whose level changed at any of `stores` in an event numbered after `since`."""
+def changed_since(conn: Connection, stores: Iterable[int], since: int):
+    """The products whose level changed at any of `stores` in an event numbered after `since`:
+    the identifiers each inventory.updated event's `changes` list (services/events.py)."""
+    if is_postgres(conn):
+        listed = func.json_array_elements_text(cast(events.c.changes, JSON)["identifier"])
+    else:
+        listed = func.json_each(events.c.changes, "$.identifier")
+    identifiers = listed.table_valued("value")  # a function in FROM may name the row before it, on both engines
     return (
-        select(inventory_changes.c.identifier)
-        .join(events, events.c.id == inventory_changes.c.event_id)
+        select(identifiers.c.value)
+        .select_from(events)
+        .join(identifiers, true())
         .where(events.c.store_id.in_(sorted(stores)), events.c.sequence > since, events.c.type == "inventory.updated")
         .distinct()
     )

@@ -1,10 +1,10 @@
 """Sending what one transaction writes with its single-level stock changes, in one round trip.
 
 `stock_moves.write` decides the rows (levels new and changed, ledger movements, inventory.updated
-events with their changes) and a booking adds its order lines and order.created; `send` writes
-them all. On PostgreSQL that is one statement: each table's rows go as one JSON parameter through
-`json_to_recordset` into data-modifying CTEs, and the events take their ids from their sequence inside the
-statement, so their changes can name them. The text never varies, so psycopg prepares it once
+events, each carrying its changes) and a booking adds its order lines and order.created; `send`
+writes them all. On PostgreSQL that is one statement: each table's rows go as one JSON parameter
+through `json_to_recordset` into data-modifying CTEs, and the events take their ids from their
+sequence in the order given. The text never varies, so psycopg prepares it once
 per connection. Every round trip here is spent while the levels' row locks are held, which is
 what other bookings of the same product wait on (a booking made 7 of them after its lock
 before). On SQLite (in process: a statement costs no network round trip) each table gets its
@@ -20,14 +20,13 @@ import orjson
 from sqlalchemy import Connection, bindparam, insert, update
 
 from stockhub.db.engine import is_postgres, new_work
-from stockhub.db.tables import UTCDateTime, events, inventory_changes, order_lines, stock_levels, stock_movements
+from stockhub.db.tables import UTCDateTime, events, order_lines, stock_levels, stock_movements
 
 LEVEL = ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency",
          "promotion_minor", "last_reported_on", "expired", "updated_at"]
 MOVEMENT = ["store_id", "identifier", "reason", "on_hand_before", "on_hand_after", "committed_before", "committed_after", "order_id", "created_at"]
 ORDER_LINE = ["order_id", "line_no", "store_id", "identifier", "identifier_given", "quantity", "unit_price_minor"]
-EVENT = ["organization_id", "store_id", "type", "occurred_at", "data", "change_count", "partner_id"]
-CHANGE = ["identifier", "on_hand_before", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor"]
+EVENT = ["organization_id", "store_id", "type", "occurred_at", "data", "change_count", "partner_id", "changes"]
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Writes:
     changed_levels: list[dict] = field(default_factory=list)  # every LEVEL column: the level after
     movements: list[dict] = field(default_factory=list)
     order_lines: list[dict] = field(default_factory=list)
-    events: list[tuple[dict, list[dict]]] = field(default_factory=list)  # (event row, its inventory changes)
+    events: list[dict] = field(default_factory=list)  # event rows (services.events.event_row), written in this order
 
     def __bool__(self) -> bool:
         return any((self.new_levels, self.changed_levels, self.movements, self.order_lines, self.events))
@@ -65,11 +64,7 @@ def _each(conn: Connection, writes: Writes) -> None:
     if writes.order_lines:
         conn.execute(insert(order_lines), writes.order_lines)
     if writes.events:
-        rows = [row for row, _ in writes.events]
-        event_ids = conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True), rows).scalars().all()
-        changes = [change | {"event_id": event_id} for event_id, (_, batch) in zip(event_ids, writes.events) for change in batch]
-        if changes:
-            conn.execute(inventory_changes.insert(), changes)
+        conn.execute(events.insert(), writes.events)
 
 
 _UPDATE_LEVEL = (
@@ -82,11 +77,10 @@ _UPDATE_LEVEL = (
 def _documents(writes: Writes) -> list[str]:
     """The statement's parameters: each table's rows as one JSON array (orjson writes the
     timestamps as the tables keep them)."""
-    numbered_events = [row | {"number": n} for n, (row, _) in enumerate(writes.events)]
-    changes = [change | {"event": n} for n, (_, batch) in enumerate(writes.events) for change in batch]
+    numbered_events = [row | {"number": n} for n, row in enumerate(writes.events)]
     return [
         orjson.dumps([{k: _utc(v) for k, v in row.items()} for row in rows], option=orjson.OPT_NON_STR_KEYS).decode()
-        for rows in (writes.new_levels, writes.changed_levels, writes.movements, writes.order_lines, numbered_events, changes)
+        for rows in (writes.new_levels, writes.changed_levels, writes.movements, writes.order_lines, numbered_events)
     ]
 
 
@@ -105,7 +99,7 @@ _TYPES = {
     "on_hand_after": "int", "committed_before": "int", "committed_after": "int", "order_id": "bigint", "created_at": "timestamp",
     "line_no": "int", "identifier_given": "varchar", "quantity": "int", "unit_price_minor": "bigint", "organization_id": "bigint",
     "type": "varchar", "occurred_at": "timestamp", "data": "text", "change_count": "int", "partner_id": "bigint", "number": "int",
-    "event": "int",
+    "changes": "text",
 }
 
 
@@ -131,9 +125,6 @@ WITH new_levels AS (
     INSERT INTO order_lines ({_columns(ORDER_LINE)}) SELECT {_columns(ORDER_LINE, "l")} FROM {_rows(ORDER_LINE, "l")}
 ), new_events AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, e.* FROM {_rows(["number", *EVENT], "e")} ORDER BY e.number
-), written_events AS (
-    INSERT INTO events (id, {_columns(EVENT)}) SELECT id, {_columns(EVENT)} FROM new_events ORDER BY id
 )
-INSERT INTO inventory_changes (event_id, {_columns(CHANGE)})
-SELECT new_events.id, {_columns(CHANGE, "c")} FROM {_rows(["event", *CHANGE], "c")} JOIN new_events ON new_events.number = c.event
+INSERT INTO events (id, {_columns(EVENT)}) SELECT id, {_columns(EVENT)} FROM new_events ORDER BY id
 """

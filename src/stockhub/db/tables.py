@@ -451,31 +451,17 @@ events = Table(
     Column("type", String(40), nullable=False),
     Column("sequence", BigInteger),  # set by the sequencer after commit
     Column("occurred_at", UTCDateTime, nullable=False),
-    Column("data", Text, nullable=False),  # JSON; an inventory batch's changes are in inventory_changes
+    Column("data", Text, nullable=False),  # JSON
     Column("change_count", Integer),
+    # inventory.updated: the stock levels it reports as they were after the change, as JSON with
+    # one array per column (services/events.py, CHANGE); written with the event, in one row
+    Column("changes", Text),
     Column("partner_id", Id, ForeignKey("partners.id")),  # set: the event is that partner's (store.connected)
     Index("uq_events_sequence", "sequence", unique=True),
     Index("ix_events_store_id_sequence", "store_id", "sequence"),
     Index("ix_events_organization_id_sequence", "organization_id", "sequence"),
     Index("ix_events_unsequenced", "id", sqlite_where=text("sequence IS NULL"), postgresql_where=text("sequence IS NULL")),
     Index("ix_events_occurred_at", "occurred_at"),
-)
-
-# The stock levels an inventory.updated event reports, as they were after the change: written
-# set-based from the ingest's changes table (no foreign keys, like the stock tables).
-inventory_changes = Table(
-    "inventory_changes",
-    metadata,
-    Column("event_id", Id, primary_key=True),
-    Column("identifier", String(64), primary_key=True),
-    Column("on_hand_before", Integer),  # null: new to the store
-    Column("on_hand", Integer, nullable=False),
-    Column("committed", Integer, nullable=False),
-    Column("safety_stock", Integer, nullable=False),
-    Column("expired", Boolean, nullable=False),
-    Column("price_minor", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("promotion_minor", BigInteger),
 )
 
 webhook_subscriptions = Table(

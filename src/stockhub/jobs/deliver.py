@@ -37,7 +37,7 @@ from stockhub.db.tables import events, webhook_attempts, webhook_deliveries, web
 from stockhub.domain.webhooks import Verdict, parse_retry_after, retry_delay, verdict
 from stockhub.services import webhooks
 from stockhub.services.context import Hub
-from stockhub.services.events import changes_of
+from stockhub.services.events import HEADERS, changes_of
 from stockhub.timefmt import iso
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def claim_deliveries(hub: Hub, worker_id: str, limit: int, busy: Counter | None 
         s = webhook_subscriptions.c
         # each delivery's receiver and event in one read (an event's columns keep their names, for rendering)
         joined = conn.execute(
-            select(d.id.label("delivery_id"), s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at, events)
+            select(d.id.label("delivery_id"), s.url, s.secret_salt, s.previous_secret_salt, s.previous_secret_expires_at, *HEADERS)
             .select_from(webhook_deliveries.join(webhook_subscriptions, s.id == d.subscription_id).join(events, events.c.id == d.event_id))
             .where(d.id.in_([row.id for row in taken]))
         ).all()

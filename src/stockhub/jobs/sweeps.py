@@ -10,7 +10,7 @@ from sqlalchemy import delete, exists, select
 
 from stockhub.db.engine import reading, transaction
 from stockhub.db.locks import lock_store
-from stockhub.db.tables import events, inventory_changes, stock_levels, stores, webhook_attempts, webhook_deliveries
+from stockhub.db.tables import events, stock_levels, stores, webhook_attempts, webhook_deliveries
 from stockhub.services import events as outbox
 from stockhub.services.context import Hub
 
@@ -64,5 +64,4 @@ def purge_event_history(hub: Hub, now: datetime | None = None) -> int:
         unneeded = select(events.c.id).where(
             events.c.occurred_at < cutoff, events.c.sequence.is_not(None), ~exists().where(d.event_id == events.c.id)
         )
-        conn.execute(delete(inventory_changes).where(inventory_changes.c.event_id.in_(unneeded)))
         return conn.execute(delete(events).where(events.c.id.in_(unneeded))).rowcount

@@ -25,16 +25,18 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from math import ceil
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, or_, select, update
+import orjson
+import polars as pl
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
 from stockhub import ids
 from stockhub.db import level_writes
 from stockhub.db.engine import new_work, one_statement, reading, transaction
 from stockhub.db.locks import lock_sequencer
-from stockhub.db.tables import events, inventory_changes, store_connections, webhook_deliveries, webhook_subscriptions
+from stockhub.db.stock_apply import CHANGED, in_identifier_order
+from stockhub.db.tables import events, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
 from stockhub.errors import FieldError, Malformed
@@ -44,6 +46,21 @@ from stockhub.services.scope import as_scope, store_number
 
 MAX_EVENTS_PAGE = 100
 SEQUENCER_BATCH = 5000
+CHANGE = list(CHANGED)  # an inventory change's fields: the level after it, and on_hand_before
+
+
+class Change(NamedTuple):
+    """One stock level an inventory.updated event reports (representations.event renders it)."""
+
+    identifier: str
+    on_hand_before: int | None  # None: new to the store
+    on_hand: int
+    committed: int
+    safety_stock: int
+    expired: bool
+    price_minor: int
+    currency: str
+    promotion_minor: int | None
 
 
 def emit(
@@ -81,9 +98,11 @@ def _write(
 
 
 def event_row(
-    type: str, organization_id: int, store_id: int | None, now: datetime, data: dict, change_count: int | None = None, partner_id: int | None = None
+    type: str, organization_id: int, store_id: int | None, now: datetime, data: dict, change_count: int | None = None, partner_id: int | None = None,
+    changes: str | None = None,
 ) -> dict:
-    """An event as written (unnumbered): `data` rendered as given (public ids, decimal strings)."""
+    """An event as written (unnumbered): `data` rendered as given (public ids, decimal strings);
+    `changes`, an inventory.updated's, as `_encoded` wrote them."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     return {
@@ -94,74 +113,66 @@ def event_row(
         "data": json.dumps(data, separators=(",", ":")),
         "change_count": change_count,
         "partner_id": partner_id,
+        "changes": changes,
     }
 
 
-def emit_inventory_changes(
-    conn: Connection, organization_id: int, store_id: int, upload_id: int | None, changes, count: int, now: datetime
-) -> int:
-    """inventory.updated for the rows an ingest changed, straight from its `changes` table.
+def _encoded(columns: dict[str, list]) -> str:
+    """An event's changes as its row keeps them: one JSON array per field (CHANGE), in the order
+    given — identifier order (one row per event: 500 changes cost one row, not 500 keyed rows)."""
+    return orjson.dumps({name: columns[name] for name in CHANGE}).decode()
 
-    Set-based: one event per INVENTORY_BATCH changes (numbered by identifier in SQL) and one
-    INSERT … SELECT of the levels after the change; the availability and status receivers
-    see are computed from those levels by the domain rule when an event is rendered.
-    Returns the number of events written.
-    """
-    if count == 0:
+
+def _decoded(text: str) -> list[Change]:
+    columns = orjson.loads(text)
+    return [Change(*values) for values in zip(*(columns[name] for name in CHANGE), strict=True)]
+
+
+def emit_inventory_changes(
+    conn: Connection, organization_id: int, store_id: int, upload_id: int | None, changed: pl.DataFrame, now: datetime
+) -> int:
+    """inventory.updated for the levels an ingest changed (`changed`: stock_apply's CHANGED frame):
+    one event per INVENTORY_BATCH changes in identifier order, each row carrying its changes; the
+    availability and status receivers see are computed from those levels by the domain rule when
+    an event is rendered. Returns the number of events written."""
+    if changed.is_empty():
         return 0
-    batches = ceil(count / INVENTORY_BATCH)
+    documents = (  # `_encoded`'s form, made by polars: ~0.05 s for 200,000 changes
+        in_identifier_order(changed)
+        .select(CHANGE)
+        .group_by(pl.int_range(pl.len()) // INVENTORY_BATCH, maintain_order=True)
+        .agg(pl.len().alias("count"), pl.struct(pl.all().implode()).struct.json_encode().alias("changes"))
+    )
+    batches = documents.height
     upload = ids.encode("upload", upload_id) if upload_id is not None else None
-    bodies = [
-        ({"upload_id": upload, "batch": i + 1, "batches": batches}, min(INVENTORY_BATCH, count - i * INVENTORY_BATCH))
-        for i in range(batches)
-    ]
-    event_ids = _write(conn, "inventory.updated", organization_id, store_id, now, bodies)
-    c = changes.c
-    numbered = (
-        select(c, ((func.row_number().over(order_by=c.identifier) - 1) // INVENTORY_BATCH).label("batch"))
-        .where(c.differs)
-        .subquery()
-    )
-    batch_events = (  # the events of this ingest in id order are its batches in order
-        select(events.c.id.label("event_id"), (func.row_number().over(order_by=events.c.id) - 1).label("batch"))
-        .where(events.c.id.in_(event_ids))
-        .subquery()
-    )
-    conn.execute(
-        insert(inventory_changes).from_select(
-            ["event_id", "identifier", "on_hand_before", "on_hand", "committed", "safety_stock", "expired", "price_minor", "currency", "promotion_minor"],
-            select(
-                batch_events.c.event_id,
-                numbered.c.identifier,
-                numbered.c.on_hand_before,
-                numbered.c.quantity,
-                func.coalesce(numbered.c.committed_before, 0),
-                numbered.c.safety_in_force,
-                literal(False),  # an applied report always un-expires the product
-                numbered.c.price_minor,
-                numbered.c.currency,
-                numbered.c.promotion_minor,
-            ).select_from(numbered.join(batch_events, batch_events.c.batch == numbered.c.batch)),
+    rows = [
+        event_row(
+            "inventory.updated", organization_id, store_id, now, {"upload_id": upload, "batch": n + 1, "batches": batches}, count, changes=changes
         )
-    )
+        for n, (count, changes) in enumerate(documents.select("count", "changes").iter_rows())
+    ]
+    conn.execute(events.insert(), rows)  # ids in list order: the sequencer numbers the batches in order
+    new_work(conn)
     return batches
 
 
 def emit_level_changes(conn: Connection, organization_id: int, store_id: int, changes: list[dict], now: datetime) -> int:
     """inventory.updated for levels changed by a sweep (expiry); `stock_moves.write` sends its own
-    with the levels. Each change is a dict of inventory_changes' columns except event_id.
-    Returns events written."""
+    with the levels. Each change is a dict of the CHANGE fields. Returns events written."""
     written = level_change_events(organization_id, store_id, changes, now)
     level_writes.send(conn, level_writes.Writes(events=written))
     return len(written)
 
 
-def level_change_events(organization_id: int, store_id: int, changes: list[dict], now: datetime) -> list[tuple[dict, list[dict]]]:
-    """inventory.updated for levels changed one by one: an event per INVENTORY_BATCH changes, each
-    with its changes."""
-    batches = [changes[i : i + INVENTORY_BATCH] for i in range(0, len(changes), INVENTORY_BATCH)]
+def level_change_events(organization_id: int, store_id: int, changes: list[dict], now: datetime) -> list[dict]:
+    """inventory.updated rows for levels changed one by one (dicts of the CHANGE fields): an event
+    per INVENTORY_BATCH changes, each carrying its changes."""
+    batches = [sorted(changes[i : i + INVENTORY_BATCH], key=lambda c: c["identifier"]) for i in range(0, len(changes), INVENTORY_BATCH)]
     return [
-        (event_row("inventory.updated", organization_id, store_id, now, {"upload_id": None, "batch": n + 1, "batches": len(batches)}, len(batch)), batch)
+        event_row(
+            "inventory.updated", organization_id, store_id, now, {"upload_id": None, "batch": n + 1, "batches": len(batches)}, len(batch),
+            changes=_encoded({name: [change[name] for change in batch] for name in CHANGE}),
+        )
         for n, batch in enumerate(batches)
     ]
 
@@ -281,17 +292,17 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
 # --- reading events ------------------------------------------------------------------------
 
 
-def changes_of(conn: Connection, rows: Iterable) -> dict[int, list]:
-    """The changes each inventory.updated event carries, by event number (stockhub.representations.event renders them)."""
+def changes_of(conn: Connection, rows: Iterable) -> dict[int, list[Change]]:
+    """The changes each inventory.updated event carries, by event id (stockhub.representations.event
+    renders them). `rows` need only `id` and `type`: the changes are read here, once per event."""
     batch_ids = [row.id for row in rows if row.type == "inventory.updated"]
-    changes: dict[int, list] = defaultdict(list)
-    if batch_ids:
-        query = select(inventory_changes).where(inventory_changes.c.event_id.in_(batch_ids)).order_by(
-            inventory_changes.c.event_id, inventory_changes.c.identifier
-        )
-        for change in conn.execute(query):
-            changes[change.event_id].append(change)
-    return changes
+    if not batch_ids:
+        return {}
+    query = select(events.c.id, events.c.changes).where(events.c.id.in_(batch_ids), events.c.changes.is_not(None))
+    return {row.id: _decoded(row.changes) for row in conn.execute(query)}
+
+
+HEADERS = [column for column in events.c if column.name != "changes"]  # an event without its changes (`changes_of` reads them)
 
 
 class EventRecord(NamedTuple):
@@ -314,7 +325,7 @@ def list_events(hub: Hub, owner: Scope | int, store_id: str | None, after: int, 
         pass
     with reading(hub.engine) as conn:
         store = _stream_store(conn, owner, store_id)
-        query = select(events).where(events.c.organization_id == owner.organization, events.c.sequence > after)
+        query = select(*HEADERS).where(events.c.organization_id == owner.organization, events.c.sequence > after)
         if store is not None:
             query = query.where(events.c.store_id == store)
         if owner.is_partner:

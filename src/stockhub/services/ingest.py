@@ -49,8 +49,8 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     now = datetime.now(UTC)
     means_available = store.feed_quantity_means == "available"
 
-    def inventory_updated(conn, changes, count):
-        events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changes, count, now)
+    def inventory_updated(conn, changed):
+        events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changed, now)
 
     in_parts = fatal is None and upload.kind == "stock" and not is_postgres(hub.engine) and parsed.rows.height > hub.settings.apply_part_rows
     held_back = 0

@@ -169,7 +169,7 @@ def _totals(conn: Connection, group, since: int | None, cursor: int, after: str 
         yield group_totals(members, after=after, limit=limit)
         return
     _check_since(conn, group, since, cursor)
-    changed = sorted(i for i in conn.execute(changed_since(members, since)).scalars() if after is None or i > after)
+    changed = sorted(i for i in conn.execute(changed_since(conn, members, since)).scalars() if after is None or i > after)
     changed = changed[:limit] if limit is not None else changed
     for start in range(0, len(changed), CHANGED_CHUNK):
         yield group_totals(members, only=changed[start : start + CHANGED_CHUNK])

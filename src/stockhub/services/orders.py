@@ -179,7 +179,7 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
     rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
     order = OrderRecord(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
     created = events.event_row("order.created", organization, values["fulfilment_store_id"], now, {"order": representations.order(order)})
-    also = level_writes.Writes(order_lines=rows, events=[(created, [])])  # sent with the levels: one round trip
+    also = level_writes.Writes(order_lines=rows, events=[created])  # sent with the levels: one round trip
     stock_moves.write(conn, organization, changes, reason, now, order_id=order_id, also=also)
     return order, True
 
