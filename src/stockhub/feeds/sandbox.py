@@ -274,6 +274,10 @@ def main() -> None:
         os._exit(3)
     sys.stdout.buffer.write(answer)
     sys.stdout.buffer.flush()
+    # The answer is out: end now rather than tear the interpreter down (freeing the frames,
+    # stopping polars' threads), which the parent, waiting for the child to exit, would wait
+    # for too (0.1–0.4 s after a 200,000-row file).
+    os._exit(0)
 
 
 if __name__ == "__main__":
