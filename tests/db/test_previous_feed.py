@@ -299,6 +299,7 @@ def make_machine(hub, tenant, tmp_path, clock, full_stores: set[int]):
 
         @rule()
         def kept_file_lost(self):
+            previous_feed.forget_kept(hub)
             for stored in hub.storage.list(f"previous/{self.kept.number}"):
                 hub.storage.delete(stored.key)
 
@@ -386,10 +387,18 @@ def test_without_a_usable_previous_file_the_whole_file_is_sent(hub, tenant, tmp_
     _ingest(hub, tenant.store, tmp_path / "d.csv", body)
     assert sent[-1] == (number, 5, 5)  # the quantities mean something else now
 
+    _ingest(hub, tenant.store, tmp_path / "e.csv", body)
+    assert sent[-1] == (number, 0, 5)
+    previous_feed.forget_kept(hub)  # a worker that did not apply the last file reads it from storage
+    _ingest(hub, tenant.store, tmp_path / "f.csv", body)
+    assert sent[-1] == (number, 0, 5)
+
+    previous_feed.forget_kept(hub)
     for stored in hub.storage.list(f"previous/{number}"):
         hub.storage.delete(stored.key)
-    _ingest(hub, tenant.store, tmp_path / "e.csv", body)
+    _ingest(hub, tenant.store, tmp_path / "g.csv", body)
     assert sent[-1] == (number, 5, 5)  # the kept file lost
+    previous_feed.wait_kept(hub)
     assert [stored.key.rsplit("/", 1)[1] for stored in hub.storage.list(f"previous/{number}")] == [f"{_last_upload(hub)}.arrow"]
 
 

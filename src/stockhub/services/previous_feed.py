@@ -33,13 +33,18 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from weakref import WeakKeyDictionary
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import polars as pl
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from stockhub.db.engine import is_postgres, reading, upsert
 from stockhub.db.stock_apply import REPORTED, ChangesHook
@@ -81,14 +86,16 @@ def load(hub: Hub, store_id: int, means_available: bool, now: datetime) -> Previ
         return None
     if now - row.applied_at >= timedelta(days=hub.settings.event_retention_days):  # events since may be purged
         return None
-    try:
-        with hub.storage.local_copy(_key(store_id, row.upload_id)) as path:
-            rows = pl.read_ipc(path)
-    except FileNotFoundError:
-        return None
-    except Exception:  # an unreadable copy costs a full diff, never the upload
-        log.exception("could not read the kept file of store %s (upload %s)", store_id, row.upload_id)
-        return None
+    rows = _kept(hub).recalled(store_id, row.upload_id)
+    if rows is None:
+        try:
+            with hub.storage.local_copy(_key(store_id, row.upload_id)) as path:
+                rows = pl.read_ipc(path)
+        except FileNotFoundError:
+            return None
+        except Exception:  # an unreadable copy costs a full diff, never the upload
+            log.exception("could not read the kept file of store %s (upload %s)", store_id, row.upload_id)
+            return None
     if rows.schema != pl.Schema(KEPT):
         return None
     return Previous(row.upload_id, row.event_watermark, rows)
@@ -188,14 +195,88 @@ class HeldBack:
 
 
 def keep(hub: Hub, store_id: int, upload_id: int, rows: pl.DataFrame, held_back: set[str], replacing: int | None) -> None:
-    """After the apply committed: keep its file for the next one (and forget the one it replaces).
-    A failure only costs the next file a full diff."""
+    """After the apply committed: keep its file for the next one (and forget the one it
+    replaces). The file is written beside the worker's next steps, and this process remembers
+    the rows meanwhile; a failure only costs the next file a full diff."""
     frame = reported(rows).with_columns(held_back=pl.col("identifier").is_in(pl.Series(sorted(held_back), dtype=pl.String).implode()))
+    _kept(hub).keep(hub, store_id, upload_id, frame, replacing)
+
+
+def wait_kept(hub: Hub) -> None:
+    """Until the files being kept are written (tests; a process about to end need not wait)."""
+    _kept(hub).wait()
+
+
+def forget_kept(hub: Hub) -> None:
+    """Forget the rows this process remembers (as a restarted process would)."""
+    _kept(hub).wait()
+    _by_database.pop(hub.engine, None)
+
+
+class _Kept:
+    """This process's kept files: the last few stores' rows in memory, and their writing to
+    storage on one thread of its own."""
+
+    MEMORY_ROWS = 2_000_000  # rows remembered across stores, the least recently kept forgotten first
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._memory: OrderedDict[int, tuple[int, pl.DataFrame]] = OrderedDict()
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: dict[int, Future] = {}
+        self._pid = os.getpid()
+
+    def _forked(self) -> None:
+        if self._pid != os.getpid():  # a forked process has none of its parent's threads
+            self._lock, self._memory, self._writer, self._writing, self._pid = threading.Lock(), OrderedDict(), None, {}, os.getpid()
+
+    def keep(self, hub: Hub, store_id: int, upload_id: int, frame: pl.DataFrame, replacing: int | None) -> None:
+        self._forked()
+        with self._lock:
+            self._memory.pop(store_id, None)
+            self._memory[store_id] = (upload_id, frame)
+            while sum(kept.height for _, kept in self._memory.values()) > self.MEMORY_ROWS and len(self._memory) > 1:
+                self._memory.popitem(last=False)
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="stockhub-keep")
+            self._writing[store_id] = self._writer.submit(_write, hub, store_id, upload_id, frame, replacing)
+
+    def recalled(self, store_id: int, upload_id: int) -> pl.DataFrame | None:
+        """The store's rows of that upload if this process kept them; else waits for their file being written."""
+        self._forked()
+        with self._lock:
+            remembered = self._memory.get(store_id)
+            writing = self._writing.get(store_id)
+        if remembered is not None and remembered[0] == upload_id:
+            return remembered[1]
+        if writing is not None:
+            wait([writing])
+        return None
+
+    def wait(self) -> None:
+        self._forked()
+        with self._lock:
+            writing = list(self._writing.values())
+        wait(writing)
+
+
+def _write(hub: Hub, store_id: int, upload_id: int, frame: pl.DataFrame, replacing: int | None) -> None:
     buffer = io.BytesIO()
-    frame.write_ipc(buffer)
     try:
+        frame.write_ipc(buffer)
         hub.storage.put(_key(store_id, upload_id), buffer.getvalue())
         if replacing is not None and replacing != upload_id:
             hub.storage.delete(_key(store_id, replacing))
     except Exception:
         log.exception("could not keep the applied file of upload %s", upload_id)
+
+
+_by_database: WeakKeyDictionary[Engine, _Kept] = WeakKeyDictionary()  # one per database: tests open many
+
+
+def _kept(hub: Hub) -> _Kept:
+    with _by_database_lock:
+        return _by_database.setdefault(hub.engine, _Kept())
+
+
+_by_database_lock = threading.Lock()
