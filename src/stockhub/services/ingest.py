@@ -98,9 +98,9 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         emit_upload_processed(conn, upload_id, now)
         store_status.refresh(conn, hub.settings, upload.store_id, now)
         kept = applies_stock and _record_previous_feed(conn, upload, now, means_available, staged_after_event if in_parts else None)
+    _log_for_the_store(hub, upload.store_id, upload_id)
     if kept:
         previous_feed.keep(hub, upload.store_id, upload_id, parsed.rows, held_back_rows.identifiers, kept.replaced)
-    _log_for_the_store(hub, upload.store_id, upload_id)
     return outcome
 
 
