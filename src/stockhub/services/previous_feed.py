@@ -217,7 +217,7 @@ class _Kept:
     """This process's kept files: the last few stores' rows in memory, and their writing to
     storage on one thread of its own."""
 
-    MEMORY_ROWS = 2_000_000  # rows remembered across stores, the least recently kept forgotten first
+    MEMORY_ROWS = 1_000_000  # rows remembered across stores (~70 MB), the least recently kept forgotten first
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
