@@ -64,8 +64,13 @@ def group_totals(stores: Iterable[int], *, after: str | None = None, only: Itera
 
 
 def changed_since(conn: Connection, stores: Iterable[int], since: int):
-    """The products whose level changed at any of `stores` in an event numbered after `since`:
-    the identifiers each inventory.updated event's `changes` list (services/events.py)."""
+    """The products whose level changed at any of `stores` in an event numbered after `since`."""
+    return changed_in(conn, events.c.store_id.in_(sorted(stores)), events.c.sequence > since)
+
+
+def changed_in(conn: Connection, *which):
+    """The products whose level changed in the events `which` selects: the identifiers each
+    inventory.updated event's `changes` list (services/events.py)."""
     if is_postgres(conn):
         listed = func.json_array_elements_text(cast(events.c.changes, JSON)["identifier"])
     else:
@@ -75,7 +80,7 @@ def changed_since(conn: Connection, stores: Iterable[int], since: int):
         select(identifiers.c.value)
         .select_from(events)
         .join(identifiers, true())
-        .where(events.c.store_id.in_(sorted(stores)), events.c.sequence > since, events.c.type == "inventory.updated")
+        .where(*which, events.c.type == "inventory.updated")
         .distinct()
     )
 

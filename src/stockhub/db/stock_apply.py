@@ -100,6 +100,7 @@ class Applied:
     touched: int
     moved: int
     held_back: int  # products whose reported count was below what orders hold
+    held_back_identifiers: tuple[str, ...] = ()  # which
 
     @property
     def changed(self) -> int:
@@ -337,7 +338,8 @@ def _write_changes(
     _analyze_after_bulk_load(conn, inserted)
     if on_changes is not None:
         on_changes(conn, _changed_levels(conn) if inserted + updated else pl.DataFrame(schema=CHANGED))
-    return Applied(inserted, updated, touched, moved, held_back)
+    held = tuple(conn.execute(select(changes.c.identifier).where(changes.c.held_back)).scalars()) if held_back else ()
+    return Applied(inserted, updated, touched, moved, held_back, held)
 
 
 def _changed_levels(conn: Connection) -> pl.DataFrame:

@@ -200,6 +200,20 @@ stock_levels = Table(
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
 )
 
+# A store's last applied stock file (services/previous_feed.py): its rows are kept in storage
+# (`previous/<store>/<upload>.arrow`) so the next file sends the database only what may change.
+# Written in the transaction that applies the file; `event_watermark` is the last event id that
+# transaction could see, so every level change since is an inventory.updated with a larger id.
+previous_feeds = Table(
+    "previous_feeds",
+    metadata,
+    Column("store_id", Id, primary_key=True),
+    Column("upload_id", Id, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+    Column("event_watermark", BigInteger, nullable=False),
+    Column("means_available", Boolean, nullable=False),  # stores.feed_quantity_means when applied
+)
+
 # The ledger: append-only; replaying it per (store, identifier) gives on_hand and committed.
 # Only its primary key is indexed: a first ingest appends a row per product, and a
 # (store_id, identifier) index would cost 40% more on every such write. Add one with the first

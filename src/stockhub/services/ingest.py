@@ -20,7 +20,7 @@ from stockhub.feeds.product_file import PRODUCT_SCHEMA, ProductFile
 from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated
 from stockhub.feeds.stock_file import ROW_SCHEMA, StockFile, unusable
 from stockhub import representations
-from stockhub.services import events, feeds, item_limits, store_status
+from stockhub.services import events, feeds, item_limits, previous_feed, store_status
 from stockhub.services.catalog import apply_products
 from stockhub.services.context import Hub
 from stockhub.services.upload_log import write_upload_log
@@ -48,16 +48,20 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
     fatal = parsed.invalid_reason
     now = datetime.now(UTC)
     means_available = store.feed_quantity_means == "available"
+    applies_stock = fatal is None and upload.kind == "stock"
+    previous = previous_feed.load(hub, upload.store_id, means_available, now) if applies_stock else None
+    held_back_rows: set[str] = set()
 
-    def inventory_updated(conn, changed):
+    def on_changes(conn, changed):
         events.emit_inventory_changes(conn, upload.organization_id, upload.store_id, upload_id, changed, now)
 
-    in_parts = fatal is None and upload.kind == "stock" and not is_postgres(hub.engine) and parsed.rows.height > hub.settings.apply_part_rows
+    in_parts = applies_stock and not is_postgres(hub.engine) and parsed.rows.height > hub.settings.apply_part_rows
     held_back = 0
     if in_parts:
-        held_back = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, inventory_updated)
-        if held_back is None:
+        staged = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, on_changes, previous)
+        if staged is None:
             return None
+        held_back, staged_after_event, held_back_rows = staged
     rejections_kept = not is_postgres(hub.engine) and parsed.rejections.height > hub.settings.apply_part_rows
     if rejections_kept and not _keep_rejections_in_parts(hub, upload_id, worker_id, parsed.rejections):
         return None
@@ -71,10 +75,11 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         elif fatal is None and upload.kind == "products":
             changed = apply_products(conn, upload.organization_id, upload.store_id, upload_id, parsed.rows, now)
         elif fatal is None:
-            applied = apply_snapshot(
-                conn, upload.store_id, upload_id, parsed.rows, now, means_available=means_available, on_changes=inventory_updated
-            )
+            sent = previous_feed.rows_to_send(conn, upload.store_id, previous, parsed.rows)
+            with previous_feed.probing(conn, sent, parsed.rows):
+                applied = apply_snapshot(conn, upload.store_id, upload_id, sent, now, means_available=means_available, on_changes=on_changes)
             changed, held_back = applied.changed, applied.held_back
+            held_back_rows.update(applied.held_back_identifiers)
         if fatal is None and upload.kind == "stock" and upload.feed_id is not None:  # a pull feed's full snapshot
             cleared = feeds.clear_missing(conn, upload.feed_id, upload.store_id, parsed.rows, now)
             changed += cleared
@@ -92,8 +97,31 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         _record_outcome(conn, upload_id, outcome, parsed, fatal, now, warnings, rejections_kept)
         emit_upload_processed(conn, upload_id, now)
         store_status.refresh(conn, hub.settings, upload.store_id, now)
+        kept = applies_stock and _record_previous_feed(conn, upload, now, means_available, staged_after_event if in_parts else None)
     _log_for_the_store(hub, upload.store_id, upload_id)
+    if kept:
+        previous_feed.keep(hub, upload.store_id, upload_id, parsed.rows, held_back_rows, kept.replaced)
     return outcome
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    replaced: int | None
+
+
+def _record_previous_feed(conn: Connection, upload, now: datetime, means_available: bool, staged_after_event: int | None) -> _Recorded | None:
+    """The applied file is the store's previous file: every event after the watermark may have
+    changed a level it reports. Applied whole, under the store's lock, that is the last event
+    now (the upload's own changes and upload.processed included); applied in parts, the last
+    event before it was staged, if that event is still there to keep later ids above it."""
+    if staged_after_event is None:
+        watermark = previous_feed.latest_event(conn)
+    elif previous_feed.event_exists(conn, staged_after_event):
+        watermark = staged_after_event
+    else:
+        previous_feed.forget(conn, upload.store_id)
+        return None
+    return _Recorded(previous_feed.record(conn, upload.store_id, upload.id, now, means_available, watermark))
 
 
 def _parse(hub: Hub, upload, store) -> StockFile | ProductFile:
@@ -125,7 +153,9 @@ def _still_ours(conn: Connection, upload_id: int, worker_id: str) -> bool:
     return conn.execute(select(uploads.c.id).where(*mine)).first() is not None
 
 
-def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: datetime, means_available: bool, on_changes) -> int | None:
+def _apply_in_parts(
+    hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: datetime, means_available: bool, on_changes, previous
+) -> tuple[int, int, set[str]] | None:
     """SQLite, a large stock file: stage it and take the diff without the write lock, then apply
     what may change in parts of `apply_part_rows` rows, each its own short write transaction under the
     same lock and rules as a whole apply, so other writers (bookings at any store) wait
@@ -133,14 +163,17 @@ def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: d
 
     Each part adds its changes to the upload's `changed_count` and renews the lease; after a
     crash the retry stages the file again and finds only what is still to do (a snapshot applied
-    twice changes nothing twice). Returns how many products were held back; None if the claim
-    was lost."""
+    twice changes nothing twice). Only the rows that may change something are staged
+    (services/previous_feed.py). Returns how many products were held back, the last event id
+    before staging and which products were held back; None if the claim was lost."""
     with hub.engine.connect() as conn:
         try:
             with conn.execution_options(sqlite_begin="DEFERRED").begin():
-                staged = stage_snapshot(conn, upload.store_id, rows, now.date(), means_available=means_available)
+                last_event = previous_feed.latest_event(conn)  # the read transaction's first read: the levels staged are as of it
+                sent = previous_feed.rows_to_send(conn, upload.store_id, previous, rows)
+                staged = stage_snapshot(conn, upload.store_id, sent, now.date(), means_available=means_available)
             conn.execution_options(sqlite_begin="IMMEDIATE")
-            held_back = 0
+            held_back, held_back_rows = 0, set()
             size = hub.settings.apply_part_rows
             for first in range(0, staged, size):
                 let_waiting_writers_in(hub.engine)
@@ -152,6 +185,7 @@ def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: d
                         conn, upload.store_id, upload.id, first, size, now, means_available=means_available, on_changes=on_changes
                     )
                     held_back += applied.held_back
+                    held_back_rows.update(applied.held_back_identifiers)
                     conn.execute(
                         uploads.update()
                         .where(uploads.c.id == upload.id)
@@ -160,7 +194,7 @@ def _apply_in_parts(hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: d
                             lease_until=datetime.now(UTC) + timedelta(seconds=hub.settings.worker_lease_seconds),
                         )
                     )
-            return held_back
+            return held_back, last_event, held_back_rows
         finally:
             conn.rollback()
             with conn.execution_options(sqlite_begin="DEFERRED").begin():
