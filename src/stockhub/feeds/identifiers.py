@@ -153,15 +153,42 @@ def with_gtin_fast_path(frame: pl.LazyFrame, source: str, *, ok: str, identifier
     what `with_identifier` gives under either rule (a valid GTIN is the same product for standard
     and custom stores). Where not `ok`, the value needs `with_identifier`'s detailed rules. Tests
     hold the two to the same answers."""
-    shaped = pl.col(source).str.contains(r"^(?:[0-9]{8}|[0-9]{12,14})$").fill_null(False)
-    n, body = pl.col("_fast_gtin_n"), pl.col("_fast_gtin_body")
+    text = pl.col(source)
+    # str.to_integer takes exactly an optional sign and ASCII digits: without a sign, and of a
+    # GTIN's length in bytes, the text is a GTIN's plain digits.
+    shaped = text.str.len_bytes().is_in(GTIN_LENGTHS) & ~text.str.starts_with("+")
     return (
-        frame.with_columns(_fast_gtin_n=pl.when(shaped).then(pl.col(source).str.to_integer(strict=False)))
-        .with_columns(_fast_gtin_body=n // 10)
+        frame.with_columns(_fast_gtin_n=text.str.to_integer(strict=False).cast(pl.UInt64, strict=False))
         .with_columns(
-            **{ok: (gs1_check_digit(body) == n % 10).fill_null(False), identifier: pl.col(source).str.pad_start(14, "0")}
+            **{
+                ok: (shaped & (_gs1_weighted_sum(pl.col("_fast_gtin_n")) % 10 == 0)).fill_null(False),
+                identifier: text.str.pad_start(14, "0"),
+            }
         )
-        .drop("_fast_gtin_n", "_fast_gtin_body")
+        .drop("_fast_gtin_n")
+    )
+
+
+def _chunk_sum(chunk: int) -> int:
+    return sum(int(d) * (1 if k % 2 == 0 else 3) for k, d in enumerate(reversed(f"{chunk:04d}"))) % 10
+
+
+# The GS1 weighted digit sum (mod 10) of every 4-digit number: weights 1, 3, 1, 3 from the right.
+_CHUNK_SUMS = pl.Series([_chunk_sum(chunk) for chunk in range(10_000)], dtype=pl.UInt8)
+
+
+def _gs1_weighted_sum(n: pl.Expr) -> pl.Expr:
+    """The GS1 sum of a whole GTIN of up to 14 digits (check digit included, weights 1, 3, 1, ...
+    from the right), mod 10 in each 4-digit chunk: 0 mod 10 exactly when the check digit is
+    valid. Four table look-ups instead of the division and remainder per digit that
+    `gs1_check_digit` does, which take most of the time of checking a million barcodes. The
+    chunks start at even positions, so one table serves all four."""
+    sums = pl.lit(_CHUNK_SUMS)
+    return (
+        sums.gather(n % 10_000)
+        + sums.gather(n // 10_000 % 10_000)
+        + sums.gather(n // 10**8 % 10_000)
+        + sums.gather(n // 10**12 % 10_000)  # a longer number (not a GTIN) stays in the table
     )
 
 

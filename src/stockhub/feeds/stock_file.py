@@ -13,7 +13,7 @@ from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
 from stockhub.feeds.identifiers import NEARST_SKU_RULE, nearst_sku_warning, restore_lost_zeros, rule_for, with_gtin_fast_path
 from stockhub.feeds.mapping import mapped_columns
 from stockhub.feeds.presets import recognise
-from stockhub.feeds.values import with_currency, with_fast_values, with_price, with_promotion, with_quantity, with_safety_stock
+from stockhub.feeds.values import are_two_place_currencies, with_currency, with_fast_values, with_price, with_promotion, with_quantity, with_safety_stock
 
 ROW_SCHEMA = {
     "row": pl.Int64,
@@ -226,27 +226,33 @@ def checked_rows(
     detailed = dict(decimal_comma=decimal_comma, custom_identifiers=custom_identifiers, spreadsheet=spreadsheet)
     if not fast_path:
         return _checked(_validate(fields, default_currency, **detailed))
+    currencies_checked = are_two_place_currencies(fields["currency_raw"], default_currency)
     marked = with_fast_values(
         with_gtin_fast_path(fields.lazy(), "identifier_raw", ok="_fast_identifier", identifier="identifier"),
-        default_currency, decimal_comma=decimal_comma, ok="_fast_values",
+        default_currency, decimal_comma=decimal_comma, ok="_fast_values", currencies_checked=currencies_checked,
     ).with_columns(
         _fast=pl.col("_fast_identifier") & pl.col("_fast_values") & pl.col("promotion_raw").is_null() & pl.col("safety_raw").is_null()
     ).collect()
-    slow = _checked(_validate(marked.filter(~pl.col("_fast")).select(fields.columns), default_currency, **detailed))
-    quick = marked.filter(pl.col("_fast")).select(
+    fast = marked["_fast"]
+    all_fast = bool(fast.all())
+    slow = _checked(_validate(marked.filter(~fast).select(fields.columns), default_currency, **detailed)) if not all_fast else None
+    quick = (marked if all_fast else marked.filter(fast)).select(
         *_CHECKED[:5],
         promotion_minor=pl.lit(None, pl.Int64),
         **{SAFETY_STOCK: pl.lit(None, pl.Int64)},
         identifier_raw="identifier_raw",
-        reject=pl.lit(None, slow.schema["reject"]),
+        reject=pl.lit(None, _REJECT),
         price_rounded=pl.lit(False),
         nearst_warning=pl.lit(False),
     )
-    if slow.is_empty():
+    if slow is None:
         return quick
     if quick.is_empty():
         return slow
     return pl.concat([quick, slow.cast(quick.schema)]).sort("row")
+
+
+_REJECT = pl.Struct({"field": pl.String, "value": pl.String, "reason": pl.String})
 
 
 def _checked(validated: pl.LazyFrame) -> pl.DataFrame:

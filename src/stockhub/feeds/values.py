@@ -109,32 +109,51 @@ def with_promotion(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> 
     return a.finish(promotion_minor=pl.when(reason.is_null()).then(a["minor"]), promotion_reason=reason)
 
 
-def with_fast_values(frame: pl.LazyFrame, default: str, *, decimal_comma: bool, ok: str) -> pl.LazyFrame:
+def with_fast_values(
+    frame: pl.LazyFrame, default: str, *, decimal_comma: bool, ok: str, currencies_checked: bool = False
+) -> pl.LazyFrame:
     """The common case, vectorised, for columns currency_raw, price_raw and quantity_raw: adds
     `ok`, true where the currency has two decimal places (given, or the default), the price has
     up to 12 integer digits and none or exactly two decimals and is above zero, and the quantity
-    is a plain count of up to 9 digits; and there `currency`, `price_minor` and `quantity`, what
-    `with_currency`, `with_price` (with or without `round_excess`: there is nothing to round)
-    and `with_quantity` give. Where not `ok`, the row needs their detailed rules. Tests hold the
-    two to the same answers."""
-    two_places = sorted(code for code, exponent in _exponents().items() if exponent == 2)
+    is a plain count of at most MAX_QUANTITY; and there `currency`, `price_minor` and
+    `quantity`, what `with_currency`, `with_price` (with or without `round_excess`: there is
+    nothing to round) and `with_quantity` give. Where not `ok`, the row needs their detailed
+    rules. Tests hold the two to the same answers. `currencies_checked`: the caller found every
+    currency_raw cell null or a two-place code (`are_two_place_currencies`), so none is tested
+    again."""
     price = pl.col("price_raw").str.replace(",", ".", literal=True) if decimal_comma else pl.col("price_raw")
-    decimals = price.str.contains(r"^[0-9]{1,12}\.[0-9]{2}$").fill_null(False)
-    whole = price.str.contains(r"^[0-9]{1,12}$").fill_null(False)
-    minor = (
-        pl.when(decimals)
-        .then(price.str.replace(".", "", literal=True).str.to_integer(strict=False))
-        .when(whole)
-        .then(price.str.to_integer(strict=False) * 100)
+    shaped = pl.col("_fast_price").str.contains(r"^[0-9]{1,12}(?:\.[0-9]{2})?$").fill_null(False)
+    digits = pl.col("_fast_price_digits")
+    # without its decimal point, the text of a two-decimal price is its minor units
+    minor = digits.str.to_integer(strict=False) * pl.when(digits.str.len_bytes() < pl.col("_fast_price").str.len_bytes()).then(1).otherwise(100)
+    # str.to_integer takes exactly an optional sign and ASCII digits (a minus is a count's own)
+    count = pl.col("quantity_raw").str.to_integer(strict=False)
+    plain = ~pl.col("quantity_raw").str.starts_with("+")
+    currency = pl.col("currency_raw").fill_null(default) if currencies_checked else pl.col("currency_raw").str.to_uppercase().fill_null(default)
+    currency_ok = pl.lit(True) if currencies_checked else pl.col("currency").is_in(two_place_currencies())
+    return (
+        frame.with_columns(_fast_price=price)
+        .with_columns(_fast_price_digits=pl.col("_fast_price").str.replace(".", "", literal=True))
+        .with_columns(
+            currency=currency,
+            price_minor=pl.when(shaped).then(minor),
+            quantity=pl.when(plain & (count.abs() <= MAX_QUANTITY)).then(count),
+        )
+        .with_columns(**{ok: (currency_ok & (pl.col("price_minor") >= 1) & pl.col("quantity").is_not_null()).fill_null(False)})
+        .drop("_fast_price", "_fast_price_digits")
     )
-    count = pl.col("quantity_raw").str.contains(r"^-?[0-9]{1,9}$").fill_null(False)
-    return frame.with_columns(
-        currency=pl.col("currency_raw").str.to_uppercase().fill_null(default),
-        price_minor=minor,
-        quantity=pl.when(count).then(pl.col("quantity_raw").str.to_integer(strict=False)),
-    ).with_columns(
-        **{ok: (pl.col("currency").is_in(two_places) & (pl.col("price_minor") >= 1) & pl.col("quantity").is_not_null()).fill_null(False)}
-    )
+
+
+@cache
+def two_place_currencies() -> list[str]:
+    return sorted(code for code, exponent in _exponents().items() if exponent == 2)
+
+
+def are_two_place_currencies(column: pl.Series, default: str) -> bool:
+    """Whether every cell of `column` is a currency code of two decimal places as written
+    (upper-case), or null with `default` such a code."""
+    codes = two_place_currencies()
+    return bool((column.is_null() | column.is_in(codes)).all(ignore_nulls=False)) and (default in codes or not column.has_nulls())
 
 
 @dataclass(frozen=True)
