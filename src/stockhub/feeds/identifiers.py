@@ -147,34 +147,31 @@ def with_identifier(
     )
 
 
-def with_gtin_fast_path(frame: pl.LazyFrame, source: str, *, ok: str, identifier: str) -> pl.LazyFrame:
+def with_gtin_fast_path(frame: pl.LazyFrame, source: str, *, ok: str, identifier: str, number: str | None = None) -> pl.LazyFrame:
     """The common case, vectorised: adds `ok`, true where `source` is exactly a GTIN-8, UPC-A
     (12), EAN-13 or GTIN-14 of plain digits with a valid check digit, and there `identifier`,
     what `with_identifier` gives under either rule (a valid GTIN is the same product for standard
-    and custom stores). Where not `ok`, the value needs `with_identifier`'s detailed rules. Tests
-    hold the two to the same answers."""
+    and custom stores), and `number` (if given; UInt64), the GTIN as a number: where `ok`, equal
+    numbers are equal identifiers. Where not `ok`, the value needs `with_identifier`'s detailed
+    rules. Tests hold the two to the same answers."""
     text = pl.col(source)
     # str.to_integer takes exactly an optional sign and ASCII digits: without a sign, and of a
     # GTIN's length in bytes, the text is a GTIN's plain digits.
     shaped = text.str.len_bytes().is_in(GTIN_LENGTHS) & ~text.str.starts_with("+")
-    return (
-        frame.with_columns(_fast_gtin_n=text.str.to_integer(strict=False).cast(pl.UInt64, strict=False))
-        .with_columns(
-            **{
-                ok: (shaped & (_gs1_weighted_sum(pl.col("_fast_gtin_n")) % 10 == 0)).fill_null(False),
-                identifier: text.str.pad_start(14, "0"),
-            }
-        )
-        .drop("_fast_gtin_n")
+    n = number or "_fast_gtin_n"
+    marked = frame.with_columns(**{n: text.str.to_integer(strict=False).cast(pl.UInt64, strict=False)}).with_columns(
+        **{
+            ok: (shaped & (_gs1_weighted_sum(pl.col(n)) % 10 == 0)).fill_null(False),
+            identifier: text.str.pad_start(14, "0"),
+        }
     )
+    return marked if number else marked.drop(n)
 
 
-def _chunk_sum(chunk: int) -> int:
-    return sum(int(d) * (1 if k % 2 == 0 else 3) for k, d in enumerate(reversed(f"{chunk:04d}"))) % 10
-
-
-# The GS1 weighted digit sum (mod 10) of every 4-digit number: weights 1, 3, 1, 3 from the right.
-_CHUNK_SUMS = pl.Series([_chunk_sum(chunk) for chunk in range(10_000)], dtype=pl.UInt8)
+# The GS1 weighted digit sum (mod 10) of every 4-digit number "abcd": weights 3, 1, 3, 1.
+_CHUNK_SUMS = pl.Series(
+    [(3 * a + b + 3 * c + d) % 10 for a in range(10) for b in range(10) for c in range(10) for d in range(10)], dtype=pl.UInt8
+)
 
 
 def _gs1_weighted_sum(n: pl.Expr) -> pl.Expr:

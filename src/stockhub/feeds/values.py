@@ -110,7 +110,7 @@ def with_promotion(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> 
 
 
 def with_fast_values(
-    frame: pl.LazyFrame, default: str, *, decimal_comma: bool, ok: str, currencies_checked: bool = False
+    frame: pl.LazyFrame, default: str, *, decimal_comma: bool, ok: str, currency: pl.Expr | None = None
 ) -> pl.LazyFrame:
     """The common case, vectorised, for columns currency_raw, price_raw and quantity_raw: adds
     `ok`, true where the currency has two decimal places (given, or the default), the price has
@@ -118,9 +118,8 @@ def with_fast_values(
     is a plain count of at most MAX_QUANTITY; and there `currency`, `price_minor` and
     `quantity`, what `with_currency`, `with_price` (with or without `round_excess`: there is
     nothing to round) and `with_quantity` give. Where not `ok`, the row needs their detailed
-    rules. Tests hold the two to the same answers. `currencies_checked`: the caller found every
-    currency_raw cell null or a two-place code (`are_two_place_currencies`), so none is tested
-    again."""
+    rules. Tests hold the two to the same answers. `currency`: `uniform_currency`'s column, when
+    it found one, so that no row is looked up."""
     price = pl.col("price_raw").str.replace(",", ".", literal=True) if decimal_comma else pl.col("price_raw")
     shaped = pl.col("_fast_price").str.contains(r"^[0-9]{1,12}(?:\.[0-9]{2})?$").fill_null(False)
     digits = pl.col("_fast_price_digits")
@@ -129,8 +128,10 @@ def with_fast_values(
     # str.to_integer takes exactly an optional sign and ASCII digits (a minus is a count's own)
     count = pl.col("quantity_raw").str.to_integer(strict=False)
     plain = ~pl.col("quantity_raw").str.starts_with("+")
-    currency = pl.col("currency_raw").fill_null(default) if currencies_checked else pl.col("currency_raw").str.to_uppercase().fill_null(default)
-    currency_ok = pl.lit(True) if currencies_checked else pl.col("currency").is_in(two_place_currencies())
+    currency_ok = pl.lit(True)
+    if currency is None:
+        currency = pl.col("currency_raw").str.to_uppercase().fill_null(default)
+        currency_ok = pl.col("currency").is_in(two_place_currencies())
     return (
         frame.with_columns(_fast_price=price)
         .with_columns(_fast_price_digits=pl.col("_fast_price").str.replace(".", "", literal=True))
@@ -149,11 +150,23 @@ def two_place_currencies() -> list[str]:
     return sorted(code for code, exponent in _exponents().items() if exponent == 2)
 
 
-def are_two_place_currencies(column: pl.Series, default: str) -> bool:
-    """Whether every cell of `column` is a currency code of two decimal places as written
-    (upper-case), or null with `default` such a code."""
+def uniform_currency(column: pl.Series, default: str) -> pl.Expr | None:
+    """The currency column of `with_fast_values` (for `column`, currency_raw) when every cell
+    names one currency of two decimal places, in any case, or is empty with `default` such a
+    currency: the usual file, told by one comparison instead of a look-up per row. Else None."""
     codes = two_place_currencies()
-    return bool((column.is_null() | column.is_in(codes)).all(ignore_nulls=False)) and (default in codes or not column.has_nulls())
+    empty = column.null_count()
+    if empty and default not in codes:
+        return None
+    if empty == column.len():
+        return pl.lit(default)
+    given = column[column.is_not_null().arg_max()]
+    code = pl.Series([given]).str.to_uppercase()[0]  # as with_currency upper-cases
+    if code not in codes or not (column == given).all():  # nulls aside
+        return None
+    if not empty:
+        return pl.lit(code)
+    return pl.when(pl.col("currency_raw").is_null()).then(pl.lit(default)).otherwise(pl.lit(code))
 
 
 @dataclass(frozen=True)
