@@ -297,3 +297,28 @@ def test_a_badly_quoted_cell_does_not_lose_the_file():
     result = read(f'barcode,price,quantity,title\n{BOOK},6.99,1,"A book" \n{UPC},1,1,plain\n')
     assert [r[1] for r in rows(result)] == [BOOK_ID, "00036000291452"]
     assert any("quote" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        (f"barcode,price,quantity\n{BOOK},6.99,1\n{BOOK},6.99,2\n{BOOK},6.99,3\n{BOOK},6.99,4", False),  # 5 lines
+        (f"barcode,price,quantity\n{BOOK},6.99,1\n{BOOK},6.99,2\n{BOOK},6.99,3\n{BOOK},6.99,4\n", True),  # a 6th, empty
+        (f"barcode,price,quantity\n{BOOK},6.99,1\n\n\n\n\n\n\n", True),  # blank lines count
+        (f"barcode,price,quantity\n{BOOK},6.99,1" + "\n" * 1000, True),
+        (f'barcode,price,quantity\n"{BOOK}",6.99,1\n', False),
+        (f'barcode,price,quantity\n{BOOK},6.99,"1\n\n\n\n\n"\n', True),  # line breaks in a quoted cell count
+        (f'barcode,price,quantity\n{BOOK},6.99,"1\n\n\n\n\n', True),  # and in a malformed one
+    ],
+)
+def test_a_file_of_more_lines_than_the_limit_is_refused_whole(text, refused):
+    from stockhub.feeds.decode import Limits
+
+    result = read(text, limits=Limits(max_rows=5))
+    lines = text.count("\n") + 1
+    if refused:
+        assert result.invalid_reason == f"the file is too long: it has {lines:,} rows, more than the 5 a file may have"
+        assert result.rows.is_empty()
+    else:
+        assert result.invalid_reason is None
+        assert result.rows.height == 1
