@@ -340,6 +340,9 @@ def _check_shape(rows: int, columns: int, limits: Limits, cell: str | None = Non
 
 def _check_cells(cells: pl.DataFrame, limits: Limits) -> None:
     columns = [c for c in cells.columns if c != "row"]
+    longest = cells.select(pl.max_horizontal(pl.col(c).str.len_bytes().max() for c in columns)).item()
+    if longest is None or longest <= limits.max_cell_chars:  # a character takes at least a byte
+        return
     too_long = cells.filter(pl.any_horizontal(pl.col(c).str.len_chars() > limits.max_cell_chars for c in columns))
     if not too_long.is_empty():
         row = too_long.row(0, named=True)
