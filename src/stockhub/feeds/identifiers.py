@@ -155,11 +155,12 @@ def with_gtin_fast_path(frame: pl.LazyFrame, source: str, *, ok: str, identifier
     numbers are equal identifiers. Where not `ok`, the value needs `with_identifier`'s detailed
     rules. Tests hold the two to the same answers."""
     text = pl.col(source)
-    # str.to_integer takes exactly an optional sign and ASCII digits: without a sign, and of a
-    # GTIN's length in bytes, the text is a GTIN's plain digits.
+    # A cast of text to an unsigned integer takes exactly ASCII digits after an optional "+"
+    # (str.to_integer's syntax, without a minus): without the plus, and of a GTIN's length in
+    # bytes, the text is a GTIN's plain digits.
     shaped = text.str.len_bytes().is_in(GTIN_LENGTHS) & ~text.str.starts_with("+")
     n = number or "_fast_gtin_n"
-    marked = frame.with_columns(**{n: text.str.to_integer(strict=False).cast(pl.UInt64, strict=False)}).with_columns(
+    marked = frame.with_columns(**{n: text.cast(pl.UInt64, strict=False)}).with_columns(
         **{
             ok: (shaped & (_gs1_weighted_sum(pl.col(n)) % 10 == 0)).fill_null(False),
             identifier: text.str.pad_start(14, "0"),

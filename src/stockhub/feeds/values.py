@@ -124,9 +124,10 @@ def with_fast_values(
     shaped = pl.col("_fast_price").str.contains(r"^[0-9]{1,12}(?:\.[0-9]{2})?$").fill_null(False)
     digits = pl.col("_fast_price_digits")
     # without its decimal point, the text of a two-decimal price is its minor units
-    minor = digits.str.to_integer(strict=False) * pl.when(digits.str.len_bytes() < pl.col("_fast_price").str.len_bytes()).then(1).otherwise(100)
-    # str.to_integer takes exactly an optional sign and ASCII digits (a minus is a count's own)
-    count = pl.col("quantity_raw").str.to_integer(strict=False)
+    minor = digits.cast(pl.Int64, strict=False) * pl.when(digits.str.len_bytes() < pl.col("_fast_price").str.len_bytes()).then(1).otherwise(100)
+    # a cast of text to an integer takes exactly ASCII digits after an optional sign, as
+    # str.to_integer does (a minus is a count's own)
+    count = pl.col("quantity_raw").cast(pl.Int64, strict=False)
     plain = ~pl.col("quantity_raw").str.starts_with("+")
     currency_ok = pl.lit(True)
     if currency is None:
@@ -138,7 +139,7 @@ def with_fast_values(
         .with_columns(
             currency=currency,
             price_minor=pl.when(shaped).then(minor),
-            quantity=pl.when(plain & (count.abs() <= MAX_QUANTITY)).then(count),
+            quantity=pl.when(plain & count.is_between(-MAX_QUANTITY, MAX_QUANTITY)).then(count),
         )
         .with_columns(**{ok: (currency_ok & (pl.col("price_minor") >= 1) & pl.col("quantity").is_not_null()).fill_null(False)})
         .drop("_fast_price", "_fast_price_digits")
