@@ -86,7 +86,7 @@ def _read_csv(data: bytes, limits: Limits, separator: str | None = None, encodin
     if len(first_line) > limits.max_columns * (limits.max_cell_chars + 1):
         raise UnreadableFile(f"the first line is {len(first_line):,} characters long: it cannot be a header or a row of stock")
     separator = separator or detect_separator(first_line)
-    lines = [first_line] if header_line <= 1 else [ln for ln in text.splitlines()[: header_line * 4 + 8] if ln.strip()][: header_line + 1]
+    lines = [first_line] if header_line <= 1 else [ln for ln in _first_lines(text, header_line * 4 + 8) if ln.strip()][: header_line + 1]
     width = max(*(_count_fields(line, separator) for line in lines), MIN_COLUMNS)
     # The lines are counted (a pass over the bytes, ~1/10 of the read) only where they can
     # outnumber the rows polars reads: a quoted cell may hold line breaks. Without quotes every
@@ -173,6 +173,16 @@ def _decode_as(data: bytes, encoding: str) -> tuple[str, bytes]:
     if "\x00" in text:
         raise UnreadableFile(f"the file is not {encoding} text (it holds NUL characters), as the store's column mapping says")
     return text, text.encode()
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """text.splitlines()[:count], splitting only as much of the text as holds them."""
+    size = 1 << 16
+    while True:
+        lines = text[:size].splitlines()
+        if len(lines) > count or size >= len(text):  # the first `count` lines ended before the cut
+            return lines[:count]
+        size *= 4
 
 
 def _first_non_blank_line(text: str) -> str | None:
