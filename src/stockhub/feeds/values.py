@@ -132,7 +132,7 @@ def with_fast_values(
     currency_ok = pl.lit(True)
     if currency is None:
         currency = pl.col("currency_raw").str.to_uppercase().fill_null(default)
-        currency_ok = pl.col("currency").is_in(two_place_currencies())
+        currency_ok = pl.col("currency").is_in(_two_place_currencies())
     return (
         frame.with_columns(_fast_price=price)
         .with_columns(_fast_price_digits=pl.col("_fast_price").str.replace(".", "", literal=True))
@@ -147,7 +147,7 @@ def with_fast_values(
 
 
 @cache
-def two_place_currencies() -> list[str]:
+def _two_place_currencies() -> list[str]:
     return sorted(code for code, exponent in _exponents().items() if exponent == 2)
 
 
@@ -155,12 +155,12 @@ def uniform_currency(column: pl.Series, default: str) -> pl.Expr | None:
     """The currency column of `with_fast_values` (for `column`, currency_raw) when every cell
     names one currency of two decimal places, in any case, or is empty with `default` such a
     currency: the usual file, told by one comparison instead of a look-up per row. Else None."""
-    codes = two_place_currencies()
+    codes = _two_place_currencies()
     empty = column.null_count()
+    if empty == column.len():  # no currency column, or every cell empty
+        return pl.lit(default) if default in codes else None
     if empty and default not in codes:
         return None
-    if empty == column.len():
-        return pl.lit(default)
     given = column[column.is_not_null().arg_max()]
     code = pl.Series([given]).str.to_uppercase()[0]  # as with_currency upper-cases
     if code not in codes or not (column == given).all():  # nulls aside
