@@ -27,16 +27,22 @@ def _gtins(draw) -> str:
 
 
 _IDENTIFIERS = st.one_of(
-    _gtins(), _gtins(), st.none(), st.sampled_from(["0141383747", "TEE-L", "tee l", "x" * 65, "", "+123456789012", "-12345678901"]),
+    _gtins(), _gtins(), st.none(),
+    st.sampled_from(["0141383747", "TEE-L", "tee l", "x" * 65, "", "+123456789012", "-12345678901", "+9780141383743", "97801413837٤",
+                     "123456789012345678901234", "18446744073709551616", "0000000000000"]),
     st.text(alphabet="0123456789 -Xx+", max_size=16),
 )
 _PRICES = st.one_of(
     st.from_regex(r"-?[0-9]{0,14}([.,][0-9]{0,4})?", fullmatch=True),
-    st.sampled_from(["6.99", "0.00", "0.01", "000000000000.50", "1e3", "£6.99", "6.9", "6.", ".99", "1,234.56", "999999999999.99"]),
+    st.sampled_from(["6.99", "0.00", "0.01", "000000000000.50", "1e3", "£6.99", "6.9", "6.", ".99", "1,234.56", "999999999999.99",
+                     "+6.99", "+6", "-6.99", "06.99", "6.999", "6.995", "6.990", "٦.٩٩", "6.9.9", "6..99", "1.+9", "1.-9", "99999999999999999999"]),
     st.none(),
 )
 _QUANTITIES = st.one_of(
-    st.from_regex(r"-?[0-9]{0,12}", fullmatch=True), st.sampled_from(["3", "-0", "0010", "1.5", "3 ", "1000000000", "999999999"]), st.none()
+    st.from_regex(r"[-+]?[0-9]{0,12}", fullmatch=True),
+    st.sampled_from(["3", "-0", "+0", "+3", "0010", "1.5", "3 ", "1000000000", "-1000000000", "1000000001", "999999999", "00000000001000000000",
+                     "99999999999999999999", "-9223372036854775808", "٣"]),
+    st.none(),
 )
 _CURRENCIES = st.one_of(st.none(), st.sampled_from(["GBP", "gbp", "EUR", "JPY", "KWD", "XXX", "usd", "£"]))
 _OPTIONAL = st.one_of(st.none(), st.none(), st.sampled_from(["1.00", "0", "3", "abc"]))
@@ -66,6 +72,37 @@ def _same(rows, default: str, decimal_comma: bool, custom: bool, spreadsheet: bo
 @example(rows=[("96385074", "6", "-2", "eur", None, None), ("96385074", "7.00", "1", None, None, None)], spreadsheet=False, default="GBP")
 def test_the_fast_path_agrees_with_the_detailed_rules(rows, spreadsheet, default, decimal_comma, custom):
     _same(rows, default, decimal_comma, custom, spreadsheet)
+
+
+@pytest.mark.parametrize("decimal_comma", [False, True], ids=["dot", "comma"])
+@settings(max_examples=100, deadline=None)
+@given(rows=_ROWS, currency=_CURRENCIES, blanks=st.sampled_from([0.0, 0.3, 1.0]), default=st.sampled_from(["GBP", "JPY", "EUR"]), data=st.data())
+def test_one_currency_throughout_a_file_agrees_with_the_detailed_rules(rows, currency, blanks, default, data, decimal_comma):
+    """A file naming one currency in every row (the usual file, checked once for the whole file)."""
+    rows = [(row[0], row[1], row[2], None if data.draw(st.floats(0, 1)) < blanks else currency, *row[4:]) for row in rows]
+    _same(rows, default, decimal_comma, custom=False, spreadsheet=False)
+
+
+_EDGES = {  # field index → values next to what the fast path takes, each in an otherwise plain row
+    0: ["+9780141383743", "-9780141383743", "9780141383743 ", "97801413837٤", "978014138374", "09780141383743", "00000000", "0000000000000",
+        "96385074", "036000291452", "10036000291459", "123456789012345678901234", "18446744073709551616"],
+    1: ["+6.99", "+6", "-6.99", "-0", "06.99", "6.999", "6.995", "6.990", "6.9", "6,99", "6,999", "1,234.56", "٦.٩٩", "6.9.9", "6..99", "1.+9",
+        "1.-9", "0.00", "0.01", "000.01", "999999999999.99", "1000000000000", "99999999999999999999", ".99", "6.", "1e3"],
+    2: ["+3", "-3", "-0", "+0", "0010", "1000000000", "-1000000000", "1000000001", "00000000001000000000", "99999999999999999999",
+        "-9223372036854775808", "٣", "3.0", ""],
+    3: ["gbp", "Gbp", "GBP", "EUR", "JPY", "jpy", "XXX", "£", ""],
+}
+
+
+@pytest.mark.parametrize("decimal_comma", [False, True], ids=["dot", "comma"])
+@pytest.mark.parametrize("field", sorted(_EDGES))
+def test_values_next_to_the_fast_path_agree_with_the_detailed_rules(field, decimal_comma):
+    plain = ["9780141383743", "6.99", "3", "GBP", None, None]
+    for value in _EDGES[field]:
+        edge = [*plain[:field], value or None, *plain[field + 1 :]]
+        for rows in ([edge], [edge, plain], [edge] * 3):  # alone, beside a fast row, and throughout a file
+            for default in ("GBP", "JPY"):
+                _same([tuple(r) for r in rows], default, decimal_comma, custom=False, spreadsheet=False)
 
 
 def test_a_feed_of_plain_gtins_takes_the_fast_path_for_every_row():

@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 from stockhub.feeds import StockFile, read_stock_file
+from stockhub.feeds.decode import Limits
 
 BOOK = "9780141383743"  # ISBN-13 / EAN-13, from NearSt's example file
 BOOK_ID = "09780141383743"
@@ -237,6 +238,13 @@ def test_promotion_amount_must_be_positive_and_below_the_price():
     ]
 
 
+def test_duplicates_in_a_file_of_only_valid_rows_are_found_whatever_their_spelling():
+    result = read(f"barcode,price,quantity\n{UPC},1.00,1\n{BOOK},6.99,1\n0{UPC},2.00,2\n00{UPC},3.00,3\n{OTHER_BOOK},4.00,4\n")
+    assert rows(result) == [(3, BOOK_ID, 1, 699, "GBP", None), (5, "00036000291452", 3, 300, "GBP", None), (6, "09781409162988", 4, 400, "GBP", None)]
+    assert rejections(result) == [(2, "identifier", UPC, "superseded by row 5"), (4, "identifier", f"0{UPC}", "superseded by row 5")]
+    assert result.superseded_count == 2
+
+
 def test_a_rejected_row_reports_its_first_failing_field():
     result = read("barcode,price,quantity,currency\n12 3,abc,1.5,XYZ\nABCDEF1,abc,1.5,XYZ\nABCDEF2,1,1.5,XYZ\n")
     assert [r[1] for r in rejections(result)] == ["identifier", "price", "quantity"]
@@ -297,3 +305,26 @@ def test_a_badly_quoted_cell_does_not_lose_the_file():
     result = read(f'barcode,price,quantity,title\n{BOOK},6.99,1,"A book" \n{UPC},1,1,plain\n')
     assert [r[1] for r in rows(result)] == [BOOK_ID, "00036000291452"]
     assert any("quote" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        (f"barcode,price,quantity\n{BOOK},6.99,1\n{BOOK},6.99,2\n{BOOK},6.99,3\n{BOOK},6.99,4", False),  # 5 lines
+        (f"barcode,price,quantity\n{BOOK},6.99,1\n{BOOK},6.99,2\n{BOOK},6.99,3\n{BOOK},6.99,4\n", True),  # a 6th, empty
+        (f"barcode,price,quantity\n{BOOK},6.99,1\n\n\n\n\n\n\n", True),  # blank lines count
+        (f"barcode,price,quantity\n{BOOK},6.99,1" + "\n" * 1000, True),
+        (f'barcode,price,quantity\n"{BOOK}",6.99,1\n', False),
+        (f'barcode,price,quantity\n{BOOK},6.99,"1\n\n\n\n\n"\n', True),  # line breaks in a quoted cell count
+        (f'barcode,price,quantity\n{BOOK},6.99,"1\n\n\n\n\n', True),  # and in a malformed one
+    ],
+)
+def test_a_file_of_more_lines_than_the_limit_is_refused_whole(text, refused):
+    result = read(text, limits=Limits(max_rows=5))
+    lines = text.count("\n") + 1
+    if refused:
+        assert result.invalid_reason == f"the file is too long: it has {lines:,} rows, more than the 5 a file may have"
+        assert result.rows.is_empty()
+    else:
+        assert result.invalid_reason is None
+        assert result.rows.height == 1

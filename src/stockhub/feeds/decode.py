@@ -86,18 +86,22 @@ def _read_csv(data: bytes, limits: Limits, separator: str | None = None, encodin
     if len(first_line) > limits.max_columns * (limits.max_cell_chars + 1):
         raise UnreadableFile(f"the first line is {len(first_line):,} characters long: it cannot be a header or a row of stock")
     separator = separator or detect_separator(first_line)
-    lines = [first_line] if header_line <= 1 else [ln for ln in text.splitlines()[: header_line * 4 + 8] if ln.strip()][: header_line + 1]
+    lines = [first_line] if header_line <= 1 else [ln for ln in _first_lines(text, header_line * 4 + 8) if ln.strip()][: header_line + 1]
     width = max(*(_count_fields(line, separator) for line in lines), MIN_COLUMNS)
-    _check_shape(utf8.count(b"\n") + 1, width, limits)
+    # The lines are counted (a pass over the bytes, ~1/10 of the read) only where they can
+    # outnumber the rows polars reads: a quoted cell may hold line breaks. Without quotes every
+    # line break ends a row, so the rows read, at most one past the limit, bound the lines.
+    quoted = b'"' in utf8
+    _check_shape(utf8.count(b"\n") + 1 if quoted else 1, width, limits)
     schema = {f"c{i}": pl.String for i in range(width)}
     warnings: tuple[str, ...] = ()
     try:
-        frame = _polars_csv(utf8, separator, schema, quote_char='"')
+        frame = _polars_csv(utf8, separator, schema, quote_char='"', limits=limits)
     except pl.exceptions.PolarsError:
         # One badly quoted cell (e.g. `"abc" ,`) makes polars give up on the whole file; read it
         # again without quote handling so that the well-formed rows still count.
         try:
-            frame = _polars_csv(utf8, separator, schema, quote_char=None)
+            frame = _polars_csv(utf8, separator, schema, quote_char=None, limits=limits)
         except pl.exceptions.PolarsError as exc:
             raise UnreadableFile(f"the file could not be read as CSV ({exc})") from exc
         frame = frame.with_columns(
@@ -105,6 +109,8 @@ def _read_csv(data: bytes, limits: Limits, separator: str | None = None, encodin
             for c in schema
         )
         warnings = ("the file has malformed quotes: it was read without quote handling",)
+    if not quoted and frame.height >= limits.max_rows:
+        _check_shape(utf8.count(b"\n") + 1, width, limits)
     frame = frame.with_row_index("row", offset=1).with_columns(pl.col("row").cast(pl.Int64))
     return Table(_tidy(frame, trim=_may_need_trimming(utf8)), separator=separator, warnings=warnings)
 
@@ -121,8 +127,9 @@ def _may_need_trimming(utf8: bytes) -> bool:
     return not utf8.isascii() or any(byte in utf8 for byte in _TRIMMABLE)
 
 
-def _polars_csv(utf8: bytes, separator: str, schema: dict, quote_char: str | None) -> pl.DataFrame:
-    # Blank lines come back as all-null rows, so the row index stays the line number.
+def _polars_csv(utf8: bytes, separator: str, schema: dict, quote_char: str | None, limits: Limits) -> pl.DataFrame:
+    # Blank lines come back as all-null rows, so the row index stays the line number. One row
+    # past the limit is enough to know that a file is too long.
     return pl.read_csv(
         utf8,
         has_header=False,
@@ -132,6 +139,7 @@ def _polars_csv(utf8: bytes, separator: str, schema: dict, quote_char: str | Non
         missing_columns="insert",
         truncate_ragged_lines=True,
         raise_if_empty=False,
+        n_rows=limits.max_rows + 1,
     )
 
 
@@ -165,6 +173,16 @@ def _decode_as(data: bytes, encoding: str) -> tuple[str, bytes]:
     if "\x00" in text:
         raise UnreadableFile(f"the file is not {encoding} text (it holds NUL characters), as the store's column mapping says")
     return text, text.encode()
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """text.splitlines()[:count], splitting only as much of the text as holds them."""
+    size = 1 << 16
+    while True:
+        lines = text[:size].splitlines()
+        if len(lines) > count or size >= len(text):  # the first `count` lines ended before the cut
+            return lines[:count]
+        size *= 4
 
 
 def _first_non_blank_line(text: str) -> str | None:
@@ -332,6 +350,9 @@ def _check_shape(rows: int, columns: int, limits: Limits, cell: str | None = Non
 
 def _check_cells(cells: pl.DataFrame, limits: Limits) -> None:
     columns = [c for c in cells.columns if c != "row"]
+    longest = cells.select(pl.max_horizontal(pl.col(c).str.len_bytes().max() for c in columns)).item()
+    if longest is None or longest <= limits.max_cell_chars:  # a character takes at least a byte
+        return
     too_long = cells.filter(pl.any_horizontal(pl.col(c).str.len_chars() > limits.max_cell_chars for c in columns))
     if not too_long.is_empty():
         row = too_long.row(0, named=True)

@@ -147,21 +147,46 @@ def with_identifier(
     )
 
 
-def with_gtin_fast_path(frame: pl.LazyFrame, source: str, *, ok: str, identifier: str) -> pl.LazyFrame:
+def with_gtin_fast_path(frame: pl.LazyFrame, source: str, *, ok: str, identifier: str, number: str | None = None) -> pl.LazyFrame:
     """The common case, vectorised: adds `ok`, true where `source` is exactly a GTIN-8, UPC-A
     (12), EAN-13 or GTIN-14 of plain digits with a valid check digit, and there `identifier`,
     what `with_identifier` gives under either rule (a valid GTIN is the same product for standard
-    and custom stores). Where not `ok`, the value needs `with_identifier`'s detailed rules. Tests
-    hold the two to the same answers."""
-    shaped = pl.col(source).str.contains(r"^(?:[0-9]{8}|[0-9]{12,14})$").fill_null(False)
-    n, body = pl.col("_fast_gtin_n"), pl.col("_fast_gtin_body")
+    and custom stores), and `number` (if given; UInt64), the GTIN as a number: where `ok`, equal
+    numbers are equal identifiers. Where not `ok`, the value needs `with_identifier`'s detailed
+    rules. Tests hold the two to the same answers."""
+    text = pl.col(source)
+    # A cast of text to an unsigned integer takes exactly ASCII digits after an optional "+"
+    # (str.to_integer's syntax, without a minus): without the plus, and of a GTIN's length in
+    # bytes, the text is a GTIN's plain digits.
+    shaped = text.str.len_bytes().is_in(GTIN_LENGTHS) & ~text.str.starts_with("+")
+    n = number or "_fast_gtin_n"
+    marked = frame.with_columns(**{n: text.cast(pl.UInt64, strict=False)}).with_columns(
+        **{
+            ok: (shaped & (_gs1_weighted_sum(pl.col(n)) % 10 == 0)).fill_null(False),
+            identifier: text.str.pad_start(14, "0"),
+        }
+    )
+    return marked if number else marked.drop(n)
+
+
+# The GS1 weighted digit sum (mod 10) of every 4-digit number "abcd": weights 3, 1, 3, 1.
+_CHUNK_SUMS = pl.Series(
+    [(3 * a + b + 3 * c + d) % 10 for a in range(10) for b in range(10) for c in range(10) for d in range(10)], dtype=pl.UInt8
+)
+
+
+def _gs1_weighted_sum(n: pl.Expr) -> pl.Expr:
+    """The GS1 sum of a whole GTIN of up to 14 digits (check digit included, weights 1, 3, 1, ...
+    from the right), mod 10 in each 4-digit chunk: 0 mod 10 exactly when the check digit is
+    valid. Four table look-ups instead of the division and remainder per digit that
+    `gs1_check_digit` does, which take most of the time of checking a million barcodes. The
+    chunks start at even positions, so one table serves all four."""
+    sums = pl.lit(_CHUNK_SUMS)
     return (
-        frame.with_columns(_fast_gtin_n=pl.when(shaped).then(pl.col(source).str.to_integer(strict=False)))
-        .with_columns(_fast_gtin_body=n // 10)
-        .with_columns(
-            **{ok: (gs1_check_digit(body) == n % 10).fill_null(False), identifier: pl.col(source).str.pad_start(14, "0")}
-        )
-        .drop("_fast_gtin_n", "_fast_gtin_body")
+        sums.gather(n % 10_000)
+        + sums.gather(n // 10_000 % 10_000)
+        + sums.gather(n // 10**8 % 10_000)
+        + sums.gather(n // 10**12 % 10_000)  # a longer number (not a GTIN) stays in the table
     )
 
 

@@ -13,7 +13,7 @@ from stockhub.feeds.headers import POSITIONAL, Layout, detect_layout
 from stockhub.feeds.identifiers import NEARST_SKU_RULE, nearst_sku_warning, restore_lost_zeros, rule_for, with_gtin_fast_path
 from stockhub.feeds.mapping import mapped_columns
 from stockhub.feeds.presets import recognise
-from stockhub.feeds.values import with_currency, with_fast_values, with_price, with_promotion, with_quantity, with_safety_stock
+from stockhub.feeds.values import uniform_currency, with_currency, with_fast_values, with_price, with_promotion, with_quantity, with_safety_stock
 
 ROW_SCHEMA = {
     "row": pl.Int64,
@@ -109,14 +109,14 @@ def read_stock_file(
 
     line_count = cells.height
     cells, skipped = _skip_rows(cells, skip_rules)
-    checked = checked_rows(
+    checked, numbers = _checked_rows(
         _fields(cells, layout, spreadsheet=table.is_spreadsheet),
         default_currency.upper(),
         decimal_comma=decimal_comma,
         custom_identifiers=custom_identifiers,
         spreadsheet=table.is_spreadsheet,
     )
-    rows, duplicates, rejected, notes = _split(checked)
+    rows, duplicates, rejected, notes = _split(checked, numbers)
     if SAFETY_STOCK not in layout.columns:
         rows = rows.drop(SAFETY_STOCK)
     superseded = _superseded(duplicates, rows)
@@ -226,27 +226,41 @@ def checked_rows(
     detailed = dict(decimal_comma=decimal_comma, custom_identifiers=custom_identifiers, spreadsheet=spreadsheet)
     if not fast_path:
         return _checked(_validate(fields, default_currency, **detailed))
+    return _checked_rows(fields, default_currency, **detailed)[0]
+
+
+def _checked_rows(
+    fields: pl.DataFrame, default_currency: str, *, decimal_comma: bool, custom_identifiers: bool, spreadsheet: bool = False
+) -> tuple[pl.DataFrame, pl.Series | None]:
+    """`checked_rows` with the fast path and, when every row took it, each row's GTIN as a number
+    (two are equal exactly when their identifiers are): else None."""
+    detailed = dict(decimal_comma=decimal_comma, custom_identifiers=custom_identifiers, spreadsheet=spreadsheet)
     marked = with_fast_values(
-        with_gtin_fast_path(fields.lazy(), "identifier_raw", ok="_fast_identifier", identifier="identifier"),
-        default_currency, decimal_comma=decimal_comma, ok="_fast_values",
+        with_gtin_fast_path(fields.lazy(), "identifier_raw", ok="_fast_identifier", identifier="identifier", number="_number"),
+        default_currency, decimal_comma=decimal_comma, ok="_fast_values", currency=uniform_currency(fields["currency_raw"], default_currency),
     ).with_columns(
         _fast=pl.col("_fast_identifier") & pl.col("_fast_values") & pl.col("promotion_raw").is_null() & pl.col("safety_raw").is_null()
     ).collect()
-    slow = _checked(_validate(marked.filter(~pl.col("_fast")).select(fields.columns), default_currency, **detailed))
-    quick = marked.filter(pl.col("_fast")).select(
+    fast = marked["_fast"]
+    all_fast = bool(fast.all())
+    quick = (marked if all_fast else marked.filter(fast)).select(
         *_CHECKED[:5],
         promotion_minor=pl.lit(None, pl.Int64),
         **{SAFETY_STOCK: pl.lit(None, pl.Int64)},
         identifier_raw="identifier_raw",
-        reject=pl.lit(None, slow.schema["reject"]),
+        reject=pl.lit(None, _REJECT),
         price_rounded=pl.lit(False),
         nearst_warning=pl.lit(False),
     )
-    if slow.is_empty():
-        return quick
+    if all_fast:
+        return quick, marked["_number"]
+    slow = _checked(_validate(marked.filter(~fast).select(fields.columns), default_currency, **detailed))
     if quick.is_empty():
-        return slow
-    return pl.concat([quick, slow.cast(quick.schema)]).sort("row")
+        return slow, None
+    return pl.concat([quick, slow.cast(quick.schema)]).sort("row"), None
+
+
+_REJECT = pl.Struct({"field": pl.String, "value": pl.String, "reason": pl.String})
 
 
 def _checked(validated: pl.LazyFrame) -> pl.DataFrame:
@@ -278,13 +292,19 @@ def _validate(
     )
 
 
-def _split(checked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def _split(checked: pl.DataFrame, numbers: pl.Series | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(valid rows, earlier duplicates of valid rows, rejections, notes on valid rows).
 
     Of several valid rows with one identifier the last wins; invalid rows never supersede.
+    `numbers` (from `_checked_rows`): every row is valid, and these tell equal identifiers.
     """
-    valid = checked.filter(pl.col("reject").is_null())
-    if _all_distinct(valid["identifier"]):  # no duplicates (the usual file): cheaper to count than to mark
+    if numbers is not None:
+        valid = checked
+        distinct = numbers.n_unique() == numbers.len()
+    else:
+        valid = checked.filter(pl.col("reject").is_null())
+        distinct = _all_distinct(valid["identifier"])
+    if distinct:  # no duplicates (the usual file): cheaper to count than to mark
         is_last = pl.lit(True)
     else:
         valid = valid.with_columns(_is_last=pl.col("identifier").is_last_distinct())

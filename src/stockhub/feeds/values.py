@@ -109,32 +109,65 @@ def with_promotion(frame: pl.LazyFrame, source: str, *, decimal_comma: bool) -> 
     return a.finish(promotion_minor=pl.when(reason.is_null()).then(a["minor"]), promotion_reason=reason)
 
 
-def with_fast_values(frame: pl.LazyFrame, default: str, *, decimal_comma: bool, ok: str) -> pl.LazyFrame:
+def with_fast_values(
+    frame: pl.LazyFrame, default: str, *, decimal_comma: bool, ok: str, currency: pl.Expr | None = None
+) -> pl.LazyFrame:
     """The common case, vectorised, for columns currency_raw, price_raw and quantity_raw: adds
     `ok`, true where the currency has two decimal places (given, or the default), the price has
     up to 12 integer digits and none or exactly two decimals and is above zero, and the quantity
-    is a plain count of up to 9 digits; and there `currency`, `price_minor` and `quantity`, what
-    `with_currency`, `with_price` (with or without `round_excess`: there is nothing to round)
-    and `with_quantity` give. Where not `ok`, the row needs their detailed rules. Tests hold the
-    two to the same answers."""
-    two_places = sorted(code for code, exponent in _exponents().items() if exponent == 2)
+    is a plain count of at most MAX_QUANTITY; and there `currency`, `price_minor` and
+    `quantity`, what `with_currency`, `with_price` (with or without `round_excess`: there is
+    nothing to round) and `with_quantity` give. Where not `ok`, the row needs their detailed
+    rules. Tests hold the two to the same answers. `currency`: `uniform_currency`'s column, when
+    it found one, so that no row is looked up."""
     price = pl.col("price_raw").str.replace(",", ".", literal=True) if decimal_comma else pl.col("price_raw")
-    decimals = price.str.contains(r"^[0-9]{1,12}\.[0-9]{2}$").fill_null(False)
-    whole = price.str.contains(r"^[0-9]{1,12}$").fill_null(False)
-    minor = (
-        pl.when(decimals)
-        .then(price.str.replace(".", "", literal=True).str.to_integer(strict=False))
-        .when(whole)
-        .then(price.str.to_integer(strict=False) * 100)
+    shaped = pl.col("_fast_price").str.contains(r"^[0-9]{1,12}(?:\.[0-9]{2})?$").fill_null(False)
+    digits = pl.col("_fast_price_digits")
+    # without its decimal point, the text of a two-decimal price is its minor units
+    minor = digits.cast(pl.Int64, strict=False) * pl.when(digits.str.len_bytes() < pl.col("_fast_price").str.len_bytes()).then(1).otherwise(100)
+    # a cast of text to an integer takes exactly ASCII digits after an optional sign, as
+    # str.to_integer does (a minus is a count's own)
+    count = pl.col("quantity_raw").cast(pl.Int64, strict=False)
+    plain = ~pl.col("quantity_raw").str.starts_with("+")
+    currency_ok = pl.lit(True)
+    if currency is None:
+        currency = pl.col("currency_raw").str.to_uppercase().fill_null(default)
+        currency_ok = pl.col("currency").is_in(_two_place_currencies())
+    return (
+        frame.with_columns(_fast_price=price)
+        .with_columns(_fast_price_digits=pl.col("_fast_price").str.replace(".", "", literal=True))
+        .with_columns(
+            currency=currency,
+            price_minor=pl.when(shaped).then(minor),
+            quantity=pl.when(plain & count.is_between(-MAX_QUANTITY, MAX_QUANTITY)).then(count),
+        )
+        .with_columns(**{ok: (currency_ok & (pl.col("price_minor") >= 1) & pl.col("quantity").is_not_null()).fill_null(False)})
+        .drop("_fast_price", "_fast_price_digits")
     )
-    count = pl.col("quantity_raw").str.contains(r"^-?[0-9]{1,9}$").fill_null(False)
-    return frame.with_columns(
-        currency=pl.col("currency_raw").str.to_uppercase().fill_null(default),
-        price_minor=minor,
-        quantity=pl.when(count).then(pl.col("quantity_raw").str.to_integer(strict=False)),
-    ).with_columns(
-        **{ok: (pl.col("currency").is_in(two_places) & (pl.col("price_minor") >= 1) & pl.col("quantity").is_not_null()).fill_null(False)}
-    )
+
+
+@cache
+def _two_place_currencies() -> list[str]:
+    return sorted(code for code, exponent in _exponents().items() if exponent == 2)
+
+
+def uniform_currency(column: pl.Series, default: str) -> pl.Expr | None:
+    """The currency column of `with_fast_values` (for `column`, currency_raw) when every cell
+    names one currency of two decimal places, in any case, or is empty with `default` such a
+    currency: the usual file, told by one comparison instead of a look-up per row. Else None."""
+    codes = _two_place_currencies()
+    empty = column.null_count()
+    if empty == column.len():  # no currency column, or every cell empty
+        return pl.lit(default) if default in codes else None
+    if empty and default not in codes:
+        return None
+    given = column[column.is_not_null().arg_max()]
+    code = pl.Series([given]).str.to_uppercase()[0]  # as with_currency upper-cases
+    if code not in codes or not (column == given).all():  # nulls aside
+        return None
+    if not empty:
+        return pl.lit(code)
+    return pl.when(pl.col("currency_raw").is_null()).then(pl.lit(default)).otherwise(pl.lit(code))
 
 
 @dataclass(frozen=True)
