@@ -330,8 +330,10 @@ def test_a_re_ingest_sent_only_what_may_change_ends_as_the_full_diff(hub, tenant
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_same_when_applied_in_parts(hub, tenant, tmp_path, clock, sent, monkeypatch):
     hub.settings.apply_part_rows = 1  # every file of more than one row goes a row per transaction
+    # Applied in parts, a file's own changed rows are staged before its watermark, so the next file
+    # sends them again: the kept file is used less often, and in 10 random examples maybe never.
+    # What this holds is the equivalence, checked after every step; the test above holds the use.
     _run(hub, tenant, tmp_path, clock, monkeypatch, examples=10)
-    assert any(chosen < rows for _, chosen, rows in sent)
 
 
 def _ingest(hub, store_id: str, path, body: str) -> None:
