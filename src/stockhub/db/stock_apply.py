@@ -99,8 +99,11 @@ class Applied:
     updated: int
     touched: int
     moved: int
-    held_back: int  # products whose reported count was below what orders hold
-    held_back_identifiers: tuple[str, ...] = ()  # which
+    held_back_identifiers: tuple[str, ...] = ()  # products whose reported count was below what orders hold
+
+    @property
+    def held_back(self) -> int:
+        return len(self.held_back_identifiers)
 
     @property
     def changed(self) -> int:
@@ -189,7 +192,7 @@ def _first_load(
     _analyze_after_bulk_load(conn, levels.height)
     if on_changes is not None:
         on_changes(conn, levels.select(pl.col("identifier"), pl.lit(None, pl.Int64).alias("on_hand_before"), *list(CHANGED)[2:]))
-    return Applied(levels.height, 0, 0, moved, 0)
+    return Applied(levels.height, 0, 0, moved)
 
 
 def _first_levels(rows: pl.DataFrame, store_id: int, store_safety_stock: int, means_available: bool, now: datetime) -> pl.DataFrame:
@@ -291,7 +294,7 @@ def _apply_snapshot_table(
 
 
 def _write_changes(
-    conn: Connection, store_id: int, upload_id: int | None, now: datetime, held_back: int, on_changes: ChangesHook | None
+    conn: Connection, store_id: int, upload_id: int | None, now: datetime, held_back: tuple[str, ...], on_changes: ChangesHook | None
 ) -> Applied:
     """The rows in `changes` written: the ledger, updates, touches, inserts; then the hook."""
     today = now.date()
@@ -338,8 +341,7 @@ def _write_changes(
     _analyze_after_bulk_load(conn, inserted)
     if on_changes is not None:
         on_changes(conn, _changed_levels(conn) if inserted + updated else pl.DataFrame(schema=CHANGED))
-    held = tuple(conn.execute(select(changes.c.identifier).where(changes.c.held_back)).scalars()) if held_back else ()
-    return Applied(inserted, updated, touched, moved, held_back, held)
+    return Applied(inserted, updated, touched, moved, held_back)
 
 
 def _changed_levels(conn: Connection) -> pl.DataFrame:
@@ -385,9 +387,9 @@ def _update_levels(conn: Connection, store_id: int, today, now: datetime) -> tup
     return updated, touched
 
 
-def _find_changes(conn: Connection, store_id: int, today, means_available: bool) -> int:
+def _find_changes(conn: Connection, store_id: int, today, means_available: bool) -> tuple[str, ...]:
     """One join of the snapshot with the store's levels; keep the new, the different, the stale and
-    the held back. Returns how many were held back."""
+    the held back. Returns the products held back."""
     s, level = snapshot.c, stock_levels.c
     default = _store_safety_stock(conn, store_id)
     safety = func.coalesce(s.safety_stock, level.safety_stock, default)  # a new product takes the store's
@@ -426,7 +428,7 @@ def _find_changes(conn: Connection, store_id: int, today, means_available: bool)
             .where(or_(level.identifier.is_(None), differs, level.last_reported_on < today, held_back)),
         )
     )
-    return conn.execute(select(func.count()).select_from(changes).where(changes.c.held_back)).scalar_one()
+    return tuple(conn.execute(select(changes.c.identifier).where(changes.c.held_back)).scalars())
 
 
 def _at_least_zero(value):

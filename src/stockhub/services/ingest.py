@@ -61,7 +61,8 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
         staged = _apply_in_parts(hub, upload, worker_id, parsed.rows, now, means_available, on_changes, previous)
         if staged is None:
             return None
-        held_back, staged_after_event, held_back_rows = staged
+        staged_after_event, held_back_rows = staged
+        held_back = len(held_back_rows)
     rejections_kept = not is_postgres(hub.engine) and parsed.rejections.height > hub.settings.apply_part_rows
     if rejections_kept and not _keep_rejections_in_parts(hub, upload_id, worker_id, parsed.rejections):
         return None
@@ -79,7 +80,7 @@ def process_upload(hub: Hub, upload_id: int, worker_id: str) -> Outcome | None:
             with previous_feed.probing(conn, sent, parsed.rows):
                 applied = apply_snapshot(conn, upload.store_id, upload_id, sent, now, means_available=means_available, on_changes=on_changes)
             changed, held_back = applied.changed, applied.held_back
-            held_back_rows.update(applied.held_back_identifiers)
+            held_back_rows = set(applied.held_back_identifiers)
         if fatal is None and upload.kind == "stock" and upload.feed_id is not None:  # a pull feed's full snapshot
             cleared = feeds.clear_missing(conn, upload.feed_id, upload.store_id, parsed.rows, now)
             changed += cleared
@@ -155,7 +156,7 @@ def _still_ours(conn: Connection, upload_id: int, worker_id: str) -> bool:
 
 def _apply_in_parts(
     hub: Hub, upload, worker_id: str, rows: pl.DataFrame, now: datetime, means_available: bool, on_changes, previous
-) -> tuple[int, int, set[str]] | None:
+) -> tuple[int, set[str]] | None:
     """SQLite, a large stock file: stage it and take the diff without the write lock, then apply
     what may change in parts of `apply_part_rows` rows, each its own short write transaction under the
     same lock and rules as a whole apply, so other writers (bookings at any store) wait
@@ -164,8 +165,8 @@ def _apply_in_parts(
     Each part adds its changes to the upload's `changed_count` and renews the lease; after a
     crash the retry stages the file again and finds only what is still to do (a snapshot applied
     twice changes nothing twice). Only the rows that may change something are staged
-    (services/previous_feed.py). Returns how many products were held back, the last event id
-    before staging and which products were held back; None if the claim was lost."""
+    (services/previous_feed.py). Returns the last event id before staging and the products held
+    back; None if the claim was lost."""
     with hub.engine.connect() as conn:
         try:
             with conn.execution_options(sqlite_begin="DEFERRED").begin():
@@ -173,7 +174,7 @@ def _apply_in_parts(
                 sent = previous_feed.rows_to_send(conn, upload.store_id, previous, rows)
                 staged = stage_snapshot(conn, upload.store_id, sent, now.date(), means_available=means_available)
             conn.execution_options(sqlite_begin="IMMEDIATE")
-            held_back, held_back_rows = 0, set()
+            held_back_rows: set[str] = set()
             size = hub.settings.apply_part_rows
             for first in range(0, staged, size):
                 let_waiting_writers_in(hub.engine)
@@ -184,7 +185,6 @@ def _apply_in_parts(
                     applied = apply_staged_part(
                         conn, upload.store_id, upload.id, first, size, now, means_available=means_available, on_changes=on_changes
                     )
-                    held_back += applied.held_back
                     held_back_rows.update(applied.held_back_identifiers)
                     conn.execute(
                         uploads.update()
@@ -194,7 +194,7 @@ def _apply_in_parts(
                             lease_until=datetime.now(UTC) + timedelta(seconds=hub.settings.worker_lease_seconds),
                         )
                     )
-            return held_back, last_event, held_back_rows
+            return last_event, held_back_rows
         finally:
             conn.rollback()
             with conn.execution_options(sqlite_begin="DEFERRED").begin():
