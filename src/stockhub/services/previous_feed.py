@@ -221,6 +221,7 @@ class _Kept:
                 self._memory.popitem(last=False)
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="stockhub-keep")
+            self._writing = {store: future for store, future in self._writing.items() if not future.done()}  # one per store ever, else
             self._writing[store_id] = self._writer.submit(_write, hub, store_id, upload_id, frame, replacing)
 
     def recalled(self, store_id: int, upload_id: int) -> pl.DataFrame | None:

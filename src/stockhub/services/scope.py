@@ -23,6 +23,7 @@ from sqlalchemy import BigInteger, Column, Connection, Row, Select, any_, bindpa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import ids
+from stockhub.db.engine import is_postgres
 from stockhub.db.tables import store_connections, stores
 from stockhub.domain.access import Principal, Scope
 from stockhub.errors import Refused, not_found
@@ -85,7 +86,7 @@ def store_rows(conn: Connection, scope: Scope | int, store_ids: Iterable[str], l
     wanted = sorted({n for n in numbers.values() if scope.reaches(n)})
     if not wanted:
         return {}
-    key = (lock, conn.dialect.name == "postgresql")
+    key = (lock, is_postgres(conn))
     if key not in _STORE_ROWS:
         _STORE_ROWS[key] = lock(_STORE_ROWS[(None, key[1])])
     query = _STORE_ROWS[key]
