@@ -12,34 +12,38 @@ from pathlib import Path
 
 from sqlalchemy import event
 
+from stockhub.db import flights
+
 
 class RoundTrips:
     """Counts the database round trips an engine makes: every statement, and on PostgreSQL the
     BEGIN psycopg sends before a transaction's first statement and each COMMIT/ROLLBACK (SQLite's
     BEGIN is a statement of its own, already counted). A pool pre-ping, when on, is one more per
-    checkout."""
+    checkout. A flight (stockhub.db.flights: statements pipelined) is one round trip, with the
+    BEGIN or COMMIT it carries."""
 
     def __init__(self, engine):
-        self.value = 0
-        self.statements = 0
+        self._value = 0
+        self._statements = 0
+        self._flights = dict(flights.COUNTS)
         postgres = engine.dialect.name == "postgresql"
         pings = engine.pool._pre_ping
 
         def statement(*_):
-            self.value += 1
-            self.statements += 1
+            self._value += 1
+            self._statements += 1
 
         def begin(conn):
             if postgres and conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-                self.value += 1
+                self._value += 1
 
         def end(conn):
             if postgres and conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-                self.value += 1
+                self._value += 1
 
         def checkout(*_):
             if pings:
-                self.value += 1
+                self._value += 1
 
         event.listen(engine, "before_cursor_execute", statement)
         event.listen(engine, "begin", begin)
@@ -47,8 +51,22 @@ class RoundTrips:
         event.listen(engine, "rollback", end)
         event.listen(engine.pool, "checkout", checkout)
 
+    def _flown(self, key: str) -> int:
+        return flights.COUNTS[key] - self._flights[key]
+
+    @property
+    def value(self) -> int:
+        """Round trips: the flights, and what went outside them (a BEGIN a flight carried, and a
+        COMMIT a flight sent, were counted by SQLAlchemy's events: taken off)."""
+        return self._value + self._flown("flights") - self._flown("begun") - self._flown("committed")
+
+    @property
+    def statements(self) -> int:
+        return self._statements + self._flown("statements") - self._flown("committed")
+
     def reset(self) -> None:
-        self.value = self.statements = 0
+        self._value = self._statements = 0
+        self._flights = dict(flights.COUNTS)
 
 
 def loadavg() -> str:
@@ -236,7 +254,7 @@ class StockhubServer:
         if profile:  # py-spy as the server's parent, following its processes, until shutdown
             profile.mkdir(parents=True, exist_ok=True)
             py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-            command = [py_spy, "record", "--subprocesses", "--nonblocking", "--rate", "100", "--format", "raw", "-o", str(profile / "server.raw"), "--", *command]
+            command = [py_spy, "record", "--subprocesses", "--nonblocking", *(["--gil"] if os.environ.get("PYSPY_GIL") else []), "--rate", "200", "--format", "raw", "-o", str(profile / "server.raw"), "--", *command]
         self.log_path = work / "server.log"
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -240,7 +240,7 @@ def in_process(url: str, work: Path, token: str, store: str, skus: list[str], n:
         for i in range(n):
             fn(i)
         cpu, wall = (time.process_time() - cpu) * 1000 / n, (time.perf_counter() - wall) * 1000 / n
-        lines.append(f"    {label}: {trips.value / n:.1f} database round trips ({trips.statements / n:.1f} statements, {(trips.value - trips.statements) / n:.1f} BEGIN/COMMIT), "
+        lines.append(f"    {label}: {trips.value / n:.1f} database round trips carrying {trips.statements / n:.1f} statements besides BEGIN/COMMIT, "
                      f"{cpu:.2f} ms CPU, {wall:.2f} ms wall, one at a time in-process (token cache hit)")
     hub.engine.dispose()
     del principal

@@ -14,12 +14,13 @@ own executemany.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import orjson
 from sqlalchemy import Connection, bindparam, insert, update
 
 from stockhub.db.engine import is_postgres, new_work
+from stockhub.db.flights import Flight
 from stockhub.db.tables import UTCDateTime, events, order_lines, stock_levels, stock_movements
 
 LEVEL = ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency",
@@ -43,10 +44,13 @@ class Writes:
         return any((self.new_levels, self.changed_levels, self.movements, self.order_lines, self.events))
 
 
-def send(conn: Connection, writes: Writes) -> None:
+def send(conn: Connection, writes: Writes, flight: Flight | None = None) -> None:
+    """Write them all; in `flight` (PostgreSQL: sent with what else the flight holds) if given."""
     if not writes:
         return
-    if is_postgres(conn):
+    if flight is not None and is_postgres(conn):
+        flight.send_sql(_ONE_STATEMENT, tuple(_documents(writes)))
+    elif is_postgres(conn):
         conn.exec_driver_sql(_ONE_STATEMENT, tuple(_documents(writes)))
     else:
         _each(conn, writes)
@@ -82,8 +86,23 @@ def _documents(writes: Writes) -> list:
         orjson.dumps([{k: _utc(v) for k, v in row.items()} for row in rows], option=orjson.OPT_NON_STR_KEYS).decode()
         for rows in (writes.new_levels, writes.movements, writes.order_lines, numbered_events)
     ]
-    changed = [[_utc(row[column]) for row in writes.changed_levels] for column in LEVEL]
+    changed = [array_literal([_utc(row[column]) for row in writes.changed_levels]) for column in LEVEL]
     return json_arrays[:1] + changed + json_arrays[1:]
+
+
+def array_literal(values: list) -> str:
+    """An array's text form, cast by the statement (`%s::int[]`): psycopg's list adapter looks at
+    every element to choose a type, on each of the booking's 12 arrays (~0.2 ms a booking).
+    Elements are quoted (backslash before a quote or a backslash), None is NULL."""
+    return "{" + ",".join("NULL" if v is None else _ELEMENT.get(type(v), _quoted)(v) for v in values) + "}"
+
+
+def _quoted(value) -> str:
+    text = value.isoformat() if isinstance(value, (date, datetime)) else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_ELEMENT = {int: str, bool: lambda v: "t" if v else "f"}
 
 
 def _utc(value):

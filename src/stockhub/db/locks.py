@@ -16,12 +16,13 @@ no-ops or plain reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import BigInteger, Connection, Row, Select, String, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub.db.engine import is_postgres
+from stockhub.db.flights import Flight
 from stockhub.db.tables import feed_items, orders, stock_levels, stores
 
 _UPLOAD_INTAKE = 1  # advisory lock namespaces
@@ -59,16 +60,38 @@ _LEVELS_FOR_UPDATE = {  # built once: bookings take it on every call
 }
 
 
+_OURS_FOR_UPDATE = {
+    query: query.where(stock_levels.c.store_id.in_(select(stores.c.id).where(stores.c.organization_id == bindparam("organization"))))
+    for query in _LEVELS_FOR_UPDATE.values()
+}
+
+
 def lock_levels(conn: Connection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Row]:
     """Lock the stock levels of (store, identifier) pairs in key order; absent ones are not in the result."""
+    query, params = _levels_query(keys, is_postgres(conn))
+    return _by_key(conn.execute(query, params).all() if query is not None else [])
+
+
+def send_lock_levels(flight: Flight, keys: Iterable[tuple[int, str]], organization: int) -> Callable[[], dict[tuple[int, str], Row]]:
+    """`lock_levels` of the organization's stores as part of a flight (sent before its stores
+    are known to be the organization's): what it returns gives the rows once the flight has landed."""
+    query, params = _levels_query(keys, is_postgres(flight.conn))
+    if query is not None:
+        query, params = _OURS_FOR_UPDATE[query], params | {"organization": organization}
+    pending = flight.send(query, params) if query is not None else None
+    return lambda: _by_key(pending.rows() if pending is not None else [])
+
+
+def _levels_query(keys: Iterable[tuple[int, str]], postgres: bool):
     wanted = sorted(set(keys))
     if not wanted:
-        return {}
-    if is_postgres(conn):
-        values = {"stores": [store for store, _ in wanted], "identifiers": [identifier for _, identifier in wanted]}
-        rows = conn.execute(_LEVELS_FOR_UPDATE[True], values).all()
-    else:
-        rows = conn.execute(_LEVELS_FOR_UPDATE[False], {"keys": wanted}).all()
+        return None, None
+    if postgres:
+        return _LEVELS_FOR_UPDATE[True], {"stores": [store for store, _ in wanted], "identifiers": [identifier for _, identifier in wanted]}
+    return _LEVELS_FOR_UPDATE[False], {"keys": wanted}
+
+
+def _by_key(rows) -> dict[tuple[int, str], Row]:
     return {(row.store_id, row.identifier): row for row in rows}
 
 

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, exists, select
 
 from stockhub import feeds, ids, metrics, representations
 from stockhub.db import level_writes
 from stockhub.db.engine import insert_new, reading, transaction
-from stockhub.db.locks import lock_order, sharing
-from stockhub.db.tables import order_lines, orders
+from stockhub.db.flights import Flight
+from stockhub.db.locks import lock_order, send_lock_levels, sharing
+from stockhub.db.tables import order_lines, orders, stores
 from stockhub.domain.access import Scope
 from stockhub.domain.money import to_minor
 from stockhub.domain.orders import STAMPS, Action, IllegalTransition, OrderStatus, booking_effect, next_status, stock_effect
@@ -26,7 +27,7 @@ from stockhub.services import feeds as feeds_service
 from stockhub.services.fields import Amount, Bool, Currency, Int
 from stockhub.services.context import Hub
 from stockhub.services.paging import Page, page_of
-from stockhub.services.scope import as_scope, store_rows, visible
+from stockhub.services.scope import as_scope, send_store_rows, visible
 
 
 class Channel(BaseModel):
@@ -127,10 +128,12 @@ def _booked(hub: Hub, scope: Scope | int, booking: Booking) -> tuple[OrderRecord
 
 
 def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) -> tuple[OrderRecord, bool]:
+    """Two flights (db.flights): the locks (stores shared, the order's insert, the levels), then
+    the writes with the COMMIT. The levels are locked before the lines are checked against the
+    stores' rules, under the identifier every rule gives a valid one (feeds.lookup_identifier)."""
     now = datetime.now(UTC)
     organization = scope.organization
     named = [booking.fulfilment.store_id, *(line.store_id for line in booking.lines if line.store_id)]
-    lines = _resolved_lines(booking, store_rows(conn, scope, named, lock=sharing))  # the stores are shared until commit
     customer_id = customers.find_or_make(conn, organization, booking.customer)[0] if booking.customer else None
     status = OrderStatus.CONFIRMED if booking.is_preconfirmed else OrderStatus.REQUESTED
     values = {
@@ -143,7 +146,7 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
         "currency": booking.currency,
         "customer_id": customer_id,
         "fulfilment_type": booking.fulfilment.type,
-        "fulfilment_store_id": lines[0]["fulfilment_store"],
+        "fulfilment_store_id": ids.decode("store", booking.fulfilment.store_id),
         "payment_type": booking.payment_type,
         "payment_status": "pending",
         "placed_at": booking.placed_at or now,
@@ -151,14 +154,23 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
         "created_at": now,
         "updated_at": now,
     }
-    order_id = conn.execute(_new_order(conn), values).scalar()
-    if order_id is None:  # this external id is booked already (or is being booked: then it waited for that one)
+    guessed = _keys_to_lock(scope, booking)
+    with Flight(conn) as flight:
+        flight.generic_plans()
+        found_stores = send_store_rows(flight, scope, named, lock=sharing)
+        inserted = flight.send(_new_order(conn), values) if scope.reaches(values["fulfilment_store_id"]) else None
+        locked = send_lock_levels(flight, guessed, organization)
+    lines = _resolved_lines(booking, found_stores())  # the stores are shared until commit
+    order_id = inserted.scalar() if inserted is not None else None
+    if order_id is None:  # this external id is booked already (or was being booked: then it waited for that one)
         return _replayed(conn, scope, booking.external_id, fingerprint), False
 
     wanted: dict[stock_moves.Key, int] = defaultdict(int)
     for line in lines:  # lines naming one product at one store are checked as one
         wanted[(line["store_id"], line["identifier"])] += line["quantity"]
-    levels = stock_moves.lock(conn, wanted, stores_shared=True)
+    levels = locked()
+    if unlocked := [key for key in wanted if key not in guessed]:  # a store's rule made another identifier (not expected)
+        levels |= stock_moves.lock(conn, unlocked, stores_shared=True)
     effect, reason = booking_effect(booking.is_preconfirmed)
     changes, short = [], []
     for key, quantity in sorted(wanted.items()):
@@ -179,17 +191,46 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
     rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
     order = OrderRecord(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
     created = events.event_row("order.created", organization, values["fulfilment_store_id"], now, {"order": representations.order(order)})
-    also = level_writes.Writes(order_lines=rows, events=[created])  # sent with the levels: one round trip
-    stock_moves.write(conn, organization, changes, reason, now, order_id=order_id, also=also)
+    also = level_writes.Writes(order_lines=rows, events=[created])  # sent with the levels
+    with Flight(conn) as flight:
+        stock_moves.write(conn, organization, changes, reason, now, order_id=order_id, also=also, flight=flight)
+        flight.commit()
     return order, True
 
 
+def _keys_to_lock(scope: Scope, booking: Booking) -> set[stock_moves.Key]:
+    """(store, identifier) of each line whose store the scope may reach, the identifier as every
+    store's rule gives it when valid; lines that are not valid are refused after the locks."""
+    keys = set()
+    for line in booking.lines:
+        store = ids.decode("store", line.store_id or booking.fulfilment.store_id)
+        try:
+            identifier = feeds.lookup_identifier(line.identifier)
+        except feeds.InvalidIdentifier:
+            continue
+        if store is not None and scope.reaches(store):
+            keys.add((store, identifier))
+    return keys
+
+
 def _new_order(conn: Connection):
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect (a booking's CPU)."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, only where the fulfilling store is the
+    organization's (it is sent before the stores are read); built once per dialect."""
     dialect = conn.dialect.name
     if dialect not in _NEW_ORDER:
-        _NEW_ORDER[dialect] = insert_new(conn, orders, ["organization_id", "external_id"]).returning(orders.c.id)
+        columns = [c for c in orders.c if c.name in _ORDER_COLUMNS]
+        values = {c.name: bindparam(c.name, type_=c.type) for c in columns}
+        ours = exists().where(stores.c.id == values["fulfilment_store_id"], stores.c.organization_id == values["organization_id"])
+        _NEW_ORDER[dialect] = (
+            insert_new(conn, orders, ["organization_id", "external_id"])
+            .from_select([c.name for c in columns], select(*values.values()).where(ours))
+            .returning(orders.c.id)
+        )
     return _NEW_ORDER[dialect]
+
+
+_ORDER_COLUMNS = {"organization_id", "external_id", "request_hash", "status", "channel_type", "channel_name", "currency", "customer_id",
+                  "fulfilment_type", "fulfilment_store_id", "payment_type", "payment_status", "placed_at", "confirmed_at", "created_at", "updated_at"}
 
 
 _NEW_ORDER: dict[str, Any] = {}

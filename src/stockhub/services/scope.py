@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import ids
 from stockhub.db.engine import is_postgres
+from stockhub.db.flights import Flight
 from stockhub.db.tables import store_connections, stores
 from stockhub.domain.access import Principal, Scope
 from stockhub.errors import Refused, not_found
@@ -81,16 +82,30 @@ _STORE_ROWS: dict[tuple[Callable | None, bool], Select] = {
 def store_rows(conn: Connection, scope: Scope | int, store_ids: Iterable[str], lock: Callable[[Select], Select] | None = None) -> dict[str, Row]:
     """The reachable stores among `store_ids` with what a writer needs of them (id, custom_products),
     by public id; `lock` (from db.locks) takes their locks in the same statement."""
-    scope = as_scope(scope)
+    query, params, numbers = _store_rows_query(as_scope(scope), store_ids, lock, is_postgres(conn))
+    return _by_public_id(conn.execute(query, params) if query is not None else [], numbers)
+
+
+def send_store_rows(flight: Flight, scope: Scope, store_ids: Iterable[str], lock: Callable[[Select], Select] | None = None) -> Callable[[], dict[str, Row]]:
+    """`store_rows` as part of a flight: what it returns gives the rows once the flight has landed."""
+    query, params, numbers = _store_rows_query(scope, store_ids, lock, is_postgres(flight.conn))
+    pending = flight.send(query, params) if query is not None else None
+    return lambda: _by_public_id(pending.rows() if pending is not None else [], numbers)
+
+
+def _store_rows_query(scope: Scope, store_ids: Iterable[str], lock: Callable[[Select], Select] | None, postgres: bool):
     numbers = {store_id: ids.decode("store", store_id) for store_id in store_ids}
     wanted = sorted({n for n in numbers.values() if scope.reaches(n)})
     if not wanted:
-        return {}
-    key = (lock, is_postgres(conn))
+        return None, None, numbers
+    key = (lock, postgres)
     if key not in _STORE_ROWS:
-        _STORE_ROWS[key] = lock(_STORE_ROWS[(None, key[1])])
-    query = _STORE_ROWS[key]
-    found = {row.id: row for row in conn.execute(query, {"organization": scope.organization, "ids": wanted})}
+        _STORE_ROWS[key] = lock(_STORE_ROWS[(None, postgres)])
+    return _STORE_ROWS[key], {"organization": scope.organization, "ids": wanted}, numbers
+
+
+def _by_public_id(rows, numbers: dict[str, int | None]) -> dict[str, Row]:
+    found = {row.id: row for row in rows}
     return {store_id: found[n] for store_id, n in numbers.items() if n in found}
 
 

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from stockhub.db import level_writes
+from stockhub.db.flights import Flight
 from stockhub.db.locks import lock_levels, share_stores
 from stockhub.db.tables import stock_levels, stores
 from stockhub.domain.stock import MovementReason, StockLevel
@@ -112,6 +113,7 @@ def write(
     order_id: int | None = None,
     reported_on: date | None = None,
     also: level_writes.Writes | None = None,
+    flight: Flight | None = None,
 ) -> None:
     """Store levels (new ones inserted, existing ones updated: counts, safety stock and price),
     append a ledger movement for each change of on_hand or committed (a change of safety stock
@@ -123,13 +125,13 @@ def write(
     on that day (no longer expired), changed or not; a level only reported again tells nobody.
 
     `also`: what else the transaction writes (a booking's order lines and order.created), sent
-    with the levels in one round trip (`db.level_writes`)."""
+    with the levels in one round trip (`db.level_writes`); `flight`: the flight they go in."""
     if reported_on is not None:
         _mark_reported(conn, [c for c in changes if c.row is not None and not c.changes_anything], reported_on)
     changed = [c for c in changes if c.changes_anything]
     if not changed:
         if also is not None:
-            level_writes.send(conn, also)
+            level_writes.send(conn, also, flight)
         return
     defaults = store_safety_stock(conn, {c.key[0] for c in changed if c.row is None and c.override is None})
     changed = [
@@ -184,7 +186,7 @@ def write(
             )
     for store, store_changes in sorted(by_store.items()):
         writes.events += events.level_change_events(organization, store, store_changes, now)
-    level_writes.send(conn, writes)
+    level_writes.send(conn, writes, flight)
 
 
 def _mark_reported(conn: Connection, unchanged: list[Change], day: date) -> None:
