@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     rate_limit_store: Literal["auto", "database", "memory"] = "auto"  # auto: the database on PostgreSQL, memory on SQLite
     # threads per API process for a request's blocking work (the database): more than the cores can
     # use only contend for them; requests beyond wait their turn in arrival order
-    api_threads: int = Field(8, ge=1, le=200)
+    api_threads: int = Field(4, ge=1, le=200)
 
     @field_validator("rate_limit_per_token", "rate_limit_per_address")
     @classmethod

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if sys.stdin.buffer.read(1) != b"g":  # the supervisor is ready (or gone: then so are we)
         sys.exit(1)
+    gc.freeze()  # what start-up made lives as long as the process: full collections need not walk it
     server.run(sockets=[listening])
     sys.exit(0 if server.started else 3)
 
