@@ -234,7 +234,8 @@ def stop(process) -> None:
 class StockhubServer:
     """`stockhub serve` as a user runs it (FTP off), on `url` with `settings` (STOCKHUB_* variables)
     on top of the bench's; `args` are more of serve's flags; `profile` runs it under py-spy, whose
-    collapsed stacks go to profile/server.raw (all its processes)."""
+    collapsed stacks go to profile/server.raw (all its processes; with PYSPY_GIL=1 in the
+    environment, only the thread holding the GIL: Python's CPU, not its waits)."""
 
     def __init__(self, url: str, work: Path, secret: str, settings: dict[str, str] | None = None, args: tuple[str, ...] = (),
                  profile: Path | None = None):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 import sqlalchemy.exc
@@ -39,25 +40,23 @@ class _Compiled:
     results: tuple  # per column: result processor (or None)
 
 
-_COMPILED: dict[tuple[int, str], tuple[Executable, _Compiled]] = {}
+_COMPILED: WeakKeyDictionary[Executable, dict[str, _Compiled]] = WeakKeyDictionary()  # statement -> dialect -> compiled
 
 
 def _compiled(conn: Connection, statement: Executable) -> _Compiled:
-    key = (id(statement), conn.dialect.name)
-    found = _COMPILED.get(key)
-    if found is None or found[0] is not statement:
-        dialect = conn.dialect
+    dialect = conn.dialect
+    found = _COMPILED.setdefault(statement, {}).get(dialect.name)
+    if found is None:
         compiled = statement.compile(dialect=dialect)
         columns = list(getattr(statement, "exported_columns", []))
-        found = (statement, _Compiled(
+        found = _COMPILED[statement][dialect.name] = _Compiled(
             sql=compiled.string,
             statement=compiled,
             binds={compiled.bind_names[bind]: bind.type._cached_bind_processor(dialect) for bind in compiled.binds.values()},
             row=namedtuple("Row", [column.key for column in columns], rename=True),
             results=tuple(column.type._cached_result_processor(dialect, None) for column in columns),
-        ))
-        _COMPILED[key] = found
-    return found[1]
+        )
+    return found
 
 
 class Pending:

@@ -48,10 +48,8 @@ def send(conn: Connection, writes: Writes, flight: Flight | None = None) -> None
     """Write them all; in `flight` (PostgreSQL: sent with what else the flight holds) if given."""
     if not writes:
         return
-    if flight is not None and is_postgres(conn):
-        flight.send_sql(_ONE_STATEMENT, tuple(_documents(writes)))
-    elif is_postgres(conn):
-        conn.exec_driver_sql(_ONE_STATEMENT, tuple(_documents(writes)))
+    if is_postgres(conn):
+        (flight.send_sql if flight is not None else conn.exec_driver_sql)(_ONE_STATEMENT, tuple(_documents(writes)))
     else:
         _each(conn, writes)
     if writes.events:

@@ -162,7 +162,7 @@ class Worker:
         while not self._stop.is_set():
             # Gather: under a stream of bookings every commit wakes the worker, and each look costs
             # a round of statements however little arrived; 50 ms lets one look take many (at 10 ms
-            # the looks took 0.5 ms of CPU per booking, at 50 ms 0.3; a webhook's aim is 1 s).
+            # the looks took 0.5 ms of CPU per booking, at 50 ms 0.15; a webhook's aim is 1 s).
             self._stop.wait(WAKE_GATHER_SECONDS)
             self.hub.work_arrived.clear()  # before looking, so a wake-up during the look is not lost
             # A booking leaves only events: the queues (uploads, imports, batches, mail, pulls) are

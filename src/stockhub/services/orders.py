@@ -158,7 +158,7 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
     with Flight(conn) as flight:
         flight.generic_plans()
         found_stores = send_store_rows(flight, scope, named, lock=sharing)
-        inserted = flight.send(_new_order(conn), values) if scope.reaches(values["fulfilment_store_id"]) else None
+        inserted = flight.send(_new_order(conn, tuple(values)), values) if scope.reaches(values["fulfilment_store_id"]) else None
         locked = send_lock_levels(flight, guessed, organization)
     lines = _resolved_lines(booking, found_stores())  # the stores are shared until commit
     order_id = inserted.scalar() if inserted is not None else None
@@ -188,7 +188,7 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
             )
         raise InsufficientStock("some lines cannot be served whole: nothing was booked", extra={"shortfalls": short})
 
-    rows = [{k: v for k, v in line.items() if k != "fulfilment_store"} | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
+    rows = [line | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
     order = OrderRecord(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
     created = events.event_row("order.created", organization, values["fulfilment_store_id"], now, {"order": representations.order(order)})
     also = level_writes.Writes(order_lines=rows, events=[created])  # sent with the levels
@@ -213,27 +213,22 @@ def _keys_to_lock(scope: Scope, booking: Booking) -> set[stock_moves.Key]:
     return keys
 
 
-def _new_order(conn: Connection):
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id, only where the fulfilling store is the
-    organization's (it is sent before the stores are read); built once per dialect."""
-    dialect = conn.dialect.name
-    if dialect not in _NEW_ORDER:
-        columns = [c for c in orders.c if c.name in _ORDER_COLUMNS]
-        values = {c.name: bindparam(c.name, type_=c.type) for c in columns}
+def _new_order(conn: Connection, columns: tuple[str, ...]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id of `columns`, only where the fulfilling store is
+    the organization's (it is sent before the stores are read); built once per dialect."""
+    key = (conn.dialect.name, columns)
+    if key not in _NEW_ORDER:
+        values = {name: bindparam(name, type_=orders.c[name].type) for name in columns}
         ours = exists().where(stores.c.id == values["fulfilment_store_id"], stores.c.organization_id == values["organization_id"])
-        _NEW_ORDER[dialect] = (
+        _NEW_ORDER[key] = (
             insert_new(conn, orders, ["organization_id", "external_id"])
-            .from_select([c.name for c in columns], select(*values.values()).where(ours))
+            .from_select(list(columns), select(*values.values()).where(ours))
             .returning(orders.c.id)
         )
-    return _NEW_ORDER[dialect]
+    return _NEW_ORDER[key]
 
 
-_ORDER_COLUMNS = {"organization_id", "external_id", "request_hash", "status", "channel_type", "channel_name", "currency", "customer_id",
-                  "fulfilment_type", "fulfilment_store_id", "payment_type", "payment_status", "placed_at", "confirmed_at", "created_at", "updated_at"}
-
-
-_NEW_ORDER: dict[str, Any] = {}
+_NEW_ORDER: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
 # What a new order has not got yet: rendered as null.
@@ -310,7 +305,6 @@ def _resolved_lines(booking: Booking, stores: dict) -> list[dict]:
                 "identifier_given": line.identifier,
                 "quantity": line.quantity,
                 "unit_price_minor": minor,
-                "fulfilment_store": fulfilment.id if fulfilment is not None else None,
             }
         )
     if errors:
