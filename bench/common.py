@@ -204,13 +204,13 @@ THIN_APP = Path(__file__).with_name("thin_app.py")
 
 def start_thin_app(db_url: str, port: int, workers: int, log_path: Path):
     """The floor for bookings and single lookups: FastAPI + psycopg doing only the essential
-    statement, under uvicorn with the same settings and the same number of processes as stockhub."""
+    statement, under uvicorn with the same settings and the same number of processes as stockhub,
+    sharing one listening socket as stockhub's processes do (bench/thin_app.py says why not `--workers`)."""
     import subprocess
     import sys
 
     env = os.environ | {"THIN_DATABASE_URL": db_url}
-    command = [sys.executable, "-m", "uvicorn", "thin_app:app", "--app-dir", str(THIN_APP.parent), "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(workers), "--log-level", "info", "--proxy-headers"]
+    command = [sys.executable, str(THIN_APP), "--port", str(port), "--workers", str(workers)]
     log = open(log_path, "w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_until_up(port, process, log_path)
