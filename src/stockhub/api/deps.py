@@ -23,8 +23,6 @@ from stockhub.services.context import Hub
 from stockhub.services.paging import MAX_LIMIT
 from stockhub.services.scope import organization_of
 
-_bearer = HTTPBearer(auto_error=False)
-
 
 def get_hub(request: Request) -> Hub:
     return request.app.state.hub
@@ -101,26 +99,30 @@ async def _principal(request: Request, credentials: HTTPAuthorizationCredentials
     return principal
 
 
-_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _StoreHeader = Annotated[str | None, Header(description="a partner's own id of a connected store")]
 
 
-async def current_principal(request: Request, credentials: _Credentials, x_store_id: _StoreHeader = None) -> Principal:
-    return await _principal(request, credentials, x_store_id)
+class _Caller(HTTPBearer):
+    """The principal the request's bearer token stands for, holding `scope` when one is named. One
+    dependency that is also the security scheme (the OpenAPI still says `HTTPBearer` and
+    `X-Store-Id`), not the scheme's and ours: FastAPI's cost is per dependency, on every request."""
+
+    def __init__(self, scope: str | None = None):
+        super().__init__(scheme_name="HTTPBearer", auto_error=False)
+        self.scope = scope
+
+    async def __call__(self, request: Request, x_store_id: _StoreHeader = None) -> Principal:  # type: ignore[override]
+        principal = await _principal(request, await super().__call__(request), x_store_id)
+        if self.scope is not None and not principal.has(self.scope):
+            raise Problem(403, "Forbidden", f"the token lacks the scope {self.scope}", extra={"required_scope": self.scope})
+        return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(_Caller())]
 
 
 def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
-    # the principal and its scope in one dependency: FastAPI's cost is per dependency, on every request
-    async def holding(request: Request, credentials: _Credentials, x_store_id: _StoreHeader = None) -> Principal:
-        principal = await _principal(request, credentials, x_store_id)
-        if not principal.has(scope):
-            raise Problem(403, "Forbidden", f"the token lacks the scope {scope}", extra={"required_scope": scope})
-        return principal
-
-    return Annotated[Principal, Depends(holding)]
+    return Annotated[Principal, Depends(_Caller(scope))]
 
 
 async def current_organization(principal: CurrentPrincipal, request: Request) -> int:
