@@ -268,3 +268,28 @@ def test_serve_with_two_api_processes_wakes_the_workers_and_never_oversells(tmp_
     finally:
         served.stop()
         receiver.stop()
+
+
+def test_connections_to_the_served_port_have_nagle_off():
+    """The socket `stockhub serve` listens on is a TCP one (not protocol 0), so asyncio turns Nagle
+    off on each connection it accepts, as uvicorn serves them. With Nagle on, every answer's body
+    (written after its head) waited for the client's delayed ACK: ~44 ms a request on a kept-alive
+    connection, whatever the request."""
+    import asyncio
+
+    from stockhub.cli import _http_socket
+
+    async def accept_one() -> int:
+        listening = _http_socket("127.0.0.1", 0)
+        listening.listen()
+        accepted = asyncio.get_running_loop().create_future()
+        server = await asyncio.start_server(lambda reader, writer: accepted.set_result(writer), sock=listening)
+        async with server:
+            _, client = await asyncio.open_connection(*listening.getsockname())
+            writer = await asyncio.wait_for(accepted, 10)
+            nodelay = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            client.close()
+            writer.close()
+        return nodelay
+
+    assert asyncio.run(accept_one()) != 0

@@ -222,8 +222,10 @@ def _say_when_ready(started, stopped, host: str, port: int, gateway, data_dir: P
 def _http_socket(host: str, port: int) -> socket.socket:
     sock = None
     try:
-        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        # With its protocol (TCP), not 0: asyncio turns Nagle off only on connections of a TCP-protocol
+        # socket, and with Nagle on each answer's body waited ~40 ms for the client's delayed ACK.
+        sock = socket.socket(family, kind, protocol)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         return sock
