@@ -84,3 +84,27 @@ def test_date_and_datetime_elements_are_iso_text():
     assert array_literal([date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, 5, 6), None, 'a"b\\c', True, 7]) == (
         '{"2026-01-02","2026-01-02T03:04:05.000006",NULL,"a\\"b\\\\c",t,7}'
     )
+
+
+def test_flights_on_one_connection_survive_its_rollbacks_and_drops(database_url):
+    """A flight prepares its statements once per connection; what else runs on the connection
+    (a rolled-back transaction, a DROP, as an ingest's staging table does) must not lose them."""
+    engine = make_engine(database_url)
+    read = select(organizations.c.name).where(organizations.c.name == bindparam("name"))
+    try:
+        with engine.connect() as conn:
+            for attempt in range(3):
+                with conn.begin():
+                    with Flight(conn) as flight:
+                        flight.send(NEW_ORGANIZATION, {"name": f"Kept {attempt}", "created_at": datetime.now(UTC)})
+                        found = flight.send(read, {"name": f"Kept {attempt}"})
+                    assert found.scalar() == f"Kept {attempt}"
+                with pytest.raises(sqlalchemy.exc.IntegrityError), conn.begin():
+                    for _ in range(6):  # a statement run often (psycopg would prepare it by itself)
+                        conn.execute(select(organizations.c.id).limit(1))
+                    conn.execute(NEW_ORGANIZATION, {"name": None, "created_at": datetime.now(UTC)})
+                with conn.begin():
+                    conn.exec_driver_sql("CREATE TEMP TABLE scratch (n int)" if conn.dialect.name == "postgresql" else "CREATE TABLE scratch (n int)")
+                    conn.exec_driver_sql("DROP TABLE scratch")
+    finally:
+        engine.dispose()

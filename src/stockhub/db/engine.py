@@ -40,7 +40,9 @@ def make_engine(url: str) -> Engine:
         # its first statement instead; SQLAlchemy then discards every pooled connection made before
         # (the API answers that request 503 with Retry-After, api/problems.py) and the next
         # checkout connects afresh.
-        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
+        # psycopg prepares nothing by itself: it would run DEALLOCATE ALL after any rollback (or
+        # DROP) on a connection where it had, which drops the statements db.flights prepares too.
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False, connect_args={"prepare_threshold": None})
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

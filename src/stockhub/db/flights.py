@@ -1,12 +1,13 @@
 """Statements sent together: on PostgreSQL in one network round trip, their results read after.
 
 A booking's statements wait on each other's answers only twice (the locks, then the writes), so
-they go in two flights instead of six round trips: psycopg's pipeline mode queues each statement
-and reads every answer at the flight's end (or at `commit`, which ends the flight with the
-transaction). SQLAlchemy has no pipeline, so here a Core statement is compiled once per dialect
-and run on the transaction's own psycopg connection with SQLAlchemy's type processing; a database
-error comes back as SQLAlchemy's (IntegrityError, OperationalError, ...). On SQLite (in process:
-a statement costs no round trip) each statement simply runs when sent.
+they go in two flights instead of six round trips. A flight queues its statements in libpq's
+pipeline and sends them when it lands: at the `with` block's end, or at `commit`, which ends the
+flight with the transaction. SQLAlchemy has no pipeline, so here a Core statement is compiled
+once per dialect, prepared once per connection, and run on the transaction's own psycopg
+connection with SQLAlchemy's type processing; a database error comes back as SQLAlchemy's
+(IntegrityError, OperationalError, ...). On SQLite (in process: a statement costs no round
+trip) each statement simply runs when sent.
 
     with Flight(conn) as flight:
         stores = flight.send(query, params)
@@ -16,6 +17,8 @@ a statement costs no round trip) each statement simply runs when sent.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,9 @@ from weakref import WeakKeyDictionary
 
 import psycopg
 import sqlalchemy.exc
+from psycopg import errors, pq
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.waiting import Ready, Wait
 from sqlalchemy import Connection
 from sqlalchemy.sql import Executable
 
@@ -33,7 +39,8 @@ COUNTS = {"flights": 0, "statements": 0, "begun": 0, "committed": 0}  # for benc
 
 @dataclass(frozen=True)
 class _Compiled:
-    sql: str
+    sql: bytes  # PostgreSQL's own placeholders ($1, $2...); for SQLite unused
+    names: tuple[str, ...]  # the bind parameter for each placeholder
     statement: Any  # SQLAlchemy's compiled statement: its parameters
     binds: dict[str, Any]  # name -> bind processor (or None)
     row: type
@@ -41,6 +48,25 @@ class _Compiled:
 
 
 _COMPILED: WeakKeyDictionary[Executable, dict[str, _Compiled]] = WeakKeyDictionary()  # statement -> dialect -> compiled
+_PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%|%s")
+
+
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """`%(name)s` (SQLAlchemy's psycopg dialect) or `%s` (positional) as $1, $2...; `%%` as `%`.
+    Returns the statement and, per placeholder, its parameter's name (`%s`: its position)."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        token, name = match.group(0), match.group(1)
+        if token == "%%":
+            return "%"
+        if name is None:
+            name = str(len(names))
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PLACEHOLDER.sub(number, sql).encode(), tuple(names)
 
 
 def _compiled(conn: Connection, statement: Executable) -> _Compiled:
@@ -49,8 +75,10 @@ def _compiled(conn: Connection, statement: Executable) -> _Compiled:
     if found is None:
         compiled = statement.compile(dialect=dialect)
         columns = list(getattr(statement, "exported_columns", []))
+        sql, names = _numbered(compiled.string)
         found = _COMPILED[statement][dialect.name] = _Compiled(
-            sql=compiled.string,
+            sql=sql,
+            names=names,
             statement=compiled,
             binds={compiled.bind_names[bind]: bind.type._cached_bind_processor(dialect) for bind in compiled.binds.values()},
             row=namedtuple("Row", [column.key for column in columns], rename=True),
@@ -59,19 +87,28 @@ def _compiled(conn: Connection, statement: Executable) -> _Compiled:
     return found
 
 
+_SQL: dict[str, bytes] = {}  # send_sql's statements, numbered
+
+
 class Pending:
     """One statement's answer: `rows()` once its flight has landed."""
 
-    def __init__(self, compiled: _Compiled | None = None, cursor=None, rows: list | None = None):
-        self._compiled, self._cursor, self._rows = compiled, cursor, rows
+    def __init__(self, compiled: _Compiled | None = None, rows: list | None = None):
+        self._compiled, self._rows = compiled, rows
+        self._result: pq.abc.PGresult | None = None
+        self._loader: Transformer | None = None
 
     def rows(self) -> list:
         if self._rows is None:
-            compiled, processors = self._compiled, self._compiled.results
-            raw = self._cursor.fetchall() if self._cursor.description is not None else []
+            compiled, processors, result = self._compiled, self._compiled.results, self._result
+            raw = []
+            if result is not None and result.nfields:
+                self._loader.set_pgresult(result)
+                raw = self._loader.load_rows(0, result.ntuples, tuple)
             if any(processors):
                 raw = [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in raw]
             self._rows = [compiled.row._make(row) for row in raw]
+            self._result = self._loader = None
         return self._rows
 
     def scalar(self):
@@ -79,21 +116,34 @@ class Pending:
         return rows[0][0] if rows else None
 
 
+_PREPARED: WeakKeyDictionary[psycopg.Connection, dict] = WeakKeyDictionary()  # connection -> (sql, types) -> name
+_NAMES = itertools.count()
+
+
 class Flight:
     """Statements of the connection's transaction sent together (see the module's text). The
-    pipeline opens at the first statement sent and lands at the flight's end or its commit: no
-    other statement may run on the connection in between (it would be queued, unread)."""
+    flight opens at the first statement sent and lands at its end or its commit: no other
+    statement may run on the connection in between.
+
+    On PostgreSQL the statements are queued in libpq's pipeline and sent at the landing, once:
+    psycopg's own pipeline sends and polls after every statement (a `send` and a `poll` each, and
+    a cursor's set-up), which cost a booking more CPU than its statements' work. Each statement
+    is prepared once per connection (named here, not psycopg's), so PostgreSQL plans it once."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
-        self._raw = conn.connection.driver_connection if is_postgres(conn) else None
-        self._pipeline = None
+        self._raw: psycopg.Connection | None = conn.connection.driver_connection if is_postgres(conn) else None
+        self._queued: list[Pending | None] | None = None  # per command sent: its answer, or None (BEGIN, a PREPARE...)
+        self._preparing: dict = {}
 
     def __enter__(self) -> Flight:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        self._land(kind, error, traceback)
+        if error is None:
+            self._land()
+        elif self._queued is not None:
+            self._abandon()
 
     def send(self, statement: Executable, params: dict[str, Any]) -> Pending:
         """`statement` with its bind parameters in `params` (no column defaults are applied: the
@@ -103,12 +153,18 @@ class Flight:
             return Pending(rows=result.all() if result.returns_rows else [])
         compiled = _compiled(self.conn, statement)
         values = compiled.statement.construct_params(params)
-        values = {name: (p(value) if (p := compiled.binds.get(name)) else value) for name, value in values.items()}
-        return Pending(compiled, self._execute(compiled.sql, values))
+        binds = compiled.binds
+        args = [(p(values[name]) if (p := binds.get(name)) else values[name]) for name in compiled.names]
+        pending = Pending(compiled)
+        self._send(compiled.sql, args, pending)
+        return pending
 
     def send_sql(self, sql: str, params: tuple | None = None) -> None:
         """PostgreSQL only: a statement in psycopg's own terms (`%s` parameters), no answer read."""
-        self._execute(sql, params)
+        query = _SQL.get(sql)
+        if query is None:
+            query = _SQL[sql] = _numbered(sql)[0]
+        self._send(query, list(params or ()), None)
 
     def generic_plans(self) -> None:
         """PostgreSQL: the transaction's statements run on their generic plans (made once per
@@ -116,40 +172,119 @@ class Flight:
         plan looks cheaper (it knows the arrays' lengths), so PostgreSQL would plan each time
         (0.15-0.24 ms for a booking's lock and write statements, more than they take to run)."""
         if self._raw is not None:
-            self._execute("SET LOCAL plan_cache_mode = force_generic_plan", None)
+            self._command(b"SET LOCAL plan_cache_mode = force_generic_plan")
 
     def commit(self) -> None:
         """End the flight with the transaction's COMMIT (PostgreSQL); the transaction's context
         then finds nothing left to commit. On SQLite the context commits, as always."""
         if self._raw is not None:
-            self._open()
-            COUNTS["statements"] += 1
+            self._command(b"COMMIT")
             COUNTS["committed"] += 1
-            self._guarded(self._raw.commit)
             self._land()
 
-    def _execute(self, sql: str, params):
-        self._open()
+    # --- PostgreSQL: libpq's pipeline ---------------------------------------------------------
+
+    def _open(self) -> pq.abc.PGconn:
+        pgconn = self._raw.pgconn
+        if self._queued is None:
+            self._guarded(pgconn.enter_pipeline_mode)
+            self._queued = []
+            self._adapting = Transformer.from_context(self._raw)  # the flight's values out, then its rows in
+            self._prepared = _PREPARED.setdefault(self._raw, {})
+            if pgconn.transaction_status == pq.TransactionStatus.IDLE and not self._raw.autocommit:
+                COUNTS["begun"] += 1  # BEGIN goes in this flight, as psycopg would send it
+                self._guarded(pgconn.send_query_params, b"BEGIN", None)
+                self._queued.append(None)
+        return pgconn
+
+    def _command(self, command: bytes) -> None:
+        pgconn = self._open()
         COUNTS["statements"] += 1
-        return self._guarded(self._raw.execute, sql, params)
+        self._guarded(pgconn.send_query_params, command, None)
+        self._queued.append(None)
 
-    def _open(self) -> None:
-        if self._pipeline is None:
-            COUNTS["begun"] += self._raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # BEGIN goes in this flight
-            self._pipeline = self._raw.pipeline()
-            self._guarded(self._pipeline.__enter__)
+    def _send(self, query: bytes, args: list, pending: Pending | None) -> None:
+        pgconn = self._open()
+        COUNTS["statements"] += 1
+        adapting = self._adapting
+        values = adapting.dump_sequence(args, [PyFormat.AUTO] * len(args))
+        key = (query, adapting.types or ())
+        name = self._prepared.get(key) or self._preparing.get(key)
+        if name is None:
+            name = self._preparing[key] = f"stockhub_{next(_NAMES)}".encode()
+            self._guarded(pgconn.send_prepare, name, query, adapting.types or None)
+            self._queued.append(None)
+        self._guarded(pgconn.send_query_prepared, name, values, adapting.formats or None)
+        if pending is not None:
+            pending._loader = adapting
+        self._queued.append(pending)
 
-    def _land(self, *exc_info) -> None:
-        if self._pipeline is not None:
-            pipeline, self._pipeline = self._pipeline, None
-            COUNTS["flights"] += 1
-            self._guarded(pipeline.__exit__, *(exc_info or (None, None, None)))
+    def _land(self) -> None:
+        if self._queued is None:
+            return
+        queued, self._queued = self._queued, None
+        COUNTS["flights"] += 1
+        pgconn = self._raw.pgconn
+        try:
+            self._guarded(pgconn.pipeline_sync)
+            answers = self._guarded(self._raw.wait, _round_trip(pgconn))
+        finally:
+            if pgconn.status == pq.ConnStatus.OK and not pgconn.is_busy():
+                pgconn.exit_pipeline_mode()
+        failed = None
+        for pending, results in zip(queued, answers):
+            for result in results:
+                if result.status == pq.ExecStatus.FATAL_ERROR and failed is None:
+                    failed = errors.error_from_result(result, encoding=self._raw.info.encoding)
+            if pending is not None and results:
+                pending._result = results[-1]
+        if failed is not None:
+            self._preparing.clear()  # some may not exist: prepared again, under new names
+            if isinstance(failed, errors.InvalidSqlStatementName):  # dropped behind our back (DEALLOCATE ALL)
+                self._prepared.clear()
+            self._guarded(_raise, failed)
+        self._prepared.update(self._preparing)
+        self._preparing.clear()
+
+    def _abandon(self) -> None:
+        """The flight's code failed before it landed: read what was sent, keep nothing."""
+        try:
+            self._land()
+        except sqlalchemy.exc.DBAPIError:
+            pass
 
     def _guarded(self, call, *args):
         try:
             return call(*args)
         except psycopg.Error as error:
             wrapped = sqlalchemy.exc.DBAPIError.instance(None, None, error, psycopg.Error, dialect=self.conn.dialect)
-            if self._raw.closed:
+            if self._raw.closed or self._raw.pgconn.status != pq.ConnStatus.OK:
                 self.conn.invalidate(error)  # a lost connection goes back to the pool as lost
             raise wrapped from error
+
+
+def _raise(error: Exception):
+    raise error
+
+
+def _round_trip(pgconn):
+    """psycopg's generator protocol (`Connection.wait`): send what libpq holds, then read every
+    command's results up to the pipeline's sync. Returns one list of results per command."""
+    while pgconn.flush():  # more to send: the socket was full
+        ready = yield Wait.RW
+        if ready & Ready.R:
+            pgconn.consume_input()
+    answers: list[list] = []
+    results: list = []
+    while True:
+        while pgconn.is_busy():
+            if (yield Wait.R):
+                pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            answers.append(results)
+            results = []
+        elif result.status == pq.ExecStatus.PIPELINE_SYNC:
+            return answers
+        else:
+            results.append(result)

@@ -6,6 +6,7 @@ from sqlalchemy import bindparam, exists, select
 
 from stockhub import feeds, ids
 from stockhub.db.engine import one_statement, reading
+from stockhub.db.flights import Flight
 from stockhub.db.tables import stock_levels, stores
 from stockhub.domain.stock import StockLevel, StockStatus
 from stockhub.errors import FieldError, Malformed, not_found
@@ -64,7 +65,9 @@ def get_stock(hub: Hub, scope: Scope | int, store_id: str, identifier: str):
     if not scope.reaches(number):
         raise not_found(f"store {store_id}")
     with one_statement(hub.engine) as conn:
-        row = conn.execute(_ONE_LEVEL, {"store": number, "identifier": canonical, "organization": scope.organization}).first()
+        with Flight(conn) as flight:  # prepared once per connection (db.flights)
+            found = flight.send(_ONE_LEVEL, {"store": number, "identifier": canonical, "organization": scope.organization})
+        row = next(iter(found.rows()), None)
         if row is None:
             store_number(conn, scope, store_id)  # not found: the store, or else the stock
             raise not_found(f"stock of {identifier} in store {store_id}")
