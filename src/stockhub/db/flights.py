@@ -258,8 +258,9 @@ class Flight:
             return call(*args)
         except psycopg.Error as error:
             wrapped = sqlalchemy.exc.DBAPIError.instance(None, None, error, psycopg.Error, dialect=self.conn.dialect)
-            if self._raw.closed or self._raw.pgconn.status != pq.ConnStatus.OK:
-                self.conn.invalidate(error)  # a lost connection goes back to the pool as lost
+            if self._raw.closed or self._raw.pgconn.status != pq.ConnStatus.OK:  # lost: as SQLAlchemy does on a disconnect,
+                self.conn.invalidate(error)  # this one goes back to the pool as lost,
+                self.conn.engine.pool.dispose()  # and the pooled ones made before it are closed (the server went away)
             raise wrapped from error
 
 
