@@ -133,8 +133,8 @@ class Flight:
     def __init__(self, conn: Connection):
         self.conn = conn
         self._raw: psycopg.Connection | None = conn.connection.driver_connection if is_postgres(conn) else None
-        self._queued: list[Pending | None] | None = None  # per command sent: its answer, or None (BEGIN, a PREPARE...)
-        self._preparing: dict = {}
+        self._queued: list | None = None  # per command sent: its Pending, a PREPARE's (key, name), or None (BEGIN, ...)
+        self._preparing: dict = {}  # prepared in this flight, not yet known to exist
 
     def __enter__(self) -> Flight:
         return self
@@ -213,7 +213,7 @@ class Flight:
         if name is None:
             name = self._preparing[key] = f"stockhub_{next(_NAMES)}".encode()
             self._guarded(pgconn.send_prepare, name, query, adapting.types or None)
-            self._queued.append(None)
+            self._queued.append((key, name))
         self._guarded(pgconn.send_query_prepared, name, values, adapting.formats or None)
         if pending is not None:
             pending._loader = adapting
@@ -231,20 +231,20 @@ class Flight:
         finally:
             if pgconn.status == pq.ConnStatus.OK and not pgconn.is_busy():
                 pgconn.exit_pipeline_mode()
+        self._preparing.clear()
         failed = None
-        for pending, results in zip(queued, answers):
-            for result in results:
-                if result.status == pq.ExecStatus.FATAL_ERROR and failed is None:
-                    failed = errors.error_from_result(result, encoding=self._raw.info.encoding)
-            if pending is not None and results:
-                pending._result = results[-1]
+        for command, results in zip(queued, answers):
+            status = results[-1].status if results else None
+            if status == pq.ExecStatus.FATAL_ERROR and failed is None:
+                failed = errors.error_from_result(results[-1], encoding=self._raw.info.encoding)
+            if isinstance(command, Pending):
+                command._result = results[-1] if results else None
+            elif command is not None and status == pq.ExecStatus.COMMAND_OK:  # a PREPARE that ran (not aborted)
+                self._prepared[command[0]] = command[1]
         if failed is not None:
-            self._preparing.clear()  # some may not exist: prepared again, under new names
             if isinstance(failed, errors.InvalidSqlStatementName):  # dropped behind our back (DEALLOCATE ALL)
                 self._prepared.clear()
-            self._guarded(_raise, failed)
-        self._prepared.update(self._preparing)
-        self._preparing.clear()
+            self._fail(failed)
 
     def _abandon(self) -> None:
         """The flight's code failed before it landed: read what was sent, keep nothing."""
@@ -257,15 +257,15 @@ class Flight:
         try:
             return call(*args)
         except psycopg.Error as error:
-            wrapped = sqlalchemy.exc.DBAPIError.instance(None, None, error, psycopg.Error, dialect=self.conn.dialect)
-            if self._raw.closed or self._raw.pgconn.status != pq.ConnStatus.OK:  # lost: as SQLAlchemy does on a disconnect,
-                self.conn.invalidate(error)  # this one goes back to the pool as lost,
-                self.conn.engine.pool.dispose()  # and the pooled ones made before it are closed (the server went away)
-            raise wrapped from error
+            self._fail(error)
 
-
-def _raise(error: Exception):
-    raise error
+    def _fail(self, error: psycopg.Error):
+        """Raise `error` as SQLAlchemy's; a lost connection is handled as SQLAlchemy handles a disconnect."""
+        wrapped = sqlalchemy.exc.DBAPIError.instance(None, None, error, psycopg.Error, dialect=self.conn.dialect)
+        if self._raw.closed or self._raw.pgconn.status != pq.ConnStatus.OK:
+            self.conn.invalidate(error)  # this one goes back to the pool as lost,
+            self.conn.engine.pool.dispose()  # and the pooled ones made before it are closed (the server went away)
+        raise wrapped from error
 
 
 def _round_trip(pgconn):
