@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from stockhub.jobs.leases import claim_oldest
+from stockhub.jobs.leases import claim_oldest, held
 from stockhub.db.engine import transaction
 from stockhub.db.tables import catalog_imports
 from stockhub.feeds.sandbox import ReaderFailed
@@ -30,7 +30,8 @@ def process_one_import(hub: Hub, worker_id: str) -> bool:
     if number is None:
         return False
     try:
-        process_import(hub, number, worker_id)
+        with held(hub, catalog_imports, number, worker_id):
+            process_import(hub, number, worker_id)
     except ClaimLost:
         log.warning("catalog import %s was taken over by another worker", number)
     except ReaderFailed as failure:

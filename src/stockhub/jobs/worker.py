@@ -24,6 +24,7 @@ from stockhub.feeds.sandbox import ReaderFailed
 from stockhub.jobs import feeds as feed_jobs
 from stockhub.jobs.catalog_imports import process_one_import
 from stockhub.jobs.deliver import Deliverer
+from stockhub.jobs.leases import held
 from stockhub.jobs.mail import send_due_mail, sweep_mail
 from stockhub.jobs.queue import claim_upload, fail_upload, new_worker_id, release_held, release_orphaned_uploads
 from stockhub.jobs.sweeps import expire_stale_stock, purge_event_history
@@ -113,7 +114,8 @@ class Worker:
         with reading(self.hub.engine) as conn:
             upload = conn.execute(select(uploads.c.store_id, uploads.c.kind).where(uploads.c.id == upload_id)).one()
         with logs.bound(upload_id=ids.encode("upload", upload_id), store_id=ids.encode("store", upload.store_id)):
-            self._process(upload_id, upload.kind)
+            with held(self.hub, uploads, upload_id, self.id):
+                self._process(upload_id, upload.kind)
         return True
 
     def _process(self, upload_id: int, kind: str) -> None:
