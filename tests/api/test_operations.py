@@ -156,6 +156,21 @@ def test_log_lines_are_json_with_the_bound_ids_or_text_on_a_terminal():
     assert logs.current("request_id") is None  # unbound after the block
 
 
+def test_a_busy_routes_use_case_logs_with_its_requests_fields(hub):
+    """The booking and lookup routes run their use case in an API thread (api/deps.in_thread):
+    what it logs there still carries the request's id."""
+    import asyncio
+
+    from stockhub.api.deps import in_thread
+
+    async def request() -> tuple[str | None, str]:
+        with logs.bound(request_id="r-busy"):
+            return await in_thread(hub, lambda: (logs.current("request_id"), threading.current_thread().name))
+
+    request_id, thread = asyncio.run(request())
+    assert request_id == "r-busy" and thread.startswith("stockhub-api")
+
+
 class _app_only:
     """The API alone (no worker) on a loopback port."""
 

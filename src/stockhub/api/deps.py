@@ -7,8 +7,12 @@ then reaches is `services.scope.scope_of(principal)` (a partner: only the store 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
@@ -123,6 +127,22 @@ CurrentPrincipal = Annotated[Principal, Depends(_Caller())]
 
 def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
     return Annotated[Principal, Depends(_Caller(scope))]
+
+
+_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
+
+
+async def in_thread(hub: Hub, use_case: Callable[..., Any], *args) -> Any:
+    """`use_case(*args)` in one of the process's API threads, for the busiest routes: a plain
+    executor hop measured half the CPU of a sync route's (anyio's capacity limiter, cancel scope
+    and checkpoints: ~0.2 ms against ~0.4 ms a request). The request's context (its log fields)
+    goes along; a cancelled request's use case still ends in its thread, committed or rolled back."""
+    threads = hub.settings.api_threads
+    executor = _EXECUTORS.get(threads)
+    if executor is None:
+        executor = _EXECUTORS.setdefault(threads, ThreadPoolExecutor(threads, thread_name_prefix="stockhub-api"))
+    call = functools.partial(contextvars.copy_context().run, use_case, *args)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 async def current_organization(principal: CurrentPrincipal, request: Request) -> int:

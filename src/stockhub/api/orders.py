@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhub import representations as show
-from stockhub.api.deps import CONFLICT, HubDep, Limit, Organization, Scoped, Token, also, page_body
+from stockhub.api.deps import CONFLICT, HubDep, Limit, Organization, Scoped, Token, also, in_thread, page_body
 from stockhub.domain.orders import Action, OrderStatus
 from stockhub.services import customers, orders
 from stockhub.services.fields import Bool
@@ -17,10 +17,10 @@ router = APIRouter(prefix="/v1", tags=["orders"])
 
 
 @router.post("/orders", status_code=201, response_model=dict, responses=also(200, "the order booked before with this external_id and body") | CONFLICT)
-def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking) -> JSONResponse:
+async def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking) -> JSONResponse:
     """Book an order against live availability: every line's stock is committed, or none (409
     with the short lines). The same `external_id` and body again returns the order (200)."""
-    order, created = orders.book(hub, scope_of(principal), body)
+    order, created = await in_thread(hub, orders.book, hub, scope_of(principal), body)
     return JSONResponse(show.order(order), 201 if created else 200)
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from stockhub import representations as show
-from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, page_body
+from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, in_thread, page_body
 from stockhub.domain.stock import StockStatus
 from stockhub.services import safety_stock, stock, stock_writes
 from stockhub.services.scope import scope_of
@@ -27,9 +27,9 @@ def list_stock(
 
 
 @router.get("/stores/{store_id}/stock/{identifier}")
-def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, identifier: str) -> dict:
+async def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, identifier: str) -> dict:
     """One product's level; any spelling of its barcode (UPC-A, EAN-13, ISBN-10...) finds it."""
-    return show.stock(stock.get_stock(hub, scope_of(principal, f"store {store_id}"), store_id, identifier))
+    return show.stock(await in_thread(hub, stock.get_stock, hub, scope_of(principal, f"store {store_id}"), store_id, identifier))
 
 
 @router.put("/stores/{store_id}/stock/{identifier}", responses=CONFLICT)
