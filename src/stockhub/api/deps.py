@@ -129,20 +129,19 @@ def Scoped(scope: str):  # noqa: N802 - reads as a type in signatures
     return Annotated[Principal, Depends(_Caller(scope))]
 
 
-_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
+@functools.cache
+def _api_threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix="stockhub-api")
 
 
 async def in_thread(hub: Hub, use_case: Callable[..., Any], *args) -> Any:
-    """`use_case(*args)` in one of the process's API threads, for the busiest routes: a plain
-    executor hop measured half the CPU of a sync route's (anyio's capacity limiter, cancel scope
-    and checkpoints: ~0.2 ms against ~0.4 ms a request). The request's context (its log fields)
-    goes along; a cancelled request's use case still ends in its thread, committed or rolled back."""
-    threads = hub.settings.api_threads
-    executor = _EXECUTORS.get(threads)
-    if executor is None:
-        executor = _EXECUTORS.setdefault(threads, ThreadPoolExecutor(threads, thread_name_prefix="stockhub-api"))
+    """`use_case(*args)` in a thread of the busiest routes' own pool (`API_THREADS` of them, beside
+    anyio's for the other sync routes): a plain executor hop costs half the CPU of a sync route's
+    (anyio's capacity limiter, cancel scope and checkpoints; bench/orders/hop.py). The request's
+    context (its log fields) goes along; a cancelled request's use case still ends in its thread,
+    committed or rolled back."""
     call = functools.partial(contextvars.copy_context().run, use_case, *args)
-    return await asyncio.get_running_loop().run_in_executor(executor, call)
+    return await asyncio.get_running_loop().run_in_executor(_api_threads(hub.settings.api_threads), call)
 
 
 async def current_organization(principal: CurrentPrincipal, request: Request) -> int:

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
@@ -416,7 +416,6 @@ def process_import(hub: Hub, import_id: int, worker_id: str) -> str:
                     created_count=catalog_imports.c.created_count + counts["created"],
                     updated_count=catalog_imports.c.updated_count + counts["updated"],
                     unchanged_count=catalog_imports.c.unchanged_count + counts["unchanged"],
-                    lease_until=datetime.now(UTC) + timedelta(seconds=hub.settings.worker_lease_seconds),
                 )
             )
     _finish(hub, job.id, worker_id, "succeeded", None)

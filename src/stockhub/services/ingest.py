@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import polars as pl
 from sqlalchemy import Connection, func, select
@@ -162,7 +162,8 @@ def _apply_in_parts(
     same lock and rules as a whole apply, so other writers (bookings at any store) wait
     milliseconds, not the whole upload. A reader may meanwhile see the upload partly applied.
 
-    Each part adds its changes to the upload's `changed_count` and renews the lease; after a
+    Each part adds its changes to the upload's `changed_count` (the worker renews the lease meanwhile:
+    jobs/leases.held); after a
     crash the retry stages the file again and finds only what is still to do (a snapshot applied
     twice changes nothing twice). Only the rows that may change something are staged
     (services/previous_feed.py). Returns the last event id before staging and the products held
@@ -191,7 +192,6 @@ def _apply_in_parts(
                         .where(uploads.c.id == upload.id)
                         .values(
                             changed_count=func.coalesce(uploads.c.changed_count, 0) + applied.changed,
-                            lease_until=datetime.now(UTC) + timedelta(seconds=hub.settings.worker_lease_seconds),
                         )
                     )
             return last_event, held_back_rows
