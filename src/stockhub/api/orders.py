@@ -7,16 +7,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from stockhub import representations as show
+from stockhub.api import direct
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Organization, Scoped, Token, also, in_thread, page_body
 from stockhub.domain.orders import Action, OrderStatus
 from stockhub.services import customers, orders
 from stockhub.services.fields import Bool
 from stockhub.services.scope import scope_of
 
-router = APIRouter(prefix="/v1", tags=["orders"])
+router = APIRouter(prefix="/v1", route_class=direct.Route, tags=["orders"])
 
 
 @router.post("/orders", status_code=201, response_model=dict, responses=also(200, "the order booked before with this external_id and body") | CONFLICT)
+@direct.direct
 async def book_order(hub: HubDep, principal: Scoped("orders.write"), body: orders.Booking) -> JSONResponse:
     """Book an order against live availability: every line's stock is committed, or none (409
     with the short lines). The same `external_id` and body again returns the order (200)."""

@@ -5,12 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from stockhub import representations as show
+from stockhub.api import direct
 from stockhub.api.deps import CONFLICT, HubDep, Limit, Scoped, Token, in_thread, page_body
 from stockhub.domain.stock import StockStatus
 from stockhub.services import safety_stock, stock, stock_writes
 from stockhub.services.scope import scope_of
 
-router = APIRouter(prefix="/v1", tags=["stock"])
+router = APIRouter(prefix="/v1", route_class=direct.Route, tags=["stock"])
 
 
 @router.get("/stores/{store_id}/stock")
@@ -27,6 +28,7 @@ def list_stock(
 
 
 @router.get("/stores/{store_id}/stock/{identifier}")
+@direct.direct
 async def get_stock(hub: HubDep, principal: Scoped("stock.read"), store_id: str, identifier: str) -> dict:
     """One product's level; any spelling of its barcode (UPC-A, EAN-13, ISBN-10...) finds it."""
     return show.stock(await in_thread(hub, stock.get_stock, hub, scope_of(principal, f"store {store_id}"), store_id, identifier))
