@@ -266,7 +266,10 @@ ORDER_TIMESTAMPS = (
 
 
 def order(record) -> dict:
-    """An order (`record.row`) with its lines (`record.lines`)."""
+    """An order (`record.row`) with its lines (`record.lines`). An order booked just now carries
+    what its order.created event says (`record.shown`): its answer says the same, rendered once."""
+    if record.shown is not None:
+        return record.shown
     row, lines = record.row, record.lines
     return {
         "id": ids.encode("order", row.id),

@@ -23,7 +23,7 @@ async def book_order(hub: HubDep, principal: Scoped("orders.write"), body: order
     """Book an order against live availability: every line's stock is committed, or none (409
     with the short lines). The same `external_id` and body again returns the order (200)."""
     order, created = await in_thread(hub, orders.book, hub, scope_of(principal), body)
-    return JSONResponse(show.order(order), 201 if created else 200)
+    return direct.Answer(show.order(order), 201 if created else 200)
 
 
 @router.get("/orders")

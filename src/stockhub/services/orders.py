@@ -190,7 +190,8 @@ def _book(conn: Connection, scope: Scope, booking: Booking, fingerprint: str) ->
 
     rows = [line | {"order_id": order_id, "line_no": n} for n, line in enumerate(lines, 1)]
     order = OrderRecord(SimpleNamespace(id=order_id, **values, **_UNSET), [SimpleNamespace(**row) for row in rows])
-    created = events.event_row("order.created", organization, values["fulfilment_store_id"], now, {"order": representations.order(order)})
+    order = order._replace(shown=representations.order(order))
+    created = events.event_row("order.created", organization, values["fulfilment_store_id"], now, {"order": order.shown})
     also = level_writes.Writes(order_lines=rows, events=[created])  # sent with the levels
     with Flight(conn) as flight:
         stock_moves.write(conn, organization, changes, reason, now, order_id=order_id, also=also, flight=flight)
@@ -430,10 +431,12 @@ def _order_row(conn: Connection, organization: int, number: int):
 
 
 class OrderRecord(NamedTuple):
-    """An order and its lines (stockhub.representations.order renders it)."""
+    """An order and its lines (stockhub.representations.order renders it; `shown`: as rendered
+    for its order.created event, when it was booked just now)."""
 
     row: Any
     lines: list
+    shown: dict | None = None
 
 
 def _record(conn: Connection, row) -> OrderRecord:
