@@ -12,6 +12,9 @@ process per core, its background workers on) beside the floors, measured in the 
 Floors, same run: the thin app (bench/thin_app.py: FastAPI + psycopg doing only the conditional
 UPDATE, or the one SELECT, under uvicorn with the same settings and process count), on a copy of
 the same stock table; pgbench (`-M prepared`, CLIENTS clients, `-T 10`) of the bare UPDATE.
+Beside them, for (a) and (b), the thin app writing a booking's rows (`/book_whole`: the order,
+the level, the line, the ledger movement, the event, in two round trips), on copies of the
+same tables: how far the writes alone take a FastAPI + psycopg app from the bare UPDATE.
 The load generator is a raw-socket asyncio client (bench/common.py), requests built before the
 clock starts. Every figure is the median of 3 runs (each contended run on its own 10 fresh SKUs),
 printed with the load average of the machine at each run and the ratio to its floor.
@@ -42,6 +45,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import RoundTrips, StockhubServer, free_port, fmt, http_request, load, loadavg, median_run, process_tree_cpu, start_thin_app, stop  # noqa: E402
+from thin_app import make_whole_tables  # noqa: E402
 
 import psycopg
 from sqlalchemy import func, select
@@ -187,6 +191,12 @@ def thin_bookings(store: int, skus: list[str]) -> list[bytes]:
     return [http_request("POST", "/book", None, json.dumps({"store": store, "identifier": "0" + sku}).encode()) for sku in skus]
 
 
+def whole_bookings(organization: int, store: int, skus: list[str], run: str) -> list[bytes]:
+    """The thin app's second floor (bench/thin_app.py, /book_whole): the rows a booking writes."""
+    return [http_request("POST", "/book_whole", None, json.dumps({"organization": organization, "store": store, "external_id": f"{run}-{n}",
+                                                                   "identifier": "0" + sku}).encode()) for n, sku in enumerate(skus)]
+
+
 def timed_run(port: int, requests: list[bytes], clients: int, server=None, sampler=None) -> dict:
     cpu = server.cpu_seconds() if server else 0.0
     if sampler:
@@ -201,15 +211,23 @@ def timed_run(port: int, requests: list[bytes], clients: int, server=None, sampl
     return result
 
 
-def show(title: str, ours: dict, thin: dict, floor: dict | None = None, unit: str = "bookings/s", aim: float = 0.5, p99_aim: float | None = 100) -> list[str]:
+def show(title: str, ours: dict, thin: dict, floor: dict | None = None, unit: str = "bookings/s", aim: float = 0.5, p99_aim: float | None = 100,
+         whole: dict | None = None) -> list[str]:
     ratio = ours["rate"] / thin["rate"]
     lines = [
         title,
         f"    stockhub  {fmt(ours, unit)}  answers {ours['counts']}  server CPU {ours.get('server_ms', 0):.2f} ms/req",
         f"    thin app  {fmt(thin, unit)}  answers {thin['counts']}  server CPU {thin.get('server_ms', 0):.2f} ms/req",
+    ]
+    if whole:
+        lines.append(f"    thin app, a booking's rows (/book_whole)  {fmt(whole, unit)}  answers {whole['counts']}  server CPU {whole.get('server_ms', 0):.2f} ms/req")
+    lines += [
         f"    ratio {ratio:.2f}x the thin app (aim >= {aim}x: {'met' if ratio >= aim else 'NOT met'})"
         + (f"; p99 {ours['p99']:.0f} ms (aim < {p99_aim:.0f} ms: {'met' if ours['p99'] < p99_aim else 'NOT met'})" if p99_aim else ""),
     ]
+    if whole:
+        lines.append(f"    beside the thin app writing a booking's rows: stockhub {ours['rate'] / whole['rate']:.2f}x; those rows alone take the thin app "
+                     f"to {whole['rate'] / thin['rate']:.2f}x of its bare UPDATE")
     if floor:
         lines.append(f"    pgbench bare UPDATE (-T): {floor['rate']:,.0f} tps (runs {', '.join(f'{t:,.0f}' for t in floor['runs'])}) "
                      f"[loadavg {'; '.join(floor['loads'])}]; stockhub is {ours['rate'] / floor['rate']:.3f}x, the thin app {thin['rate'] / floor['rate']:.3f}x")
@@ -300,17 +318,18 @@ def main(only_lookups: bool = False) -> None:
         hot = tenancy.create_store_for(hub, brand, {"name": "Hot", "country": "GB"}).id
         wide = tenancy.create_store_for(hub, brand, {"name": "Wide", "country": "GB"}).id
         token = tenancy.create_api_token(hub, org, "bench").secret
-        hot_sets = [[ean13(r * HOT_SKUS + n, "50") for n in range(HOT_SKUS)] for r in range(2 * runs)]  # stockhub's runs, then the thin app's
+        hot_sets = [[ean13(r * HOT_SKUS + n, "50") for n in range(HOT_SKUS)] for r in range(3 * runs)]  # stockhub's runs, the thin app's, its whole bookings'
         wide_skus = [ean13(n, "51") for n in range(args.products)]
         started = time.perf_counter()
         load_stock(hub, hot, work / "hot.csv", [s for skus in hot_sets for s in skus], HOT_UNITS)
         load_stock(hub, wide, work / "wide.csv", wide_skus, PLENTY)
         setup_s = time.perf_counter() - started
         hub.engine.dispose()
-        hot_n, wide_n = ids.decode("store", hot), ids.decode("store", wide)
+        hot_n, wide_n, org_n = ids.decode("store", hot), ids.decode("store", wide), ids.decode("organization", org)
         with psycopg.connect(url, autocommit=True) as conn:  # the thin app's copy: same shape, same key, same rows
             conn.execute("CREATE TABLE thin_stock_levels (LIKE stock_levels INCLUDING ALL)")
             conn.execute("INSERT INTO thin_stock_levels SELECT * FROM stock_levels")
+            make_whole_tables(conn)
             conn.execute("VACUUM ANALYZE thin_stock_levels")
             conn.execute("VACUUM ANALYZE stock_levels")
         say(f"orders and lookups benchmark on PostgreSQL {psycopg.connect(url).info.server_version}, {os.cpu_count()} cores, "
@@ -331,28 +350,38 @@ def main(only_lookups: bool = False) -> None:
         # warm both: pools, caches, prepared statements
         load(server.port, stockhub_bookings(token, [booking(f"warm-{n}", wide, rng.choice(wide_skus)) for n in range(300)]), args.clients)
         load(thin_port, thin_bookings(wide_n, [rng.choice(wide_skus) for _ in range(300)]), args.clients)
+        load(thin_port, whole_bookings(org_n, wide_n, [rng.choice(wide_skus) for _ in range(300)], "warm"), args.clients)
 
         if not args.only_lookups:
-            hot_ours, hot_thin, wide_ours, wide_thin = [], [], [], []
+            hot_ours, hot_thin, wide_ours, wide_thin, hot_whole, wide_whole = [], [], [], [], [], []
             waits_hot, waits_wide = WaitSampler(url, name), WaitSampler(url, name)
             for r in range(runs):
                 bodies = [booking(f"hot-{r}-{n}", hot, hot_sets[r][n % HOT_SKUS]) for n in range(args.bookings)]
                 hot_ours.append(timed_run(server.port, stockhub_bookings(token, bodies), args.clients, server, waits_hot if r == 0 else None))
                 hot_thin.append(timed_run(thin_port, thin_bookings(hot_n, [hot_sets[runs + r][n % HOT_SKUS] for n in range(args.bookings)]), args.clients, thin_cpu))
+                hot_whole.append(timed_run(thin_port, whole_bookings(org_n, hot_n, [hot_sets[2 * runs + r][n % HOT_SKUS] for n in range(args.bookings)], f"hot-{r}"),
+                                           args.clients, thin_cpu))
                 bodies = [booking(f"wide-{r}-{n}", wide, rng.choice(wide_skus)) for n in range(args.bookings)]
                 wide_ours.append(timed_run(server.port, stockhub_bookings(token, bodies), args.clients, server, waits_wide if r == 0 else None))
                 wide_thin.append(timed_run(thin_port, thin_bookings(wide_n, [rng.choice(wide_skus) for _ in range(args.bookings)]), args.clients, thin_cpu))
+                wide_whole.append(timed_run(thin_port, whole_bookings(org_n, wide_n, [rng.choice(wide_skus) for _ in range(args.bookings)], f"wide-{r}"),
+                                            args.clients, thin_cpu))
             for result in hot_ours:
                 if result["counts"] != {201: HOT_SKUS * HOT_UNITS, 409: args.bookings - HOT_SKUS * HOT_UNITS}:
                     failed.append(f"a contended run answered {result['counts']}")
-            for result in wide_ours:
+            for result in wide_ours + wide_whole:
                 if result["counts"] != {201: args.bookings}:
                     failed.append(f"an uncontended run answered {result['counts']}")
-            for line in show(f"(a) contended: {HOT_SKUS} SKUs x {HOT_UNITS} units at one store, {args.bookings:,} bookings", median_run(hot_ours), median_run(hot_thin), tps_hot):
+            for result in hot_whole:
+                if result["counts"] != {201: HOT_SKUS * HOT_UNITS, 409: args.bookings - HOT_SKUS * HOT_UNITS}:
+                    failed.append(f"a contended run of the thin app's whole bookings answered {result['counts']}")
+            for line in show(f"(a) contended: {HOT_SKUS} SKUs x {HOT_UNITS} units at one store, {args.bookings:,} bookings", median_run(hot_ours), median_run(hot_thin), tps_hot,
+                             whole=median_run(hot_whole)):
                 say(line)
             for line in waits_hot.report():
                 say(line)
-            for line in show(f"(b) uncontended: random SKUs over {args.products:,} products, {args.bookings:,} bookings", median_run(wide_ours), median_run(wide_thin), tps_wide):
+            for line in show(f"(b) uncontended: random SKUs over {args.products:,} products, {args.bookings:,} bookings", median_run(wide_ours), median_run(wide_thin), tps_wide,
+                             whole=median_run(wide_whole)):
                 say(line)
             for line in waits_wide.report():
                 say(line)
