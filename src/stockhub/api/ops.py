@@ -25,7 +25,6 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stockhub import logs, metrics
@@ -73,7 +72,7 @@ class Observed:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]  # the app never sets it
             await send(message)
 
         try:
@@ -117,11 +116,11 @@ class RateLimited:
             return await self.app(scope, receive, send)
 
         async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["RateLimit-Limit"] = str(verdict.limit)
-                headers["RateLimit-Remaining"] = str(verdict.remaining)
-                headers["RateLimit-Reset"] = str(verdict.reset)
+            if message["type"] == "http.response.start":  # the app never sets these
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"ratelimit-limit", b"%d" % verdict.limit), (b"ratelimit-remaining", b"%d" % verdict.remaining), (b"ratelimit-reset", b"%d" % verdict.reset),
+                ]
             await send(message)
 
         await self.app(scope, receive, sending)

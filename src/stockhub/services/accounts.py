@@ -221,7 +221,7 @@ def cached_principal(hub: Hub, token: str, partner_store_id: str | None = None) 
     resolve): for the API to answer without a thread hop. None: ask `principal_for_token`."""
     if partner_store_id is not None:
         return None
-    row = _live_token(hub, security.key_hash(hub.secret, token), cached_only=True)
+    row = _live_token(hub, security.bearer_hash(hub.secret, token), cached_only=True)
     return _principal(row) if row is not None else None
 
 
@@ -232,7 +232,7 @@ def principal_for_token(hub: Hub, token: str, partner_store_id: str | None = Non
     store; a store the partner is not connected to (or, for a token a user granted, one outside
     that user's organization) is not found (404), whatever the route.
     """
-    row = _live_token(hub, security.key_hash(hub.secret, token))
+    row = _live_token(hub, security.bearer_hash(hub.secret, token))
     if row is None:
         return None
     principal = _principal(row)

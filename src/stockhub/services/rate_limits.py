@@ -88,7 +88,7 @@ class Limiter:
         now = time.time() if now is None else now
         keys = []
         if token and (rate := self.rates["token"]):
-            keys.append(("token", f"token:{security.key_hash(self.secret, token)[:40]}", rate))
+            keys.append(("token", f"token:{security.bearer_hash(self.secret, token)[:40]}", rate))
         if address and (rate := self.rates["address"]):
             keys.append(("address", f"address:{address[:64]}", rate))
         if not keys:
