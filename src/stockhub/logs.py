@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 
+import orjson
+
 _context: ContextVar[dict] = ContextVar("stockhub_log_context", default={})
 _configured: str | None = None
 
@@ -63,7 +65,10 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        try:  # a line per request: the json module costs ten times the CPU
+            return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # what orjson cannot write (an integer past 64 bits): the line still goes out
+            return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
