@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from stockhub.api import direct
 from stockhub.api.app import create_app
+from stockhub.api.deps import HubDep
 from stockhub.services import uploads
 from stockhub.jobs.worker import Worker
 from support import make_tenant
@@ -130,3 +131,24 @@ def test_bookings_and_lookups_good_and_bad_are_answered_alike(apps):
     ):
         got = same("GET", path, headers=headers)
         assert status is None or got == status, (path, headers, got)
+
+
+async def _with_a_query(hub: HubDep, limit: int = 10) -> dict:
+    return {}
+
+
+def _sync(hub: HubDep) -> dict:
+    return {}
+
+
+async def _with_a_number(hub: HubDep, store_id: int) -> dict:
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint", "why"),
+    [("/x", _with_a_query, "no query parameters"), ("/x", _sync, "an `async def`"), ("/x/{store_id}", _with_a_number, "are `str`")],
+)
+def test_a_direct_route_refuses_what_its_plan_would_skip(path, endpoint, why):
+    with pytest.raises(TypeError, match=why):  # when the route is declared: at import
+        direct.Route(path, direct.direct(endpoint), methods=["GET"])

@@ -1,8 +1,8 @@
 """The busiest routes' arguments, resolved by a plan made once instead of FastAPI's per request.
 
 FastAPI re-solves a route's dependency graph on every request (each dependency's kind, cache key
-and parameters, an exit stack, telemetry): for a booking that cost more CPU than a third of the
-booking itself (docs/benchmarks.md, issue 13). A route marked `@direct` keeps its declaration
+and parameters, an exit stack, telemetry): for a booking, about a third of the CPU its request
+spent outside the use case (docs/benchmarks.md, issue 13). A route marked `@direct` keeps its declaration
 (the OpenAPI, the endpoint function, what it calls) and FastAPI keeps everything around it
 (routing, middleware, exception handlers); only the step from request to the endpoint's
 arguments is ours, in FastAPI's order and with FastAPI's own validation:
@@ -14,9 +14,10 @@ arguments is ours, in FastAPI's order and with FastAPI's own validation:
    field; its errors in one 422.
 
 A route whose signature holds anything else (a query or header parameter, another dependency)
-is refused (TypeError) when its handler is built, so nothing is silently skipped. tests/api/test_direct.py sends
-the same requests, good and bad, to a direct route and to the same endpoint under FastAPI, and
-wants the same answers.
+is refused (TypeError) when the route is declared; a dependency the app or a router adds that is
+not known here, when the app first routes to it. Nothing is silently skipped.
+tests/api/test_direct.py sends the same requests, good and bad, to a direct route and to the same
+endpoint under FastAPI, and wants the same answers.
 """
 
 from __future__ import annotations
