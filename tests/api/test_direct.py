@@ -152,3 +152,27 @@ async def _with_a_number(hub: HubDep, store_id: int) -> dict:
 def test_a_direct_route_refuses_what_its_plan_would_skip(path, endpoint, why):
     with pytest.raises(TypeError, match=why):  # when the route is declared: at import
         direct.Route(path, direct.direct(endpoint), methods=["GET"])
+
+
+def test_a_booking_whose_client_leaves_mid_body_is_answered_alike(apps):
+    """The body never arrives whole (the client went away): FastAPI answers 400, not a crash."""
+    tenant, ours, reference = apps
+
+    async def gone_mid_body(app) -> list[int]:
+        sent, calls = [], iter([{"type": "http.request", "body": b'{"external_id": "x", ', "more_body": True}, {"type": "http.disconnect"}])
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/v1/orders",
+                 "raw_path": b"/v1/orders", "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+                 "headers": [(b"host", b"test"), (b"content-type", b"application/json"), (b"authorization", tenant.auth["Authorization"].encode())]}  # fmt: skip
+
+        async def receive() -> dict:
+            return next(calls, {"type": "http.disconnect"})
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(message["status"])
+
+        await app(scope, receive, send)
+        return sent
+
+    answers = [ours.portal.call(gone_mid_body, client.app) for client in (ours, reference)]
+    assert answers[0] == answers[1] == [400]

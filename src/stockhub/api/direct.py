@@ -68,6 +68,9 @@ def _planned(route: APIRoute) -> Callable[[Request], Awaitable[Response]]:
         raise TypeError(f"{route.path}: a direct route takes no {' or '.join(unsupported)} parameters")
     if not inspect.iscoroutinefunction(route.endpoint) or dependant.request_param_name or dependant.response_param_name:
         raise TypeError(f"{route.path}: a direct route's endpoint is an `async def` taking neither the request nor a response")
+    strict = getattr(route, "strict_content_type", True)
+    if getattr(strict, "value", strict) is not True:
+        raise TypeError(f"{route.path}: a direct route reads a body without a content type as FastAPI's default does (strict)")
     if any(field.field_info.annotation is not str for field in dependant.path_params):
         raise TypeError(f"{route.path}: a direct route's path parameters are `str` (the path's text needs no validation)")
     path_names = [(field.name, field.alias) for field in dependant.path_params]
@@ -124,7 +127,10 @@ def _step(sub: Dependant) -> tuple[str | None, Callable[[Request], Awaitable[Any
 async def _json_body(request: Request) -> Any:
     """The body as FastAPI reads it for a JSON body parameter: parsed when the content type says
     JSON, the raw bytes otherwise (validation then refuses them)."""
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except Exception as error:  # the client went away mid-body: answered as FastAPI answers it
+        raise HTTPException(400, "There was an error parsing the body") from error
     if not raw:
         return PydanticUndefined  # no body: "Field required" (None would be a body that is null)
     content_type = request.headers.get("content-type")
