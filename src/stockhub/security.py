@@ -22,10 +22,19 @@ def key_hash(secret: bytes, key: str) -> str:
     return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
 
 
-@functools.lru_cache(maxsize=4096)
 def bearer_hash(secret: bytes, token: str) -> str:
     """`key_hash` of a bearer token, remembered for the tokens seen last: each request's token is
-    hashed to be counted (rate limits) and to be found (authentication), twice a request else."""
+    hashed to be counted (rate limits) and to be found (authentication), twice a request else.
+    Only a token of a plausible length is remembered: thousands of header-sized ones a client
+    makes up would hold tens of megabytes."""
+    return _remembered_hash(secret, token) if len(token) <= _REMEMBERED_LENGTH else key_hash(secret, token)
+
+
+_REMEMBERED_LENGTH = 256  # ours are 47 characters
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_hash(secret: bytes, token: str) -> str:
     return key_hash(secret, token)
 
 
