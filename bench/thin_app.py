@@ -38,16 +38,17 @@ import uvicorn
 app = FastAPI()
 URL = os.environ.get("THIN_DATABASE_URL", "")  # set by bench/common.py when it starts the app
 POOL_SIZE = 10  # stockhub: 10 per process, and up to 20 more under load
-_pool: asyncio.Queue | None = None
+_pools: dict[bool, asyncio.Queue] = {}
 
 
-async def pool() -> asyncio.Queue:
-    global _pool
-    if _pool is None:
-        _pool = asyncio.Queue()
+async def pool(autocommit: bool = True) -> asyncio.Queue:
+    """This process's connections: autocommit ones (one statement a request), or ones that run
+    transactions (`/book_whole`)."""
+    if autocommit not in _pools:
+        connections = _pools[autocommit] = asyncio.Queue()
         for _ in range(POOL_SIZE):
-            _pool.put_nowait(await psycopg.AsyncConnection.connect(URL, autocommit=True))
-    return _pool
+            connections.put_nowait(await psycopg.AsyncConnection.connect(URL, autocommit=autocommit))
+    return _pools[autocommit]
 
 
 class Booking(BaseModel):
@@ -111,7 +112,7 @@ _EVENT = "INSERT INTO thin_events (organization_id, store_id, type, occurred_at,
 
 @app.post("/book_whole", status_code=201)
 async def book_whole(booking: WholeBooking, response: Response) -> dict:
-    connections = await whole_pool()
+    connections = await pool(autocommit=False)
     conn = await connections.get()
     now = datetime.now(UTC).replace(tzinfo=None)
     b = booking
@@ -139,19 +140,6 @@ async def book_whole(booking: WholeBooking, response: Response) -> dict:
 
 class _Short(Exception):
     pass
-
-
-_whole_pool: asyncio.Queue | None = None
-
-
-async def whole_pool() -> asyncio.Queue:
-    """Connections in transactions (the other routes' are autocommit)."""
-    global _whole_pool
-    if _whole_pool is None:
-        _whole_pool = asyncio.Queue()
-        for _ in range(POOL_SIZE):
-            _whole_pool.put_nowait(await psycopg.AsyncConnection.connect(URL))
-    return _whole_pool
 
 
 WHOLE_TABLES = ("orders", "order_lines", "stock_movements", "events")
