@@ -44,7 +44,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import RoundTrips, StockhubServer, free_port, fmt, http_request, load, loadavg, median_run, process_tree_cpu, start_thin_app, stop  # noqa: E402
+from common import RoundTrips, StockhubServer, free_port, fmt, http_request, load, loadavg, median_run, postgres_cpu, process_tree_cpu, start_thin_app, stop  # noqa: E402
 from thin_app import make_whole_tables  # noqa: E402
 
 import psycopg
@@ -198,7 +198,7 @@ def whole_bookings(organization: int, store: int, skus: list[str], run: str) -> 
 
 
 def timed_run(port: int, requests: list[bytes], clients: int, server=None, sampler=None) -> dict:
-    cpu = server.cpu_seconds() if server else 0.0
+    cpu, database_cpu = (server.cpu_seconds() if server else 0.0), postgres_cpu()
     if sampler:
         with sampler:
             result = load(port, requests, clients)
@@ -206,6 +206,7 @@ def timed_run(port: int, requests: list[bytes], clients: int, server=None, sampl
         result = load(port, requests, clients)
     if server:
         result["server_ms"] = (server.cpu_seconds() - cpu) * 1000 / len(requests)
+    result["database_ms"] = (postgres_cpu() - database_cpu) * 1000 / len(requests)
     counts = collections.Counter(result["statuses"])
     result["counts"] = dict(counts)
     return result
@@ -216,11 +217,11 @@ def show(title: str, ours: dict, thin: dict, floor: dict | None = None, unit: st
     ratio = ours["rate"] / thin["rate"]
     lines = [
         title,
-        f"    stockhub  {fmt(ours, unit)}  answers {ours['counts']}  server CPU {ours.get('server_ms', 0):.2f} ms/req",
-        f"    thin app  {fmt(thin, unit)}  answers {thin['counts']}  server CPU {thin.get('server_ms', 0):.2f} ms/req",
+        f"    stockhub  {fmt(ours, unit)}  answers {ours['counts']}  {cpu(ours)}",
+        f"    thin app  {fmt(thin, unit)}  answers {thin['counts']}  {cpu(thin)}",
     ]
     if whole:
-        lines.append(f"    thin app, a booking's rows (/book_whole)  {fmt(whole, unit)}  answers {whole['counts']}  server CPU {whole.get('server_ms', 0):.2f} ms/req")
+        lines.append(f"    thin app, a booking's rows (/book_whole)  {fmt(whole, unit)}  answers {whole['counts']}  {cpu(whole)}")
     lines += [
         f"    ratio {ratio:.2f}x the thin app (aim >= {aim}x: {'met' if ratio >= aim else 'NOT met'})"
         + (f"; p99 {ours['p99']:.0f} ms (aim < {p99_aim:.0f} ms: {'met' if ours['p99'] < p99_aim else 'NOT met'})" if p99_aim else ""),
@@ -232,6 +233,10 @@ def show(title: str, ours: dict, thin: dict, floor: dict | None = None, unit: st
         lines.append(f"    pgbench bare UPDATE (-T): {floor['rate']:,.0f} tps (runs {', '.join(f'{t:,.0f}' for t in floor['runs'])}) "
                      f"[loadavg {'; '.join(floor['loads'])}]; stockhub is {ours['rate'] / floor['rate']:.3f}x, the thin app {thin['rate'] / floor['rate']:.3f}x")
     return lines
+
+
+def cpu(result: dict) -> str:
+    return f"server CPU {result.get('server_ms', 0):.2f} ms/req, PostgreSQL's {result['database_ms']:.2f}"
 
 
 def in_process(url: str, work: Path, token: str, store: str, skus: list[str], n: int) -> list[str]:

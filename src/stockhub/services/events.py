@@ -302,6 +302,11 @@ def changes_of(conn: Connection, rows: Iterable) -> dict[int, list[Change]]:
     return {row.id: _decoded(row.changes) for row in conn.execute(query)}
 
 
+def changes_in(text: str | None) -> list[Change]:
+    """The changes an event row's `changes` column holds (none: an event of another type)."""
+    return _decoded(text) if text is not None else []
+
+
 HEADERS = [column for column in events.c if column.name != "changes"]  # an event without its changes (`changes_of` reads them)
 
 
