@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, Integer, bindparam, column, func, literal, select, text, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import is_postgres, transaction
@@ -354,33 +355,56 @@ async def send(sender: outbound.Sender, claimed: Claimed, total_seconds: float) 
 
 def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> None:
     """Keep the attempts; then finish each delivery, schedule its retry, or hold it (only while it is
-    still ours: a lapsed lease means another worker owns it now). One transaction for the lot."""
+    still ours: a lapsed lease means another worker owns it now). One transaction for the lot: on
+    PostgreSQL two round trips (the attempts written and the subscriptions read, then the
+    deliveries' states with the COMMIT), its statements prepared once per connection."""
     now = datetime.now(UTC)
-    s = webhook_subscriptions.c
+    attempts = [
+        {
+            "delivery_id": claimed.delivery_id,
+            "attempted_at": answer.attempted_at,
+            "status_code": answer.status_code,
+            "latency_ms": answer.latency_ms,
+            "response_excerpt": answer.excerpt,
+            "error": answer.error,
+            "worker_id": worker_id,
+        }
+        for claimed, answer in answered
+    ]
+    subscription_ids = sorted({claimed.subscription_id for claimed, _ in answered})
     with transaction(hub.engine) as conn:
-        conn.execute(
-            webhook_attempts.insert(),
-            [
-                {
-                    "delivery_id": claimed.delivery_id,
-                    "attempted_at": answer.attempted_at,
-                    "status_code": answer.status_code,
-                    "latency_ms": answer.latency_ms,
-                    "response_excerpt": answer.excerpt,
-                    "error": answer.error,
-                    "worker_id": worker_id,
-                }
-                for claimed, answer in answered
-            ],
-        )
-        subscription_ids = {claimed.subscription_id for claimed, _ in answered}
-        subscriptions = {row.id: row for row in conn.execute(select(s.id, s.status, s.failing_since).where(s.id.in_(subscription_ids)))}
+        if is_postgres(conn):
+            with Flight(conn) as flight:
+                flight.generic_plans()
+                flight.send(_ATTEMPTS_POSTGRES, {name: [_stored(row[name]) for row in attempts] for name in _ATTEMPT_COLUMNS})
+                found = flight.send(_SUBSCRIPTION_STATES, {"ids": subscription_ids})
+            subscriptions = {row.id: row for row in found.rows()}
+        else:
+            conn.execute(webhook_attempts.insert(), attempts)
+            subscriptions = {row.id: row for row in conn.execute(_SUBSCRIPTION_STATES_IN, {"ids": subscription_ids})}
         changes = [_next_state(hub, claimed, answer, subscriptions[claimed.subscription_id].status, now) for claimed, answer in answered]
-        _finish(conn, worker_id, changes)
         for number, outcomes in _by_subscription(answered).items():
             _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
+        _finish(conn, worker_id, changes)
     for _, answer in answered:
         metrics.WEBHOOK_ATTEMPTS.labels("error" if answer.status_code is None else verdict(answer.status_code).value).inc()
+
+
+_SUBSCRIPTION_STATES_IN = select(_s.id, _s.status, _s.failing_since).where(_s.id.in_(bindparam("ids", expanding=True)))
+_SUBSCRIPTION_STATES = select(_s.id, _s.status, _s.failing_since).where(_s.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
+_ATTEMPT_COLUMNS = ("delivery_id", "attempted_at", "status_code", "latency_ms", "response_excerpt", "error", "worker_id")
+_ATTEMPTS_POSTGRES = text(
+    """
+    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error, worker_id)
+    SELECT * FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:attempted_at AS timestamp[]), CAST(:status_code AS integer[]),
+                         CAST(:latency_ms AS integer[]), CAST(:response_excerpt AS text[]), CAST(:error AS text[]), CAST(:worker_id AS varchar[]))
+    """
+)
+
+
+def _stored(value):
+    """A value as the tables keep it: timestamps in UTC without a zone (db/tables.py)."""
+    return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else value
 
 
 def _finish(conn, worker_id: str, changes: list[dict]) -> None:
@@ -388,21 +412,23 @@ def _finish(conn, worker_id: str, changes: list[dict]) -> None:
     statement for the lot (arrays unnested); SQLite: one statement per delivery (in process)."""
     d = webhook_deliveries.c
     if conn.dialect.name == "postgresql":
-        column = lambda name: [change[name] for change in changes]  # noqa: E731
-        at = lambda name: [None if c[name] is None else c[name].astimezone(UTC).replace(tzinfo=None) for c in changes]  # noqa: E731
-        conn.execute(
-            _FINISH_POSTGRES,
-            {
-                "ids": column("b_id"),
-                "attempts": column("b_attempts"),
-                "statuses": column("b_status"),
-                "nexts": at("b_next"),
-                "finished": at("b_finished"),
-                "codes": column("b_code"),
-                "errors": column("b_error"),
-                "worker": worker_id,
-            },
-        )
+        column = lambda name: [_stored(change[name]) for change in changes]  # noqa: E731
+        with Flight(conn) as flight:
+            flight.generic_plans()
+            flight.send(
+                _FINISH_POSTGRES,
+                {
+                    "ids": column("b_id"),
+                    "attempts": column("b_attempts"),
+                    "statuses": column("b_status"),
+                    "nexts": column("b_next"),
+                    "finished": column("b_finished"),
+                    "codes": column("b_code"),
+                    "errors": column("b_error"),
+                    "worker": worker_id,
+                },
+            )
+            flight.commit()
         return
     conn.execute(
         webhook_deliveries.update()
