@@ -122,7 +122,16 @@ def lock_upload_intake(conn: Connection, store_id: int) -> None:
 def lock_sequencer(conn: Connection) -> None:
     """One event sequencer at a time (see services.events.sequence_events), until commit."""
     if is_postgres(conn):
-        conn.execute(select(func.pg_advisory_xact_lock(_SEQUENCER, 0)))
+        conn.execute(_SEQUENCER_LOCK)
+
+
+def send_lock_sequencer(flight: Flight) -> None:
+    """`lock_sequencer` as part of a flight: the flight's later statements run once it is held."""
+    if is_postgres(flight.conn):
+        flight.send(_SEQUENCER_LOCK, {})
+
+
+_SEQUENCER_LOCK = select(func.pg_advisory_xact_lock(_SEQUENCER, 0))
 
 
 def lock_migrations(conn: Connection) -> None:

@@ -29,12 +29,14 @@ from typing import Any, NamedTuple
 
 import orjson
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Connection, String, Engine, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import ids
 from stockhub.db import level_writes
-from stockhub.db.engine import new_work, one_statement, reading, transaction
-from stockhub.db.locks import lock_sequencer
+from stockhub.db.engine import is_postgres, new_work, one_statement, reading, transaction
+from stockhub.db.flights import Flight
+from stockhub.db.locks import lock_sequencer, send_lock_sequencer
 from stockhub.db.stock_apply import CHANGED, in_identifier_order
 from stockhub.db.tables import events, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
@@ -177,8 +179,8 @@ def level_change_events(organization_id: int, store_id: int, changes: list[dict]
     ]
 
 
-def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
-    """One delivery per matching subscription for each numbered event; returns how many.
+def _fan_out(conn: Connection, numbered: list, now: datetime) -> list[dict]:
+    """One delivery per matching subscription for each numbered event: the rows, not yet written.
 
     Done by the sequencer, not the writer: a booking or an upload writes only its events, and
     subscriptions are matched once their events are numbered (few subscriptions per
@@ -187,19 +189,24 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
     (store.connected) goes to the organization's subscriptions and that partner's only. A
     subscription gets the events that occurred once it existed: numbering after commit must not
     hand a new subscription an older event that the sequencer had not reached yet.
+    On PostgreSQL the subscriptions and the stores' partners are read in one round trip.
     """
-    s = webhook_subscriptions.c
     organizations = sorted({event.organization_id for event in numbered})
+    stores = sorted({event.store_id for event in numbered if event.store_id is not None})
+    if is_postgres(conn):
+        with Flight(conn) as flight:
+            found = flight.send(_SUBSCRIPTIONS_OF_ANY, {"organizations": organizations})
+            partners = flight.send(_PARTNERS_OF_ANY, {"stores": stores})
+        found, partners = found.rows(), partners.rows()
+    else:
+        found = conn.execute(_SUBSCRIPTIONS_OF, {"organizations": organizations}).all()
+        partners = conn.execute(_PARTNERS_OF, {"stores": stores}).all() if found and stores else []
     subscriptions: dict[int, list] = defaultdict(list)
-    for row in conn.execute(
-        select(s.id, s.organization_id, s.status, s.event_types, s.store_ids, s.partner_id, s.created_at).where(
-            s.organization_id.in_(organizations), s.status.in_(("active", "paused", "disabled"))
-        )
-    ):
+    for row in found:
         subscriptions[row.organization_id].append((row, set(json.loads(row.event_types)), _stores_of(row)))
-    if not any(subscriptions.values()):
-        return 0
-    connected = _partners_connected(conn, {event.store_id for event in numbered if event.store_id is not None})
+    connected: dict[int, dict[int, datetime]] = defaultdict(dict)  # the partners connected to each store now, with when they connected
+    for row in partners:
+        connected[row.store_id][row.partner_id] = row.created_at
     rows = []
     for event in numbered:
         for subscription, types, stores in subscriptions.get(event.organization_id, []):
@@ -223,23 +230,39 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> int:
                     "created_at": now,
                 }
             )
-    if rows:
+    return rows
+
+
+_s, _c = webhook_subscriptions.c, store_connections.c
+_SUBSCRIPTION_COLUMNS = (_s.id, _s.organization_id, _s.status, _s.event_types, _s.store_ids, _s.partner_id, _s.created_at)
+_LIVE_STATUSES = ["active", "paused", "disabled"]
+_LIVE = _s.status.in_(_LIVE_STATUSES)
+_SUBSCRIPTIONS_OF = select(*_SUBSCRIPTION_COLUMNS).where(_s.organization_id.in_(bindparam("organizations", expanding=True)), _LIVE)
+_PARTNERS_OF = select(_c.store_id, _c.partner_id, _c.created_at).where(_c.store_id.in_(bindparam("stores", expanding=True)))
+# the same with the lists as array parameters: one statement text whatever their lengths (prepared once, db.flights)
+_SUBSCRIPTIONS_OF_ANY = select(*_SUBSCRIPTION_COLUMNS).where(_s.organization_id == func.any(bindparam("organizations", type_=ARRAY(BigInteger))),
+                                                _s.status == func.any(bindparam("live", _LIVE_STATUSES, type_=ARRAY(String))))
+_PARTNERS_OF_ANY = select(_c.store_id, _c.partner_id, _c.created_at).where(_c.store_id == func.any(bindparam("stores", type_=ARRAY(BigInteger))))
+_NEW_DELIVERIES = text(  # PostgreSQL: a batch's deliveries from one array per column (timestamps in UTC without a zone, db/tables.py)
+    """
+    INSERT INTO webhook_deliveries (event_id, subscription_id, organization_id, status, attempts, next_attempt_at, created_at)
+    SELECT * FROM unnest(CAST(:event_id AS bigint[]), CAST(:subscription_id AS bigint[]), CAST(:organization_id AS bigint[]),
+                         CAST(:status AS varchar[]), CAST(:attempts AS integer[]), CAST(:next_attempt_at AS timestamp[]), CAST(:created_at AS timestamp[]))
+    """
+)
+_DELIVERY_COLUMNS = ("event_id", "subscription_id", "organization_id", "status", "attempts", "next_attempt_at", "created_at")
+
+
+def _write_deliveries(conn: Connection, rows: list[dict], flight: Flight | None) -> None:
+    if flight is None:
         conn.execute(webhook_deliveries.insert(), rows)
-    return len(rows)
+        return
+    as_stored = lambda v: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v  # noqa: E731
+    flight.send(_NEW_DELIVERIES, {name: [as_stored(row[name]) for row in rows] for name in _DELIVERY_COLUMNS})
 
 
 def _stores_of(subscription) -> set[int] | None:
     return None if subscription.store_ids is None else set(json.loads(subscription.store_ids))
-
-
-def _partners_connected(conn: Connection, store_ids: set[int]) -> dict[int, dict[int, datetime]]:
-    """The partners connected to each store now, with when they connected."""
-    connected: dict[int, dict[int, datetime]] = defaultdict(dict)
-    if store_ids:
-        c = store_connections.c
-        for row in conn.execute(select(c.store_id, c.partner_id, c.created_at).where(c.store_id.in_(sorted(store_ids)))):
-            connected[row.store_id][row.partner_id] = row.created_at
-    return connected
 
 
 def _was_connected(connected: dict[int, dict[int, datetime]], event, partner: int) -> bool:
@@ -282,9 +305,23 @@ def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
         if conn.execute(_ANY_PENDING).first() is None:
             return 0
     with transaction(engine) as conn:
-        lock_sequencer(conn)
-        numbered = sorted(conn.execute(_NUMBER_EVENTS, {"limit": limit}).all(), key=lambda event: event.sequence)
-        if _fan_out(conn, numbered, datetime.now(UTC)):
+        if is_postgres(conn):  # three round trips, each statement prepared once per connection (db.flights)
+            with Flight(conn) as flight:
+                send_lock_sequencer(flight)
+                numbered = flight.send(_NUMBER_EVENTS, {"limit": limit})
+            numbered = sorted(numbered.rows(), key=lambda event: event.sequence)
+            deliveries = _fan_out(conn, numbered, datetime.now(UTC)) if numbered else []
+            with Flight(conn) as flight:
+                if deliveries:
+                    _write_deliveries(conn, deliveries, flight)
+                flight.commit()
+        else:
+            lock_sequencer(conn)
+            numbered = sorted(conn.execute(_NUMBER_EVENTS, {"limit": limit}).all(), key=lambda event: event.sequence)
+            deliveries = _fan_out(conn, numbered, datetime.now(UTC))
+            if deliveries:
+                _write_deliveries(conn, deliveries, None)
+        if deliveries:
             new_work(conn, events_only=True)  # deliveries are due
     return len(numbered)
 
