@@ -312,18 +312,20 @@ def make_machine(hub, tenant, tmp_path, clock, full_stores: set[int]):
     return TwoStores
 
 
-def _run(hub, tenant, tmp_path, clock, monkeypatch, examples: int) -> None:
+def _run(hub, tenant, tmp_path, clock, monkeypatch, examples: int, derandomize: bool = False) -> None:
     full_stores: set[int] = set()
     real_load = previous_feed.load
     monkeypatch.setattr(previous_feed, "load", lambda hub, store_id, *rest: None if store_id in full_stores else real_load(hub, store_id, *rest))
     run_state_machine_as_test(
         make_machine(hub, tenant, tmp_path, clock, full_stores),
-        settings=settings(max_examples=examples, stateful_step_count=18, deadline=None, suppress_health_check=list(HealthCheck)),
+        settings=settings(max_examples=examples, stateful_step_count=18, deadline=None, suppress_health_check=list(HealthCheck), derandomize=derandomize),
     )
 
 
 def test_a_re_ingest_sent_only_what_may_change_ends_as_the_full_diff(hub, tenant, tmp_path, clock, sent, monkeypatch):
-    _run(hub, tenant, tmp_path, clock, monkeypatch, examples=20)
+    # The same 20 examples on every run: whether random ones re-ingest a store with its kept file
+    # is chance (a full run saw none), and that they do is asserted here.
+    _run(hub, tenant, tmp_path, clock, monkeypatch, examples=20, derandomize=True)
     assert any(chosen < rows for _, chosen, rows in sent)  # the kept file was used
 
 
