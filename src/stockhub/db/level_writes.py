@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, insert, update
 
 from stockhub.db.engine import is_postgres, new_work
 from stockhub.db.flights import Flight
-from stockhub.db.tables import UTCDateTime, events, order_lines, stock_levels, stock_movements
+from stockhub.db.tables import as_stored, events, order_lines, stock_levels, stock_movements
 
 LEVEL = ["store_id", "identifier", "on_hand", "committed", "safety_stock", "safety_stock_override", "price_minor", "currency",
          "promotion_minor", "last_reported_on", "expired", "updated_at"]
@@ -81,10 +81,10 @@ def _documents(writes: Writes) -> list:
     timestamps as the tables keep them), the changed levels as one array per column."""
     numbered_events = [row | {"number": n} for n, row in enumerate(writes.events)]
     json_arrays = [
-        orjson.dumps([{k: _utc(v) for k, v in row.items()} for row in rows], option=orjson.OPT_NON_STR_KEYS).decode()
+        orjson.dumps([{k: as_stored(v) for k, v in row.items()} for row in rows], option=orjson.OPT_NON_STR_KEYS).decode()
         for rows in (writes.new_levels, writes.movements, writes.order_lines, numbered_events)
     ]
-    changed = [array_literal([_utc(row[column]) for row in writes.changed_levels]) for column in LEVEL]
+    changed = [array_literal([as_stored(row[column]) for row in writes.changed_levels]) for column in LEVEL]
     return json_arrays[:1] + changed + json_arrays[1:]
 
 
@@ -101,14 +101,6 @@ def _quoted(value) -> str:
 
 
 _ELEMENT = {int: str, bool: lambda v: "t" if v else "f"}
-
-
-def _utc(value):
-    """Timestamps as the tables keep them (`tables.UTCDateTime`: naive UTC)."""
-    return _AS_STORED(value, None) if isinstance(value, datetime) else value
-
-
-_AS_STORED = UTCDateTime().process_bind_param
 
 
 _TYPES = {

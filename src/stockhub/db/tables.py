@@ -46,6 +46,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_stored(value):
+    """A value as a column keeps it: an aware datetime as naive UTC (`UTCDateTime`), anything else
+    as it is. For statements that take columns as arrays or JSON, which no column type processes."""
+    return _STORED_UTC(value, None) if isinstance(value, datetime) else value
+
+
+_STORED_UTC = UTCDateTime().process_bind_param
+
+
 # BigInteger ids autoincrement on PostgreSQL; on SQLite only INTEGER PRIMARY KEY does.
 Id = BigInteger().with_variant(Integer, "sqlite")
 

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import is_postgres, transaction
 from stockhub.db.flights import Flight
-from stockhub.db.tables import events, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from stockhub.db.tables import as_stored, events, webhook_attempts, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.webhooks import Verdict, parse_retry_after, retry_delay, verdict
 from stockhub.services import webhooks
 from stockhub.services.context import Hub
@@ -376,7 +376,7 @@ def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> 
         if is_postgres(conn):
             with Flight(conn) as flight:
                 flight.generic_plans()
-                flight.send(_ATTEMPTS_POSTGRES, {name: [_stored(row[name]) for row in attempts] for name in _ATTEMPT_COLUMNS})
+                flight.send(_ATTEMPTS_POSTGRES, {name: [as_stored(row[name]) for row in attempts] for name in _ATTEMPT_COLUMNS})
                 found = flight.send(_SUBSCRIPTION_STATES, {"ids": subscription_ids})
             subscriptions = {row.id: row for row in found.rows()}
         else:
@@ -402,17 +402,12 @@ _ATTEMPTS_POSTGRES = text(
 )
 
 
-def _stored(value):
-    """A value as the tables keep it: timestamps in UTC without a zone (db/tables.py)."""
-    return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else value
-
-
 def _finish(conn, worker_id: str, changes: list[dict]) -> None:
     """The deliveries' new states, each only while still this worker's attempt. PostgreSQL: one
     statement for the lot (arrays unnested); SQLite: one statement per delivery (in process)."""
     d = webhook_deliveries.c
     if conn.dialect.name == "postgresql":
-        column = lambda name: [_stored(change[name]) for change in changes]  # noqa: E731
+        column = lambda name: [as_stored(change[name]) for change in changes]  # noqa: E731
         with Flight(conn) as flight:
             flight.generic_plans()
             flight.send(

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import polars as pl
-from sqlalchemy import BigInteger, Connection, String, Engine, bindparam, func, or_, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, String, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import ids
@@ -38,7 +38,7 @@ from stockhub.db.engine import is_postgres, new_work, one_statement, reading, tr
 from stockhub.db.flights import Flight
 from stockhub.db.locks import lock_sequencer, send_lock_sequencer
 from stockhub.db.stock_apply import CHANGED, in_identifier_order
-from stockhub.db.tables import events, store_connections, webhook_deliveries, webhook_subscriptions
+from stockhub.db.tables import as_stored, events, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
 from stockhub.errors import FieldError, Malformed
@@ -257,7 +257,6 @@ def _write_deliveries(conn: Connection, rows: list[dict], flight: Flight | None)
     if flight is None:
         conn.execute(webhook_deliveries.insert(), rows)
         return
-    as_stored = lambda v: v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime) else v  # noqa: E731
     flight.send(_NEW_DELIVERIES, {name: [as_stored(row[name]) for row in rows] for name in _DELIVERY_COLUMNS})
 
 
