@@ -8,6 +8,8 @@ figure the median of 3 runs (`--quick`: one).
     receiver (served by a separate process, HTTP/1.1 keep-alive, answering 204). Deliveries/s of
     WORKERS stockhub workers beside the rate at which WORKERS × webhook_concurrency connections
     dequeue the same rows one per transaction with SKIP LOCKED (the floor of any DB-backed queue).
+    Each run prints the CPU a delivery cost the workers, PostgreSQL and the receivers (with
+    `--processes` the workers' figure includes their processes' start-up: ~2 s of imports each).
 (b) UPLOADS small HTTP-style uploads processed by a running worker: the time from the upload's
     events being written (their `occurred_at`, taken before the apply; so conservative) to the
     receiver having the upload.processed message, p50 and p99.
@@ -28,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import loadavg  # noqa: E402
+from common import loadavg, postgres_cpu, process_tree_cpu  # noqa: E402
 
 import psycopg
 from sqlalchemy import func, select
@@ -173,7 +175,8 @@ def run_worker_processes(settings: Settings, count: int, until) -> float:
     return seconds
 
 
-def deliveries_run(hub: Hub, url: str, settings: Settings, args, organization: int, stores: list, per_store: int, run: int) -> dict:
+def deliveries_run(hub: Hub, url: str, settings: Settings, args, organization: int, stores: list, per_store: int, run: int,
+                   receivers: Receivers) -> dict:
     """(a) once: events written for each store, numbered (their deliveries made), then the raw
     dequeue of the same deliveries and stockhub's workers delivering them."""
     before = last_delivery(hub)
@@ -191,7 +194,9 @@ def deliveries_run(hub: Hub, url: str, settings: Settings, args, organization: i
     floor_s, floor_rows = raw_dequeue(url, args.workers * settings.webhook_concurrency, before)
     load = loadavg()
     done_before = delivered(hub)
+    cpu = _cpu(receivers)
     (run_worker_processes if args.processes else run_workers)(settings, args.workers, lambda: delivered(hub) >= done_before + total)
+    cpu = {name: (after - cpu[name]) * 1000 / total for name, after in _cpu(receivers).items()}
     with hub.engine.connect() as conn:  # first attempt to last delivery: worker start-up is not counted
         first, last = conn.execute(
             select(func.min(webhook_attempts.c.attempted_at), func.max(webhook_deliveries.c.finished_at))
@@ -199,7 +204,15 @@ def deliveries_run(hub: Hub, url: str, settings: Settings, args, organization: i
             .where(webhook_deliveries.c.id > before)
         ).one()
     return {"events": total, "emit_s": emit_seconds, "rate": total / (last - first).total_seconds(), "floor": floor_rows / floor_s,
-            "load": load, "floor_load": floor_load}
+            "load": load, "floor_load": floor_load, "cpu": cpu}
+
+
+def _cpu(receivers: Receivers) -> dict[str, float]:
+    """CPU seconds so far: the workers' (this process, whose threads they are, and its polling;
+    with `--processes`, its ended children: the worker processes), PostgreSQL's, the receivers'."""
+    times = os.times()
+    own = time.process_time() + times.children_user + times.children_system
+    return {"workers": own, "PostgreSQL": postgres_cpu(), "receivers": process_tree_cpu(receivers.process.pid)}
 
 
 def latency_run(hub: Hub, work: Path, store, uploads: int, receivers: Receivers, delivered_by_then: int, run: int) -> dict:
@@ -267,14 +280,15 @@ def main() -> None:
         total = per_store * args.receivers
         throughput, latency = [], []
         for r in range(runs):
-            throughput.append(deliveries_run(hub, url, settings, args, organization, stores[: args.receivers], per_store, r))
+            throughput.append(deliveries_run(hub, url, settings, args, organization, stores[: args.receivers], per_store, r, receivers))
             latency.append(latency_run(hub, work, stores[-1], args.uploads, receivers, total * (r + 1) + args.uploads * r, r))
         hub.engine.dispose()
 
         print(f"webhook benchmark on PostgreSQL, {os.cpu_count()} cores, {datetime.now():%Y-%m-%d}, {'one run' if runs == 1 else f'median of {runs} runs'}")
         for run in throughput:
             print(f"  run: {run['events']:,} events written in {run['emit_s']:.2f} s; delivered at {run['rate']:,.0f}/s, raw dequeue {run['floor']:,.0f}/s: "
-                  f"{run['rate'] / run['floor']:.2f}x  [loadavg: stockhub {run['load']}; dequeue {run['floor_load']}]")
+                  f"{run['rate'] / run['floor']:.2f}x  [loadavg: stockhub {run['load']}; dequeue {run['floor_load']}]; CPU a delivery: "
+                  + ", ".join(f"{name} {ms:.2f} ms" for name, ms in run["cpu"].items()))
         rate, floor = statistics.median(r["rate"] for r in throughput), statistics.median(r["floor"] for r in throughput)
         ratio = statistics.median(r["rate"] / r["floor"] for r in throughput)
         print(
