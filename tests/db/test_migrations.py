@@ -88,8 +88,8 @@ def test_inventory_events_written_before_0021_read_the_same_after_it_and_back(re
 
 
 def test_an_ingests_event_changes_are_compressed_with_lz4_and_read_back_whole(empty_postgres_url):
-    """0023: on PostgreSQL, events.changes is compressed with lz4 (pglz took 0.30 s of a 200,000-row
-    first ingest); an event's large changes read back as written, before and after a downgrade."""
+    """0023: on PostgreSQL, events.changes is compressed with lz4 (inserting 200,000 changes took
+    0.30 s under pglz, 0.05 s under lz4); large changes read back as written, also after a downgrade."""
     from datetime import datetime
 
     from sqlalchemy import text
