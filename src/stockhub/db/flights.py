@@ -29,10 +29,13 @@ import sqlalchemy.exc
 from psycopg import errors, pq
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.waiting import Ready, Wait
-from sqlalchemy import Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy import Connection, Table, any_, bindparam, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql import ColumnElement, Executable
 
 from stockhub.db.engine import is_postgres
+from stockhub.db.tables import as_stored
 
 COUNTS = {"flights": 0, "statements": 0, "begun": 0, "committed": 0}  # for benchmarks' round trips (bench/common.py)
 
@@ -87,6 +90,38 @@ def _compiled(conn: Connection, statement: Executable) -> _Compiled:
     return found
 
 
+def one_of(column, name: str, postgres: bool, value: list | None = None) -> ColumnElement:
+    """`column` among the list parameter `name` (`value`: its default), as a statement built once
+    takes it: on PostgreSQL one array, so the text never varies with the list and a flight
+    prepares it once; on SQLite an expanding IN (each statement runs as it is sent)."""
+    if postgres:
+        return column == any_(bindparam(name, value, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, value, expanding=True))
+
+
+def send_rows(flight: Flight, table: Table, rows: list[dict]) -> None:
+    """Insert `rows` (dicts of the same columns) into `table` as part of `flight`: on PostgreSQL one
+    statement taking an array per column (its text depends on the columns only, so it is prepared
+    once); on SQLite one executemany, run at once."""
+    if not rows:
+        return
+    if flight._raw is None:
+        flight.conn.execute(table.insert(), rows)
+        return
+    columns = tuple(rows[0])
+    flight.send(_rows_insert(table, columns), {name: [as_stored(row[name]) for row in rows] for name in columns})
+
+
+def _rows_insert(table: Table, columns: tuple[str, ...]):
+    key = (table.name, columns)
+    if key not in _ROWS_INSERTS:
+        dialect = postgresql.dialect()
+        arrays = ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns)
+        _ROWS_INSERTS[key] = text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})")
+    return _ROWS_INSERTS[key]
+
+
+_ROWS_INSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
 _SQL: dict[str, bytes] = {}  # send_sql's statements, numbered
 
 

@@ -119,14 +119,9 @@ def lock_upload_intake(conn: Connection, store_id: int) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(_UPLOAD_INTAKE, store_id % 2**31)))
 
 
-def lock_sequencer(conn: Connection) -> None:
-    """One event sequencer at a time (see services.events.sequence_events), until commit."""
-    if is_postgres(conn):
-        conn.execute(_SEQUENCER_LOCK)
-
-
 def send_lock_sequencer(flight: Flight) -> None:
-    """`lock_sequencer` as part of a flight: the flight's later statements run once it is held."""
+    """One event sequencer at a time (see services.events.sequence_events), until commit; sent in
+    a flight, whose later statements run once it is held. SQLite has one writer at a time anyway."""
     if is_postgres(flight.conn):
         flight.send(_SEQUENCER_LOCK, {})
 

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, Integer, bindparam, column, func, literal, select, text, union_all
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from stockhub import logs, metrics, outbound, representations
 from stockhub.db.engine import is_postgres, transaction
-from stockhub.db.flights import Flight
+from stockhub.db.flights import Flight, one_of, send_rows
 from stockhub.db.tables import as_stored, events, webhook_attempts, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.webhooks import Verdict, parse_retry_after, retry_delay, verdict
 from stockhub.services import webhooks
@@ -373,57 +372,43 @@ def record(hub: Hub, worker_id: str, answered: list[tuple[Claimed, Answer]]) -> 
     ]
     subscription_ids = sorted({claimed.subscription_id for claimed, _ in answered})
     with transaction(hub.engine) as conn:
-        if is_postgres(conn):
-            with Flight(conn) as flight:
-                flight.generic_plans()
-                flight.send(_ATTEMPTS_POSTGRES, {name: [as_stored(row[name]) for row in attempts] for name in _ATTEMPT_COLUMNS})
-                found = flight.send(_SUBSCRIPTION_STATES, {"ids": subscription_ids})
-            subscriptions = {row.id: row for row in found.rows()}
-        else:
-            conn.execute(webhook_attempts.insert(), attempts)
-            subscriptions = {row.id: row for row in conn.execute(_SUBSCRIPTION_STATES_IN, {"ids": subscription_ids})}
+        with Flight(conn) as flight:
+            flight.generic_plans()
+            send_rows(flight, webhook_attempts, attempts)
+            found = flight.send(_SUBSCRIPTION_STATES[is_postgres(conn)], {"ids": subscription_ids})
+        subscriptions = {row.id: row for row in found.rows()}
         changes = [_next_state(hub, claimed, answer, subscriptions[claimed.subscription_id].status, now) for claimed, answer in answered]
         for number, outcomes in _by_subscription(answered).items():
             _note_outcomes(hub, conn, number, subscriptions[number], outcomes, now)
-        _finish(conn, worker_id, changes)
+        with Flight(conn) as flight:  # PostgreSQL: the deliveries' states go with the COMMIT
+            _finish(conn, worker_id, changes, flight)
+            flight.commit()
     for _, answer in answered:
         metrics.WEBHOOK_ATTEMPTS.labels("error" if answer.status_code is None else verdict(answer.status_code).value).inc()
 
 
-_SUBSCRIPTION_STATES_IN = select(_s.id, _s.status, _s.failing_since).where(_s.id.in_(bindparam("ids", expanding=True)))
-_SUBSCRIPTION_STATES = select(_s.id, _s.status, _s.failing_since).where(_s.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
-_ATTEMPT_COLUMNS = ("delivery_id", "attempted_at", "status_code", "latency_ms", "response_excerpt", "error", "worker_id")
-_ATTEMPTS_POSTGRES = text(
-    """
-    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, response_excerpt, error, worker_id)
-    SELECT * FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:attempted_at AS timestamp[]), CAST(:status_code AS integer[]),
-                         CAST(:latency_ms AS integer[]), CAST(:response_excerpt AS text[]), CAST(:error AS text[]), CAST(:worker_id AS varchar[]))
-    """
-)
+_SUBSCRIPTION_STATES = {postgres: select(_s.id, _s.status, _s.failing_since).where(one_of(_s.id, "ids", postgres)) for postgres in (True, False)}
 
-
-def _finish(conn, worker_id: str, changes: list[dict]) -> None:
+def _finish(conn, worker_id: str, changes: list[dict], flight: Flight) -> None:
     """The deliveries' new states, each only while still this worker's attempt. PostgreSQL: one
-    statement for the lot (arrays unnested); SQLite: one statement per delivery (in process)."""
+    statement for the lot (arrays unnested), sent in `flight`; SQLite: one statement per delivery
+    (in process)."""
     d = webhook_deliveries.c
     if conn.dialect.name == "postgresql":
         column = lambda name: [as_stored(change[name]) for change in changes]  # noqa: E731
-        with Flight(conn) as flight:
-            flight.generic_plans()
-            flight.send(
-                _FINISH_POSTGRES,
-                {
-                    "ids": column("b_id"),
-                    "attempts": column("b_attempts"),
-                    "statuses": column("b_status"),
-                    "nexts": column("b_next"),
-                    "finished": column("b_finished"),
-                    "codes": column("b_code"),
-                    "errors": column("b_error"),
-                    "worker": worker_id,
-                },
-            )
-            flight.commit()
+        flight.send(
+            _FINISH_POSTGRES,
+            {
+                "ids": column("b_id"),
+                "attempts": column("b_attempts"),
+                "statuses": column("b_status"),
+                "nexts": column("b_next"),
+                "finished": column("b_finished"),
+                "codes": column("b_code"),
+                "errors": column("b_error"),
+                "worker": worker_id,
+            },
+        )
         return
     conn.execute(
         webhook_deliveries.update()

@@ -29,16 +29,15 @@ from typing import Any, NamedTuple
 
 import orjson
 import polars as pl
-from sqlalchemy import BigInteger, Connection, Engine, String, bindparam, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
 from stockhub import ids
 from stockhub.db import level_writes
 from stockhub.db.engine import is_postgres, new_work, one_statement, reading, transaction
-from stockhub.db.flights import Flight
-from stockhub.db.locks import lock_sequencer, send_lock_sequencer
+from stockhub.db.flights import Flight, one_of, send_rows
+from stockhub.db.locks import send_lock_sequencer
 from stockhub.db.stock_apply import CHANGED, in_identifier_order
-from stockhub.db.tables import as_stored, events, store_connections, webhook_deliveries, webhook_subscriptions
+from stockhub.db.tables import events, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
 from stockhub.errors import FieldError, Malformed
@@ -193,14 +192,11 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> list[dict]:
     """
     organizations = sorted({event.organization_id for event in numbered})
     stores = sorted({event.store_id for event in numbered if event.store_id is not None})
-    if is_postgres(conn):
-        with Flight(conn) as flight:
-            found = flight.send(_SUBSCRIPTIONS_OF_ANY, {"organizations": organizations})
-            partners = flight.send(_PARTNERS_OF_ANY, {"stores": stores})
-        found, partners = found.rows(), partners.rows()
-    else:
-        found = conn.execute(_SUBSCRIPTIONS_OF, {"organizations": organizations}).all()
-        partners = conn.execute(_PARTNERS_OF, {"stores": stores}).all() if found and stores else []
+    postgres = is_postgres(conn)
+    with Flight(conn) as flight:
+        found = flight.send(_SUBSCRIPTIONS_OF[postgres], {"organizations": organizations})
+        partners = flight.send(_PARTNERS_OF[postgres], {"stores": stores})
+    found, partners = found.rows(), partners.rows()
     subscriptions: dict[int, list] = defaultdict(list)
     for row in found:
         subscriptions[row.organization_id].append((row, set(json.loads(row.event_types)), _stores_of(row)))
@@ -235,30 +231,13 @@ def _fan_out(conn: Connection, numbered: list, now: datetime) -> list[dict]:
 
 _s, _c = webhook_subscriptions.c, store_connections.c
 _SUBSCRIPTION_COLUMNS = (_s.id, _s.organization_id, _s.status, _s.event_types, _s.store_ids, _s.partner_id, _s.created_at)
-_LIVE_STATUSES = ["active", "paused", "disabled"]
-_LIVE = _s.status.in_(_LIVE_STATUSES)
-_SUBSCRIPTIONS_OF = select(*_SUBSCRIPTION_COLUMNS).where(_s.organization_id.in_(bindparam("organizations", expanding=True)), _LIVE)
-_PARTNERS_OF = select(_c.store_id, _c.partner_id, _c.created_at).where(_c.store_id.in_(bindparam("stores", expanding=True)))
-# the same with the lists as array parameters: one statement text whatever their lengths (prepared once, db.flights)
-_SUBSCRIPTIONS_OF_ANY = select(*_SUBSCRIPTION_COLUMNS).where(_s.organization_id == func.any(bindparam("organizations", type_=ARRAY(BigInteger))),
-                                                _s.status == func.any(bindparam("live", _LIVE_STATUSES, type_=ARRAY(String))))
-_PARTNERS_OF_ANY = select(_c.store_id, _c.partner_id, _c.created_at).where(_c.store_id == func.any(bindparam("stores", type_=ARRAY(BigInteger))))
-_NEW_DELIVERIES = text(  # PostgreSQL: a batch's deliveries from one array per column (timestamps in UTC without a zone, db/tables.py)
-    """
-    INSERT INTO webhook_deliveries (event_id, subscription_id, organization_id, status, attempts, next_attempt_at, created_at)
-    SELECT * FROM unnest(CAST(:event_id AS bigint[]), CAST(:subscription_id AS bigint[]), CAST(:organization_id AS bigint[]),
-                         CAST(:status AS varchar[]), CAST(:attempts AS integer[]), CAST(:next_attempt_at AS timestamp[]), CAST(:created_at AS timestamp[]))
-    """
-)
-_DELIVERY_COLUMNS = ("event_id", "subscription_id", "organization_id", "status", "attempts", "next_attempt_at", "created_at")
-
-
-def _write_deliveries(conn: Connection, rows: list[dict], flight: Flight | None) -> None:
-    if flight is None:
-        conn.execute(webhook_deliveries.insert(), rows)
-        return
-    flight.send(_NEW_DELIVERIES, {name: [as_stored(row[name]) for row in rows] for name in _DELIVERY_COLUMNS})
-
+_SUBSCRIPTIONS_OF = {  # by dialect (is PostgreSQL)
+    postgres: select(*_SUBSCRIPTION_COLUMNS).where(
+        one_of(_s.organization_id, "organizations", postgres), one_of(_s.status, "live", postgres, ["active", "paused", "disabled"])
+    )
+    for postgres in (True, False)
+}
+_PARTNERS_OF = {postgres: select(_c.store_id, _c.partner_id, _c.created_at).where(one_of(_c.store_id, "stores", postgres)) for postgres in (True, False)}
 
 def _stores_of(subscription) -> set[int] | None:
     return None if subscription.store_ids is None else set(json.loads(subscription.store_ids))
@@ -296,30 +275,22 @@ _NUMBER_EVENTS = (  # built once: the sequencer runs after nearly every write
 def sequence_events(engine: Engine, limit: int = SEQUENCER_BATCH) -> int:
     """Number the committed events that have no number yet, oldest first; returns how many.
 
-    One sequencer at a time (`lock_sequencer`), so numbers are handed out in increasing order
+    One sequencer at a time (`send_lock_sequencer`), so numbers are handed out in increasing order
     and every number at or below the highest one a reader can see is committed. The numbered
     events' deliveries are made in the same transaction (`_fan_out`), due at once.
     """
     with one_statement(engine) as conn:
         if conn.execute(_ANY_PENDING).first() is None:
             return 0
-    with transaction(engine) as conn:
-        if is_postgres(conn):  # three round trips, each statement prepared once per connection (db.flights)
-            with Flight(conn) as flight:
-                send_lock_sequencer(flight)
-                numbered = flight.send(_NUMBER_EVENTS, {"limit": limit})
-            numbered = sorted(numbered.rows(), key=lambda event: event.sequence)
-            deliveries = _fan_out(conn, numbered, datetime.now(UTC)) if numbered else []
-            with Flight(conn) as flight:
-                if deliveries:
-                    _write_deliveries(conn, deliveries, flight)
-                flight.commit()
-        else:
-            lock_sequencer(conn)
-            numbered = sorted(conn.execute(_NUMBER_EVENTS, {"limit": limit}).all(), key=lambda event: event.sequence)
-            deliveries = _fan_out(conn, numbered, datetime.now(UTC))
-            if deliveries:
-                _write_deliveries(conn, deliveries, None)
+    with transaction(engine) as conn:  # on PostgreSQL three round trips, each statement prepared once per connection (db.flights)
+        with Flight(conn) as flight:
+            send_lock_sequencer(flight)
+            numbered = flight.send(_NUMBER_EVENTS, {"limit": limit})
+        numbered = sorted(numbered.rows(), key=lambda event: event.sequence)
+        deliveries = _fan_out(conn, numbered, datetime.now(UTC)) if numbered else []
+        with Flight(conn) as flight:
+            send_rows(flight, webhook_deliveries, deliveries)
+            flight.commit()
         if deliveries:
             new_work(conn, events_only=True)  # deliveries are due
     return len(numbered)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import BigInteger, Column, Connection, Row, Select, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Column, Connection, Row, Select, bindparam, select
 
 from stockhub import ids
 from stockhub.db.engine import is_postgres
-from stockhub.db.flights import Flight
+from stockhub.db.flights import Flight, one_of
 from stockhub.db.tables import store_connections, stores
 from stockhub.domain.access import Principal, Scope
 from stockhub.errors import Refused, not_found
@@ -71,11 +70,10 @@ def store_numbers(conn: Connection, scope: Scope | int, store_ids: Iterable[str]
 # Built once (a booking's first statement): building a query costs more CPU than sending it.
 # PostgreSQL takes the ids as one array, so the text never varies and no IN list is rendered per call.
 _STORE_ROWS: dict[tuple[Callable | None, bool], Select] = {
-    (None, postgres): select(stores.c.id, stores.c.custom_products).where(stores.c.organization_id == bindparam("organization"), wanted)
-    for postgres, wanted in (
-        (True, stores.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))),
-        (False, stores.c.id.in_(bindparam("ids", expanding=True))),
+    (None, postgres): select(stores.c.id, stores.c.custom_products).where(
+        stores.c.organization_id == bindparam("organization"), one_of(stores.c.id, "ids", postgres)
     )
+    for postgres in (True, False)
 }
 
 
