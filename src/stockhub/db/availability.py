@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, case, cast, func, sel
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSON, TEXT
 
 from stockhub.db.engine import is_postgres
-from stockhub.db.tables import events, stock_levels
+from stockhub.db.tables import NUMBERED_EVENTS, events, stock_levels
 
 
 def available_of(levels: Table = stock_levels):
@@ -88,11 +88,11 @@ def changed_in(conn: Connection, *which):
 def high_water(conn: Connection) -> int:
     """The highest event number: every change visible to this snapshot has a number at most this,
     and every later one will get a higher one (services.events.sequence_events)."""
-    return conn.execute(select(func.coalesce(func.max(events.c.sequence), 0))).scalar_one()
+    return conn.execute(select(func.coalesce(func.max(events.c.sequence), 0)).where(NUMBERED_EVENTS)).scalar_one()
 
 
 def oldest_kept(conn: Connection) -> int | None:
-    return conn.execute(select(func.min(events.c.sequence))).scalar()
+    return conn.execute(select(func.min(events.c.sequence)).where(NUMBERED_EVENTS)).scalar()
 
 
 
