@@ -20,8 +20,9 @@ clock starts. Every figure is the median of 3 runs (each contended run on its ow
 printed with the load average of the machine at each run and the ratio to its floor.
 
 Where the time goes: database round trips per booking and per lookup, counted in-process
-(SQLAlchemy events: statements, BEGIN, COMMIT), with their CPU and wall time; what PostgreSQL's
-backends wait on during (a) and (b); `--profile DIR` runs the server under py-spy.
+(SQLAlchemy events: statements, BEGIN, COMMIT), with their CPU and wall time, and the WAL a
+booking writes (bytes, and records by kind: B-tree inserts, heap inserts, updates, row locks);
+what PostgreSQL's backends wait on during (a) and (b); `--profile DIR` runs the server under py-spy.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from stockhub.services.scope import scope_of
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import stock_levels
 from stockhub.jobs.worker import Worker
-from stockhub.services import accounts, orders, stock, tenancy
+from stockhub.services import accounts, events, orders, stock, tenancy
 from stockhub.services.context import Hub
 from stockhub.services.ledger import reconcile
 from stockhub.services.uploads import import_file
@@ -258,16 +259,50 @@ def in_process(url: str, work: Path, token: str, store: str, skus: list[str], n:
     for label, fn in (("booking", book), ("single lookup", lookup)):
         for i in range(20):  # the pool, statement caches, the token cache
             fn(-i - 1 if label == "booking" else i)
+        while events.sequence_events(hub.engine):
+            pass
         trips.reset()
+        wal = WalWritten(url)
         cpu, wall = time.process_time(), time.perf_counter()
         for i in range(n):
             fn(i)
         cpu, wall = (time.process_time() - cpu) * 1000 / n, (time.perf_counter() - wall) * 1000 / n
         lines.append(f"    {label}: {trips.value / n:.1f} database round trips carrying {trips.statements / n:.1f} statements besides BEGIN/COMMIT, "
                      f"{cpu:.2f} ms CPU, {wall:.2f} ms wall, one at a time in-process (token cache hit)")
+        if label == "booking":
+            while events.sequence_events(hub.engine, 20):  # its events numbered, in batches as under load
+                pass
+            lines += wal.report(n)
     hub.engine.dispose()
     del principal
     return lines
+
+
+class WalWritten:
+    """What PostgreSQL wrote to its WAL from now on, per request: a count that the machine's noise
+    does not move (unlike CPU), so a change to what a booking writes shows in one run. With
+    pg_walinspect (PostgreSQL 15+ contrib), also its records by kind: B-tree inserts, heap inserts,
+    updates and row locks. Other databases' writes count too: run nothing else."""
+
+    def __init__(self, url: str):
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.start = self.conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+    def report(self, n: int) -> list[str]:
+        end = self.conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        written = self.conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", (end, self.start)).fetchone()[0]
+        lines = [f"    booking's WAL: {float(written) / n:,.0f} bytes a booking, its events numbered"]
+        try:
+            self.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            kinds = self.conn.execute(
+                'SELECT "resource_manager/record_type", count FROM pg_get_wal_stats(%s, %s, true) WHERE count > 0 ORDER BY count DESC LIMIT 6',
+                (self.start, end),
+            ).fetchall()
+            lines.append("      records a booking: " + ", ".join(f"{kind} {count / n:.1f}" for kind, count in kinds))
+        except psycopg.Error as error:
+            lines.append(f"      (records by kind need pg_walinspect: {str(error).strip()[:80]})")
+        self.conn.close()
+        return lines
 
 
 def profile_summary(path: Path, top: int = 12) -> list[str]:
