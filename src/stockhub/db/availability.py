@@ -85,10 +85,15 @@ def changed_in(conn: Connection, *which):
     )
 
 
+# The highest event number (0 before the first). Read here and inside the sequencer's numbering
+# statement (services/events.py).
+HIGHEST_NUMBER = select(func.coalesce(func.max(events.c.sequence), 0)).where(NUMBERED_EVENTS)
+
+
 def high_water(conn: Connection) -> int:
     """The highest event number: every change visible to this snapshot has a number at most this,
     and every later one will get a higher one (services.events.sequence_events)."""
-    return conn.execute(select(func.coalesce(func.max(events.c.sequence), 0)).where(NUMBERED_EVENTS)).scalar_one()
+    return conn.execute(HIGHEST_NUMBER).scalar_one()
 
 
 def oldest_kept(conn: Connection) -> int | None:

@@ -33,11 +33,12 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 
 from stockhub import ids
 from stockhub.db import level_writes
+from stockhub.db.availability import HIGHEST_NUMBER
 from stockhub.db.engine import is_postgres, new_work, one_statement, reading, transaction
 from stockhub.db.flights import Flight, one_of, send_rows
 from stockhub.db.locks import send_lock_sequencer
 from stockhub.db.stock_apply import CHANGED, in_identifier_order
-from stockhub.db.tables import NUMBERED_EVENTS, events, store_connections, webhook_deliveries, webhook_subscriptions
+from stockhub.db.tables import events, store_connections, webhook_deliveries, webhook_subscriptions
 from stockhub.domain.access import Scope
 from stockhub.domain.webhooks import EVENT_TYPES, INVENTORY_BATCH
 from stockhub.errors import FieldError, Malformed
@@ -256,7 +257,7 @@ def _was_connected(connected: dict[int, dict[int, datetime]], event, partner: in
 _ANY_PENDING = select(events.c.id).where(events.c.sequence.is_(None)).limit(1)
 # The last number is read inside the numbering statement: its snapshot is taken after the
 # sequencer's lock, so it sees every number an earlier sequencer committed.
-_LAST_NUMBER = select(func.coalesce(func.max(events.c.sequence), 0)).where(NUMBERED_EVENTS).scalar_subquery()
+_LAST_NUMBER = HIGHEST_NUMBER.scalar_subquery()
 _PENDING = (
     select(events.c.id, (_LAST_NUMBER + func.row_number().over(order_by=events.c.id)).label("number"))
     .where(events.c.sequence.is_(None))
