@@ -3,6 +3,7 @@ verifies every message with the `standardwebhooks` package and keeps what it got
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ class Received:
     body: bytes
     payload: dict | None  # None: the signature did not verify
     answered: int
+    arrival: int = 0  # the order requests arrived in (a reply may be written after a later one's)
     at: float = field(default_factory=time.monotonic)
 
 
@@ -46,6 +48,7 @@ class Receiver:
         self.received: list[Received] = []
         self.in_flight: Counter = Counter()
         self.most_at_once = 0  # the most requests for one message id in flight together
+        self._arrivals = 0
         self._changed = threading.Condition()
         self._port = port
         self.start()
@@ -79,6 +82,8 @@ class Receiver:
         message_id = headers.get("webhook-id", "")
         payload = self._verify(body, headers)
         with self._changed:
+            self._arrivals += 1
+            arrival = self._arrivals
             self.in_flight[message_id] += 1
             self.most_at_once = max(self.most_at_once, self.in_flight[message_id])
         try:
@@ -94,10 +99,9 @@ class Receiver:
                 handler.wfile.write(reply.body)
             except OSError:
                 return  # the sender went away
-            with self._changed:
-                self.received.append(
-                    Received(message_id, headers.get("webhook-timestamp", ""), headers.get("webhook-signature", ""), body, payload, reply.status)
-                )
+            with self._changed:  # kept in arrival order: this thread may be scheduled after a later request's
+                got = Received(message_id, headers.get("webhook-timestamp", ""), headers.get("webhook-signature", ""), body, payload, reply.status, arrival)
+                bisect.insort(self.received, got, key=lambda r: r.arrival)
         finally:
             with self._changed:
                 self.in_flight[message_id] -= 1
