@@ -469,7 +469,7 @@ class _Ftp:
 
     def _client(self) -> ftplib.FTP:
         if self.parts.scheme == "ftps":
-            context = self.tls_context or ssl.create_default_context()
+            context = self.tls_context or outbound.default_tls()
             return _FTPS(context=context, timeout=self.timeout)
         return _FTP(timeout=self.timeout)
 
