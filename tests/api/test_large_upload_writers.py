@@ -32,9 +32,10 @@ def other_store(client, server, tenant) -> Tenant:
     return other_tenant
 
 
-def book_while_processing(client, tenant: Tenant, other: Tenant, upload_id: str) -> tuple[list[float], list[int]]:
+def book_while_processing(client, tenant: Tenant, other: Tenant, upload_id: str) -> tuple[list[float], list[int], float]:
     """Book one book at the other store, one booking after another, while the upload is processed."""
     latencies, statuses = [], []
+    started_booking = time.monotonic()
     while client.get(f"/v1/uploads/{upload_id}", headers=tenant.auth).json()["status"] in ("received", "processing"):
         body = {
             "external_id": f"during-{len(statuses)}",
@@ -48,18 +49,24 @@ def book_while_processing(client, tenant: Tenant, other: Tenant, upload_id: str)
         latencies.append(time.monotonic() - started)
         statuses.append(response.status_code)
         time.sleep(0.02)
-    return latencies, statuses
+    return latencies, statuses, time.monotonic() - started_booking
+
+
+def assert_never_held_up(latencies: list[float], window: float) -> None:
+    """No booking waited for the upload's whole apply: each took well under a second, or (on a
+    loaded machine, where everything is slower) a small part of the time the upload took."""
+    assert max(latencies) < max(1.5, window / 5), (window, sorted(latencies)[-5:])
 
 
 def test_bookings_at_another_store_are_not_held_up_by_a_large_upload(client, server, tenant, other_store):
     big = "barcode,price,quantity\n" + "".join(f"{code},{1 + n % 50}.99,{n % 40}\n" for n, code in enumerate(gtins(ROWS, 1)))
     upload_id = upload(client, tenant.upload_key, big.encode())["upload_id"]
-    latencies, statuses = book_while_processing(client, tenant, other_store, upload_id)
+    latencies, statuses, window = book_while_processing(client, tenant, other_store, upload_id)
 
     record = wait_for_upload(client, tenant, upload_id)
     assert record["status"] == "applied" and record["counts"]["valid"] == ROWS and record["counts"]["changed"] == ROWS
     assert set(statuses) == {201}, statuses
-    assert max(latencies) < 1.5, sorted(latencies)[-5:]
+    assert_never_held_up(latencies, window)
     assert len(statuses) >= 20, "the upload was applied before enough bookings could overlap it"
 
     hub = server.hub
@@ -78,12 +85,12 @@ def test_bookings_are_not_held_up_by_keeping_a_large_files_rejected_rows(client,
     wrong = [code[:-1] + str((int(code[-1]) + 1) % 10) for code in gtins(2 * ROWS, 3)]  # every check digit wrong
     bad = "barcode,price,quantity\n" + "".join(f"{code},1.99,3\n" for code in wrong)
     upload_id = upload(client, tenant.upload_key, bad.encode())["upload_id"]
-    latencies, statuses = book_while_processing(client, tenant, other_store, upload_id)
+    latencies, statuses, window = book_while_processing(client, tenant, other_store, upload_id)
 
     record = wait_for_upload(client, tenant, upload_id)
     assert record["status"] == "invalid" and record["counts"]["rejected"] == 2 * ROWS
     assert set(statuses) == {201}, statuses
-    assert max(latencies) < 1.5, sorted(latencies)[-5:]
+    assert_never_held_up(latencies, window)
     with server.hub.engine.connect() as conn:
         kept = conn.execute(
             select(func.count()).select_from(upload_rejections).where(upload_rejections.c.upload_id == ids.decode("upload", upload_id))
