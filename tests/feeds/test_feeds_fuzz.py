@@ -4,6 +4,8 @@ explicit examples."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import hostile_files
 from stockhub.feeds import read_product_file, read_stock_file
 from stockhub.feeds.decode import Limits
 from stockhub.feeds.product_file import PRODUCT_SCHEMA
-from stockhub.feeds.sandbox import WARM_CHILDREN, ReaderFailed, Sandbox, prestarted_pids, read_isolated
+from stockhub.feeds.sandbox import ReaderFailed, Sandbox, read_isolated, reader_process_pid
 from stockhub.feeds.stock_file import REJECTION_SCHEMA, ROW_SCHEMA, SHOWN_VALUE_CHARS
 
 # Small enough that whatever passes them is cheap to build in this process (the sandbox is
@@ -121,24 +123,48 @@ def test_a_reader_that_takes_too_long_is_stopped():
         read_isolated("stock", b"barcode,price,quantity\n", {"default_currency": "GBP"}, Sandbox(timeout_seconds=0.001))
 
 
-def test_a_file_is_read_by_a_child_started_ahead_and_the_next_one_starts_at_once():
-    """A parse does not pay the child's start (importing polars): children are waiting, warm, before
-    the file comes; one reads that one file and exits, and another is started in its place."""
+def _threads_of(pid: int) -> list[str]:
+    return sorted(Path(f"/proc/{pid}/task/{task}/comm").read_text().strip() for task in os.listdir(f"/proc/{pid}/task"))
+
+
+def _children_of(pid: int) -> list[str]:
+    """The reader process's children, once those ending now (an earlier test's) have ended."""
+    deadline = time.monotonic() + 10
+    while (children := Path(f"/proc/{pid}/task/{pid}/children").read_text().split()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return children
+
+
+def test_each_file_is_read_by_its_own_child_forked_from_one_reader_process():
+    """A parse does not pay polars' import: one reader process per server process imported the
+    readers ahead, and forks a child for each file. A file that takes too long ends only its child."""
     body = b"barcode,price,quantity\n9780141383743,6.99,3\n"
-    read_isolated("stock", body, {"default_currency": "GBP"})
-    waiting = prestarted_pids()
-    assert len(waiting) == WARM_CHILDREN and all(Path(f"/proc/{pid}").exists() for pid in waiting)
-    time.sleep(0.5)
-    assert all(Path(f"/proc/{pid}").exists() for pid in waiting), "the waiting children must wait, not exit"
     assert read_isolated("stock", body, {"default_currency": "GBP"}).rows.height == 1
-    assert not Path(f"/proc/{waiting[0]}").exists(), "the second file was read by the child that was waiting longest"
-    following = prestarted_pids()
-    assert following[0] == waiting[1] and following[-1] not in waiting and len(following) == WARM_CHILDREN
-    # a hostile file ends only its own child: the others still wait
-    with pytest.raises(ReaderFailed):
-        read_isolated("stock", b"barcode,price,quantity\n", {"default_currency": "GBP"}, Sandbox(timeout_seconds=0.001))
-    assert not Path(f"/proc/{following[0]}").exists()
-    assert all(Path(f"/proc/{pid}").exists() for pid in prestarted_pids())
+    reader = reader_process_pid()
+    assert reader is not None and reader != os.getpid()
+    # it forks with no thread that could hold a lock but polars' idle spill cleaner: jemalloc's
+    # background threads are off, and polars' thread pool starts in each child
+    assert len([name for name in _threads_of(reader) if not name.startswith("polars-ooc")]) == 1  # its main thread
+    assert _children_of(reader) == []  # no child outlives its file
+
+    slow = b"barcode,price,quantity\n" + b"".join(b"%d,1.00,3\n" % (9780000000000 + n) for n in range(2_000_000))
+    with pytest.raises(ReaderFailed, match=r"took longer than 0.05 s"):
+        read_isolated("stock", slow, {"default_currency": "GBP"}, Sandbox(timeout_seconds=0.05))
+    assert _children_of(reader) == []  # killed, and reaped by the reader process
+    assert reader_process_pid() == reader and Path(f"/proc/{reader}").exists()
+    assert read_isolated("stock", body, {"default_currency": "GBP"}).rows.height == 1
+
+
+def test_a_killed_reader_process_is_started_again():
+    body = b"barcode,price,quantity\n9780141383743,6.99,3\n"
+    assert read_isolated("stock", body, {"default_currency": "GBP"}).rows.height == 1
+    reader = reader_process_pid()
+    os.kill(reader, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{reader}/status").exists() and "zombie" not in Path(f"/proc/{reader}/status").read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert read_isolated("stock", body, {"default_currency": "GBP"}).rows.height == 1
+    assert reader_process_pid() not in (None, reader)
 
 
 def test_a_rejected_value_is_kept_cut_to_200_characters():

@@ -151,7 +151,7 @@ class Worker:
     def run_forever(self) -> None:
         logs.bind(worker_id=self.id)
         try:
-            sandbox.prestart()  # a warm parsing child, so the first upload does not wait for polars' import
+            sandbox.prestart()  # the reader process, so the first upload does not wait for polars' import
         except OSError:
             log.exception("could not start the parsing sandbox ahead; each file will start its own")
         try:
