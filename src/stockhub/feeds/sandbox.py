@@ -7,7 +7,7 @@ limited to `memory_mb` of address space beyond what the idle reader maps (RLIMIT
 the parsed file or `ReaderFailed` saying why. Pulled XML and JSON documents are turned into
 stock CSVs the same way (`run_isolated` with kind "document", feeds/documents.py).
 The child writes the parsed frames as Arrow IPC files into a temporary directory the parent made
-for the one request, and answers their summary as JSON on stdout (no pickle crosses the boundary).
+for the one request, and answers their summary as JSON on its socket (no pickle crosses the boundary).
 
 A child is forked, not started: importing polars costs ~0.3 s of CPU, ten times the parse of a
 small file (it was half the CPU of a burst of uploads). So each server process starts one reader
@@ -89,7 +89,7 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
     message = json.dumps(request).encode() + b"\n" + (b"" if isinstance(source, Path) else source)
     deadline = time.monotonic() + sandbox.timeout_seconds
     for attempt in (1, 2):
-        answer, errors = _readers.fork(restart=attempt == 2)
+        answer, errors = _readers.fork()
         with answer, errors:
             try:
                 code, said, stderr = _exchange(answer, errors, message, deadline)
@@ -97,7 +97,7 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
                 raise ReaderFailed(f"the {subject} could not be read: the reader took longer than {sandbox.timeout_seconds:g} s") from None
         if code is not None:
             break
-        # no child was forked: the reader process was gone (killed from outside); once more, with a new one
+        # no child was forked: the reader process was gone (killed from outside); once more, with a new one (`start`)
     if code != 0:
         raise ReaderFailed(_failure(code if code is not None else -signal.SIGKILL, stderr[-4096:], sandbox, subject))
     return said
@@ -186,9 +186,12 @@ class _ReaderProcess:
             self._lock, self._starting, self._starter, self._owner = threading.Lock(), None, None, os.getpid()
 
     def start(self) -> Future:
+        """The reader process being started or running; a new one if it failed to start or ended."""
         self._forked()
         with self._lock:
-            if self._starting is None or (self._starting.done() and self._starting.result()[0].poll() is not None):
+            if self._starting is None or not _running(self._starting):
+                if self._starting is not None and self._starting.exception() is None:
+                    self._starting.result()[1].close()  # the ended one's socket
                 if self._starter is None:
                     self._starter = ThreadPoolExecutor(1, thread_name_prefix="stockhub-sandbox-start")
                 self._starting = self._starter.submit(_spawn)
@@ -199,11 +202,8 @@ class _ReaderProcess:
         starting = self._starting
         return starting.result()[0].pid if starting is not None else None
 
-    def fork(self, restart: bool = False) -> tuple[socket.socket, socket.socket]:
-        """Have a child forked for one request: the sockets to talk to it, and to hear its stderr.
-        `restart`: end the reader process first (it did not answer)."""
-        if restart:
-            self._end()
+    def fork(self) -> tuple[socket.socket, socket.socket]:
+        """Have a child forked for one request: the sockets to talk to it, and to hear its stderr."""
         answer, answer_theirs = socket.socketpair()
         errors, errors_theirs = socket.socketpair()
         try:
@@ -217,7 +217,10 @@ class _ReaderProcess:
             errors_theirs.close()
         return answer, errors
 
-    def _end(self) -> None:
+    def close(self) -> None:
+        """At exit: end the reader process (it would exit anyway on its socket closing)."""
+        if self._owner != os.getpid():
+            return
         with self._lock:
             starting, self._starting = self._starting, None
         if starting is not None and starting.done() and starting.exception() is None:
@@ -226,10 +229,9 @@ class _ReaderProcess:
             process.kill()
             process.wait()
 
-    def close(self) -> None:
-        """At exit: end the reader process (it would exit anyway on its socket closing)."""
-        if self._owner == os.getpid():
-            self._end()
+
+def _running(starting: Future) -> bool:
+    return not starting.done() or (starting.exception() is None and starting.result()[0].poll() is None)
 
 
 # The reader process is background work: it parses at a lower CPU priority, so it does not slow the
