@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -34,7 +35,25 @@ async def _lifespan(app: FastAPI):
     yield
 
 
-def create_app(hub: Hub) -> FastAPI:
+def create_app(hub: Hub, routed: FastAPI | None = None) -> FastAPI:
+    """The application for `hub`: its state, middleware and error handlers, over the routes that
+    every application of the process shares (`routed`: others, made by `routes_app`)."""
+    routed = routed or _shared_routes()
+    app = FastAPI(title=routed.title, version=routed.version, description=routed.description, docs_url=None, redoc_url=None)
+    app.router = routed.router
+    app.openapi = routed.openapi
+    app.state.hub = hub
+    problems.install(app)
+    ops.install(app, hub)  # request ids, access logs, rate limits
+    return app
+
+
+def routes_app() -> FastAPI:
+    """An application holding every route, for `create_app` to route with (`_shared_routes`: once
+    per process). FastAPI builds an included router's routes for each
+    application, on its first requests (~0.3 s of CPU): an application per hub would pay that
+    again (tests make one per test, each API process one), so they share these. Nothing in a
+    route holds a hub: it is the request's application's (`request.app.state.hub`)."""
     app = FastAPI(
         lifespan=_lifespan,
         title="stockhub",
@@ -44,8 +63,6 @@ def create_app(hub: Hub) -> FastAPI:
         docs_url=None,  # /docs: served offline by the dashboard
         redoc_url=None,
     )
-    app.state.hub = hub
-    problems.install(app)
     problems.describe(app, {"Message": MESSAGE_SCHEMA})
     # Routes are matched in order, one regex each: the busiest (bookings, stock lookups) first.
     # No path of theirs matches another router's route (tests/api/test_routes.py).
@@ -56,8 +73,11 @@ def create_app(hub: Hub) -> FastAPI:
         organization.router, responses=problems.responses(*problems.COMMON, 400, 409, schema="Message", media_type="application/json")
     )
     dashboard.install(app)  # the pages for people, and /docs
-    ops.install(app, hub)  # /healthz, /readyz, /metrics; request ids, access logs, rate limits
+    app.include_router(ops.router)  # /healthz, /readyz, /metrics
     return app
+
+
+_shared_routes = functools.cache(routes_app)
 
 
 def oauth_responses() -> dict:

@@ -127,8 +127,8 @@ class RateLimited:
 
 
 def install(app, hub) -> None:
-    """The middleware (when there is a hub: the OpenAPI-only app has none) and the probe routes."""
-    app.include_router(router)
+    """The middleware (when there is a hub: the OpenAPI-only app has none). The probe routes are
+    `router`'s, included with every other route (api/app.py)."""
     if hub is None:
         return
     limiter = Limiter(hub.settings, hub.engine)
