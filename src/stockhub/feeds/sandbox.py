@@ -83,13 +83,14 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
     the child dies, runs out of memory or out of time."""
     request = request | {
         "memory_mb": sandbox.memory_mb,
-        "cpu_seconds": math.ceil(sandbox.timeout_seconds) + 1,  # should the server stop waiting before the child is forked
+        # all its threads together, within the wall time: ends a child the server stopped waiting for before it was forked
+        "cpu_seconds": math.ceil(sandbox.timeout_seconds * (os.cpu_count() or 1)) + 1,
         "path": str(source) if isinstance(source, Path) else None,
     }
     message = json.dumps(request).encode() + b"\n" + (b"" if isinstance(source, Path) else source)
     deadline = time.monotonic() + sandbox.timeout_seconds
-    for attempt in (1, 2):
-        answer, errors = _readers.fork()
+    for _attempt in (1, 2):
+        reader, answer, errors = _readers.fork()
         with answer, errors:
             try:
                 code, said, stderr = _exchange(answer, errors, message, deadline)
@@ -97,7 +98,7 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
                 raise ReaderFailed(f"the {subject} could not be read: the reader took longer than {sandbox.timeout_seconds:g} s") from None
         if code is not None:
             break
-        # no child was forked: the reader process was gone (killed from outside); once more, with a new one (`start`)
+        _readers.ended(reader)  # no child was forked: the reader process is gone (killed from outside); once more, with a new one
     if code != 0:
         raise ReaderFailed(_failure(code if code is not None else -signal.SIGKILL, stderr[-4096:], sandbox, subject))
     return said
@@ -202,12 +203,14 @@ class _ReaderProcess:
         starting = self._starting
         return starting.result()[0].pid if starting is not None else None
 
-    def fork(self) -> tuple[socket.socket, socket.socket]:
-        """Have a child forked for one request: the sockets to talk to it, and to hear its stderr."""
+    def fork(self) -> tuple[subprocess.Popen | None, socket.socket, socket.socket]:
+        """Have a child forked for one request: the reader process asked, the socket to talk to the
+        child, and one to hear its stderr."""
         answer, answer_theirs = socket.socketpair()
         errors, errors_theirs = socket.socketpair()
+        reader = None
         try:
-            _, control = self.start().result()
+            reader, control = self.start().result()
             with self._lock:
                 socket.send_fds(control, [b"f"], [answer_theirs.fileno(), errors_theirs.fileno()])
         except OSError:  # the reader process is gone: the exchange finds no child, and the caller asks again
@@ -215,7 +218,15 @@ class _ReaderProcess:
         finally:
             answer_theirs.close()
             errors_theirs.close()
-        return answer, errors
+        return reader, answer, errors
+
+    def ended(self, reader: subprocess.Popen | None) -> None:
+        """`reader` closed its socket without forking: it is dying (a process killed from outside
+        is reaped only once all its threads have ended). Wait for that, so `start` makes another."""
+        if reader is None:  # it could not be started: `start` tries again
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            reader.wait(5)
 
     def close(self) -> None:
         """At exit: end the reader process (it would exit anyway on its socket closing)."""
@@ -394,7 +405,9 @@ def _child(answer: socket.socket, errors: socket.socket) -> None:
         else:
             _, read = READERS[request["kind"]]
             work = lambda data: _encode(read(data, limits=Limits(**request["limits"]), **request["options"]), Path(request["out"]))  # noqa: E731
-        # Libraries and thread stacks map ~1 GB that is hardly touched; the file may take memory_mb more.
+        # Libraries and thread stacks map ~1 GB that is hardly touched; the file may take memory_mb
+        # more. Polars' threads start first (a file of no rows), so their stacks are not the file's.
+        read_stock_file(b"barcode,price,quantity\n", default_currency="GBP")
         memory = _address_space() + request["memory_mb"] * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (request["cpu_seconds"], request["cpu_seconds"] + 1))
