@@ -29,6 +29,7 @@ import os
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,6 +47,7 @@ from sqlalchemy import select, text
 from stockhub import feeds, ids
 from stockhub.db.migrate import upgrade
 from stockhub.db.tables import uploads
+from stockhub.feeds import sandbox
 from stockhub.feeds.sandbox import read_isolated
 from stockhub.jobs.worker import Worker
 from stockhub.services import tenancy
@@ -86,6 +88,32 @@ def timed(action) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+def sandbox_cpu_per_file(path: Path, files: int = 20) -> float:
+    """CPU seconds per file of a burst of small files read in the sandbox: this process's, the
+    reader process's and its children's (reaped by it, so in its /proc stat)."""
+    reader = sandbox.reader_process_pid()
+
+    def spent() -> float:
+        fields = Path(f"/proc/{reader}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        mine = os.times()
+        return ticks / os.sysconf("SC_CLK_TCK") + mine.user + mine.system
+
+    before = spent()
+    for _ in range(files):
+        read_isolated("stock", path, {"default_currency": "GBP"})
+    return (spent() - before) / files
+
+
+def fresh_interpreter_cpu() -> float:
+    """CPU seconds of a new interpreter importing the readers: what each file cost when the
+    sandbox started one per file."""
+    before = os.times()
+    subprocess.run([sys.executable, "-c", "import stockhub.feeds.sandbox, stockhub.feeds.documents"], check=True)
+    after = os.times()
+    return after.children_user + after.children_system - before.children_user - before.children_system
 
 
 def raw_copy(url: str, path: Path) -> float:
@@ -285,6 +313,8 @@ def main() -> None:
         tiny.write_bytes(b"barcode,price,quantity\n9780141383743,6.99,3\n")
         read_isolated("stock", tiny, {"default_currency": "GBP"})  # warm the file cache
         overhead = timed(lambda: read_isolated("stock", tiny, {"default_currency": "GBP"}))
+        small_cpu = statistics.median(sandbox_cpu_per_file(tiny) for _ in range(3))
+        fresh_cpu = statistics.median(fresh_interpreter_cpu() for _ in range(3))
 
         m = {key: statistics.median(values) for key, values in results.items() if values and key[:4] != "load"}
         runs_of = lambda key: ", ".join(f"{v:.2f}" for v in results[key])  # noqa: E731
@@ -314,6 +344,9 @@ def main() -> None:
               f"| ratio {parse / floor:.2f}x (aim <= 1.5x: {'met' if parse / floor <= 1.5 else 'NOT met'})  [loadavg {'; '.join(parse_loads)}]")
         print(f"    untyped polars.read_csv alone: {statistics.median(bares):.2f} s")
         print(f"    the same in the sandbox: {isolated:.2f} s (a one-row file: {overhead:.2f} s, the child's start)")
+        print(f"    CPU a one-row file costs in the sandbox (a child forked from the reader process): {small_cpu * 1000:.0f} ms  "
+              f"| a fresh interpreter importing the readers (a child per file before) {fresh_cpu * 1000:.0f} ms  "
+              f"| ratio {small_cpu / fresh_cpu:.2f}x")
         hub.engine.dispose()
     finally:
         if not args.sqlite:
