@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +154,35 @@ def test_each_file_is_read_by_its_own_child_forked_from_one_reader_process():
     assert _children_of(reader) == []  # killed, and reaped by the reader process
     assert reader_process_pid() == reader and Path(f"/proc/{reader}").exists()
     assert read_isolated("stock", body, {"default_currency": "GBP"}).rows.height == 1
+
+
+def test_a_file_is_not_held_up_by_a_slow_one_forked_beside_it():
+    """Each child holds only its own sockets: a file's answer comes as soon as its child ends,
+    though a child forked after it for a slower file is still reading."""
+    def rows(count: int) -> bytes:
+        return b"barcode,price,quantity\n" + b"".join(b"%d,1.00,3\n" % (9780000000000 + n) for n in range(count))
+
+    assert read_isolated("stock", rows(1), {"default_currency": "GBP"}).line_count == 1
+    reader = reader_process_pid()
+    forked = lambda: Path(f"/proc/{reader}/task/{reader}/children").read_text().split()  # noqa: E731
+    first, slow, seen = rows(300_000), rows(1_500_000), {}
+
+    def read_first():
+        seen["first"] = read_isolated("stock", first, {"default_currency": "GBP"}).line_count
+        seen["children when it was answered"] = forked()
+
+    def read_slow():
+        seen["slow"] = read_isolated("stock", slow, {"default_currency": "GBP"}).line_count
+
+    threads = [threading.Thread(target=read_first), threading.Thread(target=read_slow)]
+    threads[0].start()
+    while not forked():
+        time.sleep(0.001)
+    threads[1].start()  # its child is forked while the first file's child is reading
+    for thread in threads:
+        thread.join(60)
+    assert (seen["first"], seen["slow"]) == (300_000, 1_500_000)
+    assert seen["children when it was answered"], "the first file's answer waited for the slow file's child to end"
 
 
 def test_a_killed_reader_process_is_started_again():

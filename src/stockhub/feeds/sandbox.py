@@ -100,8 +100,11 @@ def run_isolated(request: dict, source: bytes | Path, sandbox: Sandbox = Sandbox
             break
         _readers.ended(reader)  # no child was forked: the reader process is gone (killed from outside); once more, with a new one
     if code != 0:
-        raise ReaderFailed(_failure(code if code is not None else -signal.SIGKILL, stderr[-4096:], sandbox, subject))
+        raise ReaderFailed(_failure(code if code is not None else -signal.SIGKILL, stderr, sandbox, subject))
     return said
+
+
+STDERR_KEPT = 4096  # the end of a child's stderr: what says why it failed
 
 
 def _exchange(answer: socket.socket, errors: socket.socket, message: bytes, deadline: float) -> tuple[int | None, bytes, bytes]:
@@ -137,6 +140,8 @@ def _exchange(answer: socket.socket, errors: socket.socket, message: bytes, dead
                         chunk = b""
                     if chunk:
                         received[sock] += chunk
+                        if sock is errors:
+                            del received[errors][:-STDERR_KEPT]  # what the reader prints is bounded only by its time
                     else:
                         selector.unregister(sock)
     # the child says "pid N\n" then its answer; once it ended, its reader process "\nexit C\n"
@@ -282,7 +287,7 @@ def _failure(code: int, stderr: bytes, sandbox: Sandbox, subject: str = "file") 
 
 
 def _decode(kind: str, answer: bytes, out: Path):
-    """The child's answer: its JSON summary on stdout, the two frames as Arrow IPC files in `out`
+    """The child's answer: its JSON summary on the socket, the two frames as Arrow IPC files in `out`
     (read from the files, not piped: a million rows are ~80 MB that the pipe, the answer's
     slicing and a copy into polars would each go over again)."""
     meta = json.loads(answer)
@@ -306,7 +311,7 @@ _ROWS, _REJECTIONS = "rows.arrow", "rejections.arrow"
 
 
 def _encode(parsed, out: Path) -> bytes:
-    """Writes the parsed frames to `out` as Arrow IPC files; the summary to answer on stdout."""
+    """Writes the parsed frames to `out` as Arrow IPC files; the summary to answer on the socket."""
     meta = {k: getattr(parsed, k) for k in ("line_count", "superseded_count", "warnings", "invalid_reason", *_EXTRA) if hasattr(parsed, k)}
     parsed.rows.write_ipc(out / _ROWS)
     parsed.rejections.write_ipc(out / _REJECTIONS)
@@ -362,6 +367,8 @@ def main() -> None:
                         selector.close()
                         for fd in (control.fileno(), awake, wake):
                             os.close(fd)
+                        for other in children.values():  # the other files' sockets: not this child's to write to, nor to hold open
+                            other.close()
                         _child(answer, errors)
                     errors.close()
                     children[pid] = answer
